@@ -1,0 +1,345 @@
+//! The catalog: schemas and tables (later sources, views, sinks), persisted in the store.
+//!
+//! A [`Catalog`] value is immutable: DDL builds a new one and the commit path publishes it
+//! together with the data of the same epoch, so a reader always sees a catalog and data that
+//! belong together. Objects are stored as JSON under `keys::catalog_key(kind, id)`.
+
+pub mod pg_catalog;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, SqlState};
+use crate::state::row_codec::RowCodec;
+use crate::state::{keys, StateSnapshot, WriteBatch};
+pub use types::SqlType;
+
+/// Name of the hidden key column of a table declared without a primary key.
+pub const ROW_ID_COLUMN: &str = "_row_id";
+/// The schema new objects go to when none is named.
+pub const DEFAULT_SCHEMA: &str = "public";
+/// Schemas that exist without being created and cannot hold user objects.
+pub const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
+/// OIDs of user objects start here, as in PostgreSQL.
+pub const FIRST_USER_OID: u32 = 16384;
+/// The OID PostgreSQL gives the `public` schema.
+pub const PUBLIC_SCHEMA_OID: u32 = 2200;
+
+const KIND_SCHEMA: u8 = 1;
+const KIND_TABLE: u8 = 2;
+const KIND_COUNTER: u8 = 0;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: SqlType,
+    pub not_null: bool,
+    /// The DEFAULT expression as SQL text.
+    pub default: Option<String>,
+    /// Hidden columns (the row id) are not in `SELECT *`.
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub id: u32,
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Indexes into `columns` of the primary key, in key order.
+    pub primary_key: Vec<usize>,
+    /// Bumped by every ALTER: writes planned against an older version are refused.
+    #[serde(default)]
+    pub version: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SchemaDef {
+    pub id: u32,
+    pub name: String,
+}
+
+impl SchemaDef {
+    pub fn oid(&self) -> u32 {
+        if self.name == DEFAULT_SCHEMA {
+            PUBLIC_SCHEMA_OID
+        } else {
+            FIRST_USER_OID + self.id
+        }
+    }
+}
+
+/// A table with what is derived from its definition: Arrow schemas and row codecs.
+#[derive(Debug)]
+pub struct Table {
+    pub def: TableDef,
+    /// Every column, hidden ones included, in storage order.
+    pub full_schema: SchemaRef,
+    /// The columns `SELECT *` shows.
+    pub visible_schema: SchemaRef,
+    pub key_codec: RowCodec,
+    pub row_codec: RowCodec,
+    /// Next hidden row id (tables without a primary key).
+    pub row_id_seq: Arc<AtomicI64>,
+}
+
+impl Table {
+    pub fn new(def: TableDef, row_id_seq: Arc<AtomicI64>) -> Result<Table> {
+        let fields: Vec<_> = def.columns.iter().map(|c| c.ty.arrow_field(&c.name, !c.not_null)).collect();
+        let visible: Vec<_> = def
+            .columns
+            .iter()
+            .zip(&fields)
+            .filter(|(c, _)| !c.hidden)
+            .map(|(_, f)| f.clone())
+            .collect();
+        let key_types: Vec<DataType> = def.primary_key.iter().map(|i| fields[*i].data_type().clone()).collect();
+        let row_types: Vec<DataType> = fields.iter().map(|f| f.data_type().clone()).collect();
+        Ok(Table {
+            key_codec: RowCodec::new(&key_types)?,
+            row_codec: RowCodec::new(&row_types)?,
+            full_schema: Arc::new(Schema::new(fields)),
+            visible_schema: Arc::new(Schema::new(visible)),
+            def,
+            row_id_seq,
+        })
+    }
+
+    pub fn oid(&self) -> u32 {
+        FIRST_USER_OID + self.def.id
+    }
+
+    pub fn has_row_id(&self) -> bool {
+        self.def.columns.iter().any(|c| c.hidden && c.name == ROW_ID_COLUMN)
+    }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.def.columns.iter().position(|c| c.name == name)
+    }
+
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.def.schema, self.def.name)
+    }
+}
+
+/// An immutable version of the catalog.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// Bumped by every DDL.
+    pub version: u64,
+    next_id: u32,
+    schemas: BTreeMap<String, Arc<SchemaDef>>,
+    tables: BTreeMap<(String, String), Arc<Table>>,
+}
+
+impl Catalog {
+    /// Loads the catalog persisted in `snap` (an empty store yields the `public` schema only).
+    pub fn load(snap: &dyn StateSnapshot) -> Result<Catalog> {
+        let mut cat = Catalog::default();
+        let (from, to) = keys::catalog_range();
+        let mut saw_anything = false;
+        for kv in snap.scan(&from, &to) {
+            let (k, v) = kv?;
+            saw_anything = true;
+            let corrupt = |e: serde_json::Error| Error::internal(format!("corrupt catalog entry: {e}"));
+            match k.get(1) {
+                Some(&KIND_COUNTER) => cat.next_id = serde_json::from_slice(&v).map_err(corrupt)?,
+                Some(&KIND_SCHEMA) => {
+                    let s: SchemaDef = serde_json::from_slice(&v).map_err(corrupt)?;
+                    cat.schemas.insert(s.name.clone(), Arc::new(s));
+                }
+                Some(&KIND_TABLE) => {
+                    let def: TableDef = serde_json::from_slice(&v).map_err(corrupt)?;
+                    let seq = Arc::new(AtomicI64::new(next_row_id(snap, def.id)?));
+                    let t = Table::new(def, seq)?;
+                    cat.tables.insert((t.def.schema.clone(), t.def.name.clone()), Arc::new(t));
+                }
+                _ => return Err(Error::internal("unknown catalog entry kind")),
+            }
+        }
+        if !saw_anything {
+            cat.next_id = 1;
+            cat.schemas.insert(
+                DEFAULT_SCHEMA.into(),
+                Arc::new(SchemaDef {
+                    id: 0,
+                    name: DEFAULT_SCHEMA.into(),
+                }),
+            );
+        }
+        Ok(cat)
+    }
+
+    /// The writes that persist the initial catalog of a new store.
+    pub fn bootstrap_writes(&self, batch: &mut WriteBatch) {
+        for s in self.schemas.values() {
+            put_json(batch, KIND_SCHEMA, s.id, s.as_ref());
+        }
+        put_json(batch, KIND_COUNTER, 0, &self.next_id);
+    }
+
+    pub fn schema(&self, name: &str) -> Option<&Arc<SchemaDef>> {
+        self.schemas.get(name)
+    }
+
+    pub fn schemas(&self) -> impl Iterator<Item = &Arc<SchemaDef>> {
+        self.schemas.values()
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = &Arc<Table>> {
+        self.tables.values()
+    }
+
+    pub fn table(&self, schema: &str, name: &str) -> Option<&Arc<Table>> {
+        self.tables.get(&(schema.to_string(), name.to_string()))
+    }
+
+    pub fn table_by_id(&self, id: u32) -> Option<&Arc<Table>> {
+        self.tables.values().find(|t| t.def.id == id)
+    }
+
+    /// Resolves a possibly qualified name (`[schema.]name`) along `search_path`.
+    pub fn resolve_table(&self, parts: &[String], search_path: &[String]) -> Result<Arc<Table>> {
+        let found = match parts {
+            [name] => search_path.iter().find_map(|s| self.table(s, name)),
+            [schema, name] => self.table(schema, name),
+            [_db, schema, name] => self.table(schema, name),
+            _ => None,
+        };
+        found.cloned().ok_or_else(|| {
+            Error::user(
+                SqlState::UNDEFINED_TABLE,
+                format!("relation \"{}\" does not exist", parts.join(".")),
+            )
+        })
+    }
+
+    fn allocate_id(&mut self, batch: &mut WriteBatch) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        put_json(batch, KIND_COUNTER, 0, &self.next_id);
+        id
+    }
+
+    pub fn create_schema(&mut self, name: &str, batch: &mut WriteBatch) -> Result<()> {
+        if self.schemas.contains_key(name) || SYSTEM_SCHEMAS.contains(&name) {
+            return Err(Error::user(
+                SqlState::DUPLICATE_SCHEMA,
+                format!("schema \"{name}\" already exists"),
+            ));
+        }
+        let id = self.allocate_id(batch);
+        let def = SchemaDef { id, name: name.into() };
+        put_json(batch, KIND_SCHEMA, id, &def);
+        self.schemas.insert(name.into(), Arc::new(def));
+        self.version += 1;
+        Ok(())
+    }
+
+    pub fn drop_schema(&mut self, name: &str, cascade: bool, batch: &mut WriteBatch) -> Result<()> {
+        let def = self.schemas.get(name).cloned().ok_or_else(|| {
+            Error::user(SqlState::INVALID_SCHEMA_NAME, format!("schema \"{name}\" does not exist"))
+        })?;
+        let members: Vec<_> = self.tables.values().filter(|t| t.def.schema == name).cloned().collect();
+        if !members.is_empty() && !cascade {
+            return Err(Error::user_detail(
+                SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("cannot drop schema {name} because other objects depend on it"),
+                format!("table {} depends on schema {name}", members[0].qualified_name()),
+            ));
+        }
+        for t in members {
+            self.drop_table(&t, batch);
+        }
+        batch.delete(keys::catalog_key(KIND_SCHEMA, def.id));
+        self.schemas.remove(name);
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Adds a table; `def.id` is assigned here.
+    pub fn create_table(&mut self, mut def: TableDef, batch: &mut WriteBatch) -> Result<Arc<Table>> {
+        if !self.schemas.contains_key(&def.schema) {
+            return Err(Error::user(
+                SqlState::INVALID_SCHEMA_NAME,
+                format!("schema \"{}\" does not exist", def.schema),
+            ));
+        }
+        if self.tables.contains_key(&(def.schema.clone(), def.name.clone())) {
+            return Err(Error::user(
+                SqlState::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", def.name),
+            ));
+        }
+        def.id = self.allocate_id(batch);
+        put_json(batch, KIND_TABLE, def.id, &def);
+        let t = Arc::new(Table::new(def, Arc::new(AtomicI64::new(1)))?);
+        self.tables.insert((t.def.schema.clone(), t.def.name.clone()), t.clone());
+        self.version += 1;
+        Ok(t)
+    }
+
+    /// Removes a table and all of its rows.
+    pub fn drop_table(&mut self, table: &Table, batch: &mut WriteBatch) {
+        let (from, to) = keys::table_range(table.def.id);
+        batch.delete_range(from, to);
+        batch.delete(keys::catalog_key(KIND_TABLE, table.def.id));
+        self.tables.remove(&(table.def.schema.clone(), table.def.name.clone()));
+        self.version += 1;
+    }
+
+    /// Replaces a table's definition (ALTER). The caller rewrites stored rows when their
+    /// encoding changes.
+    pub fn replace_table(&mut self, old: &Table, mut def: TableDef, batch: &mut WriteBatch) -> Result<Arc<Table>> {
+        def.version = old.def.version + 1;
+        if (def.schema.clone(), def.name.clone()) != (old.def.schema.clone(), old.def.name.clone())
+            && self.tables.contains_key(&(def.schema.clone(), def.name.clone()))
+        {
+            return Err(Error::user(
+                SqlState::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", def.name),
+            ));
+        }
+        put_json(batch, KIND_TABLE, def.id, &def);
+        self.tables.remove(&(old.def.schema.clone(), old.def.name.clone()));
+        let t = Arc::new(Table::new(def, old.row_id_seq.clone())?);
+        self.tables.insert((t.def.schema.clone(), t.def.name.clone()), t.clone());
+        self.version += 1;
+        Ok(t)
+    }
+}
+
+fn put_json<T: Serialize>(batch: &mut WriteBatch, kind: u8, id: u32, value: &T) {
+    let json = serde_json::to_vec(value).expect("catalog objects serialize");
+    batch.put(keys::catalog_key(kind, id), json);
+}
+
+/// One past the largest row id stored for `table` (1 for an empty table).
+fn next_row_id(snap: &dyn StateSnapshot, table: u32) -> Result<i64> {
+    let (from, to) = keys::table_range(table);
+    let Some((k, _)) = snap.last(&from, &to)? else {
+        return Ok(1);
+    };
+    // Row-id keys are arrow-row encoded Int64: a validity byte then 8 bytes, sign bit flipped.
+    let body = &k[from.len()..];
+    if body.len() != 9 {
+        return Ok(1);
+    }
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&body[1..]);
+    let v = (u64::from_be_bytes(raw) ^ (1 << 63)) as i64;
+    Ok(v.max(0) + 1)
+}
+
+impl Table {
+    /// Allocates `n` consecutive hidden row ids.
+    pub fn allocate_row_ids(&self, n: usize) -> i64 {
+        self.row_id_seq.fetch_add(n as i64, Ordering::SeqCst)
+    }
+}

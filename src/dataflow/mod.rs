@@ -1,0 +1,12 @@
+//! The dataflow layer: epochs and the commit coordinator.
+//!
+//! Today every write (DML, DDL) reaches the store through the [`coordinator::Coordinator`], which
+//! groups the transactions waiting at one moment into one epoch, validates them, and commits the
+//! epoch as ONE store `WriteBatch` (one WAL fsync shared by all of them: group commit). The
+//! incremental operators of materialized views will run inside the same epoch, so that view
+//! deltas, operator state and source offsets land in that same batch.
+
+pub mod coordinator;
+
+/// A commit epoch: a monotonically increasing number, persisted with the data it committed.
+pub type Epoch = u64;

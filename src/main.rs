@@ -1,0 +1,69 @@
+//! The `freshet` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "freshet", version, about = "Freshet: a SQL-first streaming database")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Server {
+        /// Where data is stored.
+        #[arg(long, default_value = "./freshet-data")]
+        data_dir: PathBuf,
+        /// PostgreSQL wire protocol address.
+        #[arg(long, default_value = "127.0.0.1:5434")]
+        pg_listen: SocketAddr,
+        /// HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8434")]
+        http_listen: SocketAddr,
+        /// Do not fsync the WAL at each commit (faster; a crash may lose the last commits).
+        #[arg(long)]
+        no_sync: bool,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("freshet {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Server {
+            data_dir,
+            pg_listen,
+            http_listen,
+            no_sync,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let config = freshet::server::ServerConfig {
+                data_dir,
+                pg_listen,
+                http_listen,
+                sync: !no_sync,
+            };
+            if let Err(e) = runtime.block_on(freshet::server::run(config)) {
+                eprintln!("freshet: {e}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! Sessions: one per client connection. A session owns its settings and its transaction, and
+//! runs statements: it decides what each statement reads (a committed epoch, plus its own
+//! uncommitted writes inside a transaction) and when its writes are committed.
+//!
+//! Transactions are snapshot-isolated: `BEGIN` pins the latest committed epoch; writes are
+//! buffered in the session and committed by the coordinator at `COMMIT` (one epoch, all or
+//! nothing). Outside a transaction each statement is its own transaction, retried automatically
+//! when it loses a write-write race (40001).
+
+pub mod settings;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
+use sqlparser::ast::Statement;
+
+use crate::database::Database;
+use crate::dataflow::coordinator::{Committed, SnapshotGuard, TxnWrites};
+use crate::error::{Error, Result, SqlState};
+use crate::query::context::QueryEnv;
+use crate::query::ReadView;
+use crate::sql;
+use settings::Settings;
+
+/// What a statement returns to the client.
+pub enum Output {
+    /// Rows, with the command tag to report (e.g. "SELECT", or "INSERT 0" for RETURNING).
+    Rows {
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+        tag: String,
+    },
+    /// A command tag, with a row count where PostgreSQL reports one.
+    Command { tag: String, rows: Option<usize> },
+    TxnStart(String),
+    TxnEnd(String),
+    /// The client must now send COPY data.
+    CopyIn { columns: usize },
+    /// COPY TO STDOUT: the rows, already formatted.
+    CopyOut { columns: usize, data: Vec<Vec<u8>> },
+    Empty,
+}
+
+impl Output {
+    pub fn command(tag: &str) -> Output {
+        Output::Command {
+            tag: tag.to_string(),
+            rows: None,
+        }
+    }
+}
+
+/// A NOTICE or WARNING to send before the statement's result.
+#[derive(Clone, Debug)]
+pub struct Notice {
+    pub severity: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+struct Txn {
+    committed: Arc<Committed>,
+    _guard: SnapshotGuard,
+    writes: TxnWrites,
+    savepoints: Vec<(String, TxnWrites)>,
+    /// An error happened: only ROLLBACK (or ROLLBACK TO SAVEPOINT) is accepted.
+    failed: bool,
+}
+
+/// One client session.
+pub struct Session {
+    pub db: Arc<Database>,
+    pub id: i32,
+    pub user: String,
+    pub database: String,
+    pub settings: Settings,
+    txn: Option<Txn>,
+    pub(crate) copy_in: Option<sql::copy::CopyIn>,
+    notices: Vec<Notice>,
+}
+
+const AUTOCOMMIT_RETRIES: usize = 20;
+
+impl Session {
+    pub fn new(db: Arc<Database>, user: &str, database: &str) -> Session {
+        let id = db.next_session_id();
+        Session {
+            db,
+            id,
+            user: user.to_string(),
+            database: database.to_string(),
+            settings: Settings::default(),
+            txn: None,
+            copy_in: None,
+            notices: Vec::new(),
+        }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    pub fn transaction_failed(&self) -> bool {
+        self.txn.as_ref().is_some_and(|t| t.failed)
+    }
+
+    pub fn notice(&mut self, severity: &'static str, code: &'static str, message: impl Into<String>) {
+        self.notices.push(Notice {
+            severity,
+            code,
+            message: message.into(),
+        });
+    }
+
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// The environment statements of this session are planned in.
+    pub fn query_env(&self) -> QueryEnv {
+        let view = match &self.txn {
+            Some(t) => ReadView {
+                committed: t.committed.clone(),
+                overlay: Arc::new(t.writes.clone()),
+            },
+            None => ReadView {
+                committed: self.db.coordinator.current(),
+                overlay: Arc::new(TxnWrites::default()),
+            },
+        };
+        QueryEnv {
+            view,
+            search_path: self.settings.search_path(&self.user),
+            user: self.user.clone(),
+            database: self.database.clone(),
+            expose_hidden_of: None,
+        }
+    }
+
+    /// Parses and runs every statement of `sql` (the simple query protocol), stopping at the
+    /// first error.
+    pub async fn run_sql(&mut self, sql: &str) -> Vec<Result<Output>> {
+        let stmts = match sql::parse(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                self.mark_failed();
+                return vec![Err(e)];
+            }
+        };
+        let mut out = Vec::with_capacity(stmts.len());
+        for stmt in stmts {
+            let r = self.execute(stmt).await;
+            let stop = r.is_err();
+            out.push(r);
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+
+    fn mark_failed(&mut self) {
+        if let Some(t) = &mut self.txn {
+            t.failed = true;
+        }
+    }
+
+    /// Runs one statement, keeping the transaction state machine right.
+    pub async fn execute(&mut self, mut stmt: Statement) -> Result<Output> {
+        if self.transaction_failed() && !matches!(stmt, Statement::Rollback { .. } | Statement::Commit { .. }) {
+            return Err(Error::user(
+                SqlState::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        sql::rewrite::rewrite(&mut stmt);
+        let r = self.dispatch(stmt).await;
+        if r.is_err() {
+            self.mark_failed();
+        }
+        r
+    }
+
+    async fn dispatch(&mut self, stmt: Statement) -> Result<Output> {
+        match stmt {
+            Statement::StartTransaction { .. } => self.begin(),
+            Statement::Commit { .. } => self.commit().await,
+            Statement::Rollback { savepoint: None, .. } => {
+                if self.txn.take().is_none() {
+                    self.notice("WARNING", "25P01", "there is no transaction in progress");
+                }
+                Ok(Output::TxnEnd("ROLLBACK".into()))
+            }
+            Statement::Rollback {
+                savepoint: Some(name), ..
+            } => self.rollback_to(&sql::ident_name(&name)),
+            Statement::Savepoint { name } => {
+                let t = self.txn.as_mut().ok_or_else(|| {
+                    Error::user(SqlState::NO_ACTIVE_SQL_TRANSACTION, "SAVEPOINT can only be used in transaction blocks")
+                })?;
+                t.savepoints.push((sql::ident_name(&name), t.writes.clone()));
+                Ok(Output::command("SAVEPOINT"))
+            }
+            Statement::ReleaseSavepoint { name } => {
+                let n = sql::ident_name(&name);
+                let t = self.txn.as_mut().ok_or_else(|| {
+                    Error::user(SqlState::NO_ACTIVE_SQL_TRANSACTION, "RELEASE SAVEPOINT can only be used in transaction blocks")
+                })?;
+                let pos = t.savepoints.iter().rposition(|(s, _)| *s == n).ok_or_else(|| {
+                    Error::user(SqlState("3B001"), format!("savepoint \"{n}\" does not exist"))
+                })?;
+                t.savepoints.truncate(pos);
+                Ok(Output::command("RELEASE"))
+            }
+            Statement::Query(_) | Statement::Explain { .. } => {
+                let env = self.query_env();
+                sql::dml::query(&env, stmt).await
+            }
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => self.write(stmt).await,
+            Statement::Copy { .. } => sql::copy::start(self, stmt).await,
+            Statement::Set(_) | Statement::ShowVariable { .. } | Statement::ShowTables { .. } | Statement::ExplainTable { .. } => {
+                sql::show::execute(self, stmt).await
+            }
+            Statement::Discard { .. } => {
+                self.settings.reset_all();
+                Ok(Output::command("DISCARD ALL"))
+            }
+            Statement::CreateSchema { .. }
+            | Statement::CreateTable(_)
+            | Statement::AlterTable(_)
+            | Statement::Drop { .. } => self.ddl(stmt).await,
+            other => Err(Error::unsupported(format!("the statement \"{}\"", first_words(&other.to_string())))),
+        }
+    }
+
+    fn begin(&mut self) -> Result<Output> {
+        if self.txn.is_some() {
+            self.notice("WARNING", "25001", "there is already a transaction in progress");
+            return Ok(Output::TxnStart("BEGIN".into()));
+        }
+        let (committed, guard) = self.db.coordinator.pin();
+        self.txn = Some(Txn {
+            committed,
+            _guard: guard,
+            writes: TxnWrites::default(),
+            savepoints: vec![],
+            failed: false,
+        });
+        Ok(Output::TxnStart("BEGIN".into()))
+    }
+
+    async fn commit(&mut self) -> Result<Output> {
+        let Some(t) = self.txn.take() else {
+            self.notice("WARNING", "25P01", "there is no transaction in progress");
+            return Ok(Output::TxnEnd("COMMIT".into()));
+        };
+        if t.failed {
+            return Ok(Output::TxnEnd("ROLLBACK".into()));
+        }
+        if !t.writes.is_empty() {
+            self.db.coordinator.commit(t.committed.epoch, t.writes, None).await?;
+        }
+        Ok(Output::TxnEnd("COMMIT".into()))
+    }
+
+    fn rollback_to(&mut self, name: &str) -> Result<Output> {
+        let t = self.txn.as_mut().ok_or_else(|| {
+            Error::user(SqlState::NO_ACTIVE_SQL_TRANSACTION, "ROLLBACK TO SAVEPOINT can only be used in transaction blocks")
+        })?;
+        let pos = t
+            .savepoints
+            .iter()
+            .rposition(|(s, _)| s == name)
+            .ok_or_else(|| Error::user(SqlState("3B001"), format!("savepoint \"{name}\" does not exist")))?;
+        t.writes = t.savepoints[pos].1.clone();
+        t.savepoints.truncate(pos + 1);
+        t.failed = false;
+        Ok(Output::command("ROLLBACK"))
+    }
+
+    /// Ends COPY FROM STDIN: parses the data received and inserts it.
+    pub async fn finish_copy(&mut self) -> Result<Output> {
+        let copy = self
+            .copy_in
+            .take()
+            .ok_or_else(|| Error::user(SqlState::PROTOCOL_VIOLATION, "no COPY in progress"))?;
+        let r = async {
+            let columns = sql::copy::parse_rows(&copy)?;
+            self.write_job(WriteJob::Copy(&copy, columns)).await
+        }
+        .await;
+        if r.is_err() {
+            self.mark_failed();
+        }
+        r
+    }
+
+    /// Abandons COPY FROM STDIN (CopyFail from the client).
+    pub fn fail_copy(&mut self) {
+        if self.copy_in.take().is_some() {
+            self.mark_failed();
+        }
+    }
+
+    async fn write(&mut self, stmt: Statement) -> Result<Output> {
+        self.write_job(WriteJob::Statement(&stmt)).await
+    }
+
+    /// INSERT / UPDATE / DELETE / COPY: into the open transaction, or as a transaction of its own.
+    async fn write_job(&mut self, job: WriteJob<'_>) -> Result<Output> {
+        if let Some(t) = &mut self.txn {
+            let mut env = QueryEnv {
+                view: ReadView {
+                    committed: t.committed.clone(),
+                    overlay: Arc::new(t.writes.clone()),
+                },
+                search_path: self.settings.search_path(&self.user),
+                user: self.user.clone(),
+                database: self.database.clone(),
+                expose_hidden_of: None,
+            };
+            let mut writes = t.writes.clone();
+            let out = job.run(&mut env, &mut writes).await?;
+            if let Some(t) = &mut self.txn {
+                t.writes = writes;
+            }
+            return Ok(out);
+        }
+        let mut attempt = 0;
+        loop {
+            let (committed, _guard) = self.db.coordinator.pin();
+            let epoch = committed.epoch;
+            let mut env = QueryEnv {
+                view: ReadView {
+                    committed,
+                    overlay: Arc::new(TxnWrites::default()),
+                },
+                search_path: self.settings.search_path(&self.user),
+                user: self.user.clone(),
+                database: self.database.clone(),
+                expose_hidden_of: None,
+            };
+            let mut writes = TxnWrites::default();
+            let out = job.run(&mut env, &mut writes).await?;
+            if writes.is_empty() {
+                return Ok(out);
+            }
+            match self.db.coordinator.commit(epoch, writes, None).await {
+                Ok(_) => return Ok(out),
+                Err(e) if e.code() == SqlState::SERIALIZATION_FAILURE && attempt < AUTOCOMMIT_RETRIES => {
+                    attempt += 1;
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// DDL runs as its own epoch. Inside a transaction it is allowed only before any write
+    /// (it then commits on its own, with a notice), so a transaction is never half applied.
+    async fn ddl(&mut self, stmt: Statement) -> Result<Output> {
+        if let Some(t) = &self.txn {
+            if !t.writes.is_empty() {
+                return Err(Error::user(
+                    SqlState::ACTIVE_SQL_TRANSACTION,
+                    "DDL cannot run inside a transaction block that has already written rows",
+                ));
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            let env = {
+                let mut e = self.query_env();
+                e.view = ReadView {
+                    committed: self.db.coordinator.current(),
+                    overlay: Arc::new(TxnWrites::default()),
+                };
+                e
+            };
+            let (out, change) = match sql::ddl::plan(self, &env, &stmt).await? {
+                sql::ddl::Planned::Done(out) => return Ok(out),
+                sql::ddl::Planned::Change(out, change) => (out, change),
+            };
+            match self
+                .db
+                .coordinator
+                .commit(env.view.committed.epoch, TxnWrites::default(), Some(change))
+                .await
+            {
+                Ok(_) => {
+                    if let Some(t) = &mut self.txn {
+                        // Later statements of the transaction see the new catalog.
+                        let (committed, guard) = self.db.coordinator.pin();
+                        t.committed = committed;
+                        t._guard = guard;
+                    }
+                    return Ok(out);
+                }
+                Err(e) if e.code() == SqlState::SERIALIZATION_FAILURE && attempt < AUTOCOMMIT_RETRIES => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A statement's or a COPY's writes.
+enum WriteJob<'a> {
+    Statement(&'a Statement),
+    Copy(&'a sql::copy::CopyIn, Vec<datafusion::arrow::array::ArrayRef>),
+}
+
+impl WriteJob<'_> {
+    async fn run(&self, env: &mut QueryEnv, writes: &mut TxnWrites) -> Result<Output> {
+        match self {
+            WriteJob::Statement(stmt) => sql::dml::write(env, stmt, writes).await,
+            WriteJob::Copy(copy, columns) => {
+                // Re-resolve the table: the COPY may be retried after a concurrent change.
+                let table = env
+                    .view
+                    .committed
+                    .catalog
+                    .table_by_id(copy.table.def.id)
+                    .cloned()
+                    .ok_or_else(|| Error::user(SqlState::UNDEFINED_TABLE, "the COPY target table was dropped"))?;
+                let n = sql::dml::insert_columns(env, &table, &copy.targets, columns.clone(), writes).await?;
+                Ok(Output::Command {
+                    tag: "COPY".into(),
+                    rows: Some(n),
+                })
+            }
+        }
+    }
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,90 @@
+//! The RocksDB [`StateStore`].
+//!
+//! One RocksDB instance per data directory, default column family, keys laid out by
+//! [`super::keys`]. Commits are single `WriteBatch`es; `sync = true` fsyncs the WAL before
+//! returning, which is what makes an acknowledged commit survive `kill -9`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB};
+
+use super::{KeyValue, StateSnapshot, StateStore, WriteBatch, WriteOp};
+use crate::error::{Error, Result};
+
+pub struct RocksStore {
+    db: Arc<DB>,
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store under `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        opts.set_max_background_jobs(2);
+        opts.set_write_buffer_size(64 << 20);
+        let mut block = rocksdb::BlockBasedOptions::default();
+        block.set_block_cache(&rocksdb::Cache::new_lru_cache(256 << 20));
+        block.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&block);
+        let db = DB::open(&opts, dir).map_err(|e| Error::io(format!("cannot open the data directory {}", dir.display()), e))?;
+        Ok(RocksStore { db: Arc::new(db) })
+    }
+}
+
+impl StateStore for RocksStore {
+    fn snapshot(&self) -> Arc<dyn StateSnapshot> {
+        let snap = self.db.snapshot();
+        // SAFETY: the snapshot borrows `*self.db`, which lives in an `Arc` that `RocksSnapshot`
+        // keeps alive (`_db`) and drops after `snap` (fields drop in declaration order).
+        let snap: SnapshotWithThreadMode<'static, DB> = unsafe { std::mem::transmute(snap) };
+        Arc::new(RocksSnapshot {
+            snap,
+            _db: self.db.clone(),
+        })
+    }
+
+    fn commit(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                WriteOp::Put(k, v) => wb.put(k, v),
+                WriteOp::Delete(k) => wb.delete(k),
+                WriteOp::DeleteRange(from, to) => wb.delete_range(from, to),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+}
+
+struct RocksSnapshot {
+    snap: SnapshotWithThreadMode<'static, DB>,
+    _db: Arc<DB>,
+}
+
+impl StateSnapshot for RocksSnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.snap.get(key)?)
+    }
+
+    fn scan<'a>(&'a self, from: &[u8], to: &[u8]) -> Box<dyn Iterator<Item = Result<KeyValue>> + Send + 'a> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(from.to_vec());
+        ro.set_iterate_upper_bound(to.to_vec());
+        let iter = self.snap.iterator_opt(IteratorMode::From(from, Direction::Forward), ro);
+        Box::new(iter.map(|r| r.map_err(Error::from)))
+    }
+
+    fn last(&self, from: &[u8], to: &[u8]) -> Result<Option<KeyValue>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(from.to_vec());
+        ro.set_iterate_upper_bound(to.to_vec());
+        let mut iter = self.snap.iterator_opt(IteratorMode::End, ro);
+        iter.next().transpose().map_err(Error::from)
+    }
+}
