@@ -30,7 +30,8 @@ pub struct Database {
 impl Database {
     /// Opens (or creates) the database stored under `dir`.
     pub fn open(dir: &Path, opts: DatabaseOptions) -> Result<Arc<Database>> {
-        std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::io(format!("cannot create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| crate::error::Error::io(format!("cannot create {}", dir.display()), e))?;
         let store: Arc<dyn StateStore> = Arc::new(RocksStore::open(dir)?);
         Self::with_store(store, opts)
     }

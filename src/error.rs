@@ -159,8 +159,7 @@ impl From<rocksdb::Error> for Error {
 impl From<sqlparser::parser::ParserError> for Error {
     fn from(e: sqlparser::parser::ParserError) -> Self {
         let msg = match e {
-            sqlparser::parser::ParserError::ParserError(m)
-            | sqlparser::parser::ParserError::TokenizerError(m) => m,
+            sqlparser::parser::ParserError::ParserError(m) | sqlparser::parser::ParserError::TokenizerError(m) => m,
             sqlparser::parser::ParserError::RecursionLimitExceeded => "statement nests too deeply".into(),
         };
         Error::syntax(format!("syntax error: {msg}"))

@@ -91,7 +91,11 @@ pub struct Table {
 
 impl Table {
     pub fn new(def: TableDef, row_id_seq: Arc<AtomicI64>) -> Result<Table> {
-        let fields: Vec<_> = def.columns.iter().map(|c| c.ty.arrow_field(&c.name, !c.not_null)).collect();
+        let fields: Vec<_> = def
+            .columns
+            .iter()
+            .map(|c| c.ty.arrow_field(&c.name, !c.not_null))
+            .collect();
         let visible: Vec<_> = def
             .columns
             .iter()
@@ -158,7 +162,8 @@ impl Catalog {
                     let def: TableDef = serde_json::from_slice(&v).map_err(corrupt)?;
                     let seq = Arc::new(AtomicI64::new(next_row_id(snap, def.id)?));
                     let t = Table::new(def, seq)?;
-                    cat.tables.insert((t.def.schema.clone(), t.def.name.clone()), Arc::new(t));
+                    cat.tables
+                        .insert((t.def.schema.clone(), t.def.name.clone()), Arc::new(t));
                 }
                 _ => return Err(Error::internal("unknown catalog entry kind")),
             }
@@ -244,7 +249,10 @@ impl Catalog {
 
     pub fn drop_schema(&mut self, name: &str, cascade: bool, batch: &mut WriteBatch) -> Result<()> {
         let def = self.schemas.get(name).cloned().ok_or_else(|| {
-            Error::user(SqlState::INVALID_SCHEMA_NAME, format!("schema \"{name}\" does not exist"))
+            Error::user(
+                SqlState::INVALID_SCHEMA_NAME,
+                format!("schema \"{name}\" does not exist"),
+            )
         })?;
         let members: Vec<_> = self.tables.values().filter(|t| t.def.schema == name).cloned().collect();
         if !members.is_empty() && !cascade {
@@ -280,7 +288,8 @@ impl Catalog {
         def.id = self.allocate_id(batch);
         put_json(batch, KIND_TABLE, def.id, &def);
         let t = Arc::new(Table::new(def, Arc::new(AtomicI64::new(1)))?);
-        self.tables.insert((t.def.schema.clone(), t.def.name.clone()), t.clone());
+        self.tables
+            .insert((t.def.schema.clone(), t.def.name.clone()), t.clone());
         self.version += 1;
         Ok(t)
     }
@@ -309,7 +318,8 @@ impl Catalog {
         put_json(batch, KIND_TABLE, def.id, &def);
         self.tables.remove(&(old.def.schema.clone(), old.def.name.clone()));
         let t = Arc::new(Table::new(def, old.row_id_seq.clone())?);
-        self.tables.insert((t.def.schema.clone(), t.def.name.clone()), t.clone());
+        self.tables
+            .insert((t.def.schema.clone(), t.def.name.clone()), t.clone());
         self.version += 1;
         Ok(t)
     }

@@ -120,10 +120,16 @@ fn txt_list(name: &'static str) -> Col {
     (name, DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))))
 }
 fn i16_list(name: &'static str) -> Col {
-    (name, DataType::List(Arc::new(Field::new("item", DataType::Int16, true))))
+    (
+        name,
+        DataType::List(Arc::new(Field::new("item", DataType::Int16, true))),
+    )
 }
 fn i64_list(name: &'static str) -> Col {
-    (name, DataType::List(Arc::new(Field::new("item", DataType::Int64, true))))
+    (
+        name,
+        DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+    )
 }
 
 fn s(v: impl Into<String>) -> ScalarValue {
@@ -144,7 +150,9 @@ fn b(v: bool) -> ScalarValue {
 
 fn build(cols: Vec<Col>, rows: Vec<Vec<ScalarValue>>) -> DfResult<Arc<dyn TableProvider>> {
     let schema = Arc::new(Schema::new(
-        cols.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>(),
+        cols.iter()
+            .map(|(n, t)| Field::new(*n, t.clone(), true))
+            .collect::<Vec<_>>(),
     ));
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(cols.len());
     for (idx, (_, ty)) in cols.iter().enumerate() {
@@ -161,7 +169,11 @@ fn build(cols: Vec<Col>, rows: Vec<Vec<ScalarValue>>) -> DfResult<Arc<dyn TableP
         } else {
             ScalarValue::iter_to_array(values)?
         };
-        arrays.push(if arr.data_type() == ty { arr } else { datafusion::arrow::compute::cast(&arr, ty)? });
+        arrays.push(if arr.data_type() == ty {
+            arr
+        } else {
+            datafusion::arrow::compute::cast(&arr, ty)?
+        });
     }
     let batch = RecordBatch::try_new(schema.clone(), arrays)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
@@ -199,7 +211,22 @@ fn builtin_types() -> Vec<(i64, String, i16, &'static str, i64)> {
         let arr = SqlType::Array(Box::new(t)).pg_type();
         out.push((arr.oid() as i64, arr.name().to_string(), -1, "A", pg.oid() as i64));
     }
-    for pg in [Type::OID, Type::NAME, Type::CHAR, Type::JSON, Type::BPCHAR, Type::REGCLASS, Type::REGPROC, Type::REGTYPE, Type::INT2_VECTOR, Type::OID_VECTOR, Type::UNKNOWN, Type::VOID, Type::RECORD, Type::ANY] {
+    for pg in [
+        Type::OID,
+        Type::NAME,
+        Type::CHAR,
+        Type::JSON,
+        Type::BPCHAR,
+        Type::REGCLASS,
+        Type::REGPROC,
+        Type::REGTYPE,
+        Type::INT2_VECTOR,
+        Type::OID_VECTOR,
+        Type::UNKNOWN,
+        Type::VOID,
+        Type::RECORD,
+        Type::ANY,
+    ] {
         out.push((pg.oid() as i64, pg.name().to_string(), type_len(&pg), "U", 0));
     }
     out
@@ -263,11 +290,19 @@ pub fn relation_oid(catalog: &Catalog, parts: &[String], search_path: &[String])
 }
 
 fn table_by_index_oid(catalog: &Catalog, oid: i64) -> Option<Arc<Table>> {
-    catalog.tables().find(|t| pk_index_oid(t) == oid || pk_constraint_oid(t) == oid).cloned()
+    catalog
+        .tables()
+        .find(|t| pk_index_oid(t) == oid || pk_constraint_oid(t) == oid)
+        .cloned()
 }
 
 fn pk_columns(t: &Table) -> String {
-    t.def.primary_key.iter().map(|i| t.def.columns[*i].name.clone()).collect::<Vec<_>>().join(", ")
+    t.def
+        .primary_key
+        .iter()
+        .map(|i| t.def.columns[*i].name.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `pg_get_indexdef(index_oid)`.
@@ -292,7 +327,10 @@ fn user_pk(t: &Table) -> bool {
 }
 
 fn schema_oid(catalog: &Catalog, name: &str) -> i64 {
-    catalog.schema(name).map(|s| s.oid() as i64).unwrap_or(PUBLIC_SCHEMA_OID as i64)
+    catalog
+        .schema(name)
+        .map(|s| s.oid() as i64)
+        .unwrap_or(PUBLIC_SCHEMA_OID as i64)
 }
 
 /// Builds the system table `schema.name` for the statement's catalog, if it exists.
@@ -308,16 +346,32 @@ pub fn system_table(env: &QueryEnv, schema: &str, name: &str) -> DfResult<Option
 
 fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
     let visible_cols = |t: &Table| -> Vec<(usize, super::ColumnDef)> {
-        t.def.columns.iter().filter(|c| !c.hidden).cloned().enumerate().collect()
+        t.def
+            .columns
+            .iter()
+            .filter(|c| !c.hidden)
+            .cloned()
+            .enumerate()
+            .collect()
     };
     let table = match name {
         "pg_namespace" => {
             let mut rows = vec![
                 vec![i(PG_CATALOG_OID), s("pg_catalog"), i(OWNER_OID), ScalarValue::Null],
-                vec![i(INFORMATION_SCHEMA_OID), s("information_schema"), i(OWNER_OID), ScalarValue::Null],
+                vec![
+                    i(INFORMATION_SCHEMA_OID),
+                    s("information_schema"),
+                    i(OWNER_OID),
+                    ScalarValue::Null,
+                ],
             ];
             for sc in cat.schemas() {
-                rows.push(vec![i(sc.oid() as i64), s(sc.name.clone()), i(OWNER_OID), ScalarValue::Null]);
+                rows.push(vec![
+                    i(sc.oid() as i64),
+                    s(sc.name.clone()),
+                    i(OWNER_OID),
+                    ScalarValue::Null,
+                ]);
             }
             build(vec![i64c("oid"), txt("nspname"), i64c("nspowner"), txt("nspacl")], rows)?
         }
@@ -452,7 +506,11 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
             for t in cat.tables() {
                 for (n, c) in visible_cols(t) {
                     let pg = c.ty.pg_type();
-                    let collation = if matches!(c.ty, SqlType::Text | SqlType::Varchar(_)) { 100 } else { 0 };
+                    let collation = if matches!(c.ty, SqlType::Text | SqlType::Varchar(_)) {
+                        100
+                    } else {
+                        0
+                    };
                     rows.push(vec![
                         i(t.oid() as i64),
                         s(c.name.clone()),
@@ -600,8 +658,12 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                 .tables()
                 .filter(|t| user_pk(t))
                 .map(|t| {
-                    let keys: Vec<ScalarValue> =
-                        t.def.primary_key.iter().map(|k| ScalarValue::Int16(Some(*k as i16 + 1))).collect();
+                    let keys: Vec<ScalarValue> = t
+                        .def
+                        .primary_key
+                        .iter()
+                        .map(|k| ScalarValue::Int16(Some(*k as i16 + 1)))
+                        .collect();
                     vec![
                         i(pk_index_oid(t)),
                         i(t.oid() as i64),
@@ -652,8 +714,12 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                 .tables()
                 .filter(|t| user_pk(t))
                 .map(|t| {
-                    let keys: Vec<ScalarValue> =
-                        t.def.primary_key.iter().map(|k| ScalarValue::Int16(Some(*k as i16 + 1))).collect();
+                    let keys: Vec<ScalarValue> = t
+                        .def
+                        .primary_key
+                        .iter()
+                        .map(|k| ScalarValue::Int16(Some(*k as i16 + 1)))
+                        .collect();
                     vec![
                         i(pk_constraint_oid(t)),
                         s(format!("{}_pkey", t.def.name)),
@@ -723,7 +789,24 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                     boolc("pending_restart"),
                 ],
                 rows.into_iter()
-                    .map(|(n, v, d)| vec![s(n), s(v.clone()), ScalarValue::Null, s("Freshet"), s(d), ScalarValue::Null, s("user"), s("string"), s("default"), ScalarValue::Null, ScalarValue::Null, ScalarValue::Null, s(v.clone()), s(v)])
+                    .map(|(n, v, d)| {
+                        vec![
+                            s(n),
+                            s(v.clone()),
+                            ScalarValue::Null,
+                            s("Freshet"),
+                            s(d),
+                            ScalarValue::Null,
+                            s("user"),
+                            s("string"),
+                            s("default"),
+                            ScalarValue::Null,
+                            ScalarValue::Null,
+                            ScalarValue::Null,
+                            s(v.clone()),
+                            s(v),
+                        ]
+                    })
                     .collect(),
             )?
         }
@@ -838,11 +921,20 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                 })
                 .collect();
             build(
-                vec![txt("schemaname"), txt("tablename"), txt("indexname"), txt("tablespace"), txt("indexdef")],
+                vec![
+                    txt("schemaname"),
+                    txt("tablename"),
+                    txt("indexname"),
+                    txt("tablespace"),
+                    txt("indexdef"),
+                ],
                 rows,
             )?
         }
-        "pg_views" => build(vec![txt("schemaname"), txt("viewname"), txt("viewowner"), txt("definition")], vec![])?,
+        "pg_views" => build(
+            vec![txt("schemaname"), txt("viewname"), txt("viewowner"), txt("definition")],
+            vec![],
+        )?,
         "pg_matviews" => build(
             vec![
                 txt("schemaname"),
@@ -855,62 +947,257 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
             ],
             vec![],
         )?,
-        "pg_inherits" => build(vec![i64c("inhrelid"), i64c("inhparent"), i32c("inhseqno"), boolc("inhdetachpending")], vec![])?,
+        "pg_inherits" => build(
+            vec![
+                i64c("inhrelid"),
+                i64c("inhparent"),
+                i32c("inhseqno"),
+                boolc("inhdetachpending"),
+            ],
+            vec![],
+        )?,
         "pg_collation" => build(
-            vec![i64c("oid"), txt("collname"), i64c("collnamespace"), txt("collprovider"), txt("collcollate"), txt("collctype")],
+            vec![
+                i64c("oid"),
+                txt("collname"),
+                i64c("collnamespace"),
+                txt("collprovider"),
+                txt("collcollate"),
+                txt("collctype"),
+            ],
             vec![vec![i(100), s("default"), i(PG_CATALOG_OID), s("d"), s(""), s("")]],
         )?,
         "pg_policy" => build(
-            vec![i64c("oid"), txt("polname"), i64c("polrelid"), txt("polcmd"), boolc("polpermissive"), i64_list("polroles"), txt("polqual"), txt("polwithcheck")],
+            vec![
+                i64c("oid"),
+                txt("polname"),
+                i64c("polrelid"),
+                txt("polcmd"),
+                boolc("polpermissive"),
+                i64_list("polroles"),
+                txt("polqual"),
+                txt("polwithcheck"),
+            ],
             vec![],
         )?,
         "pg_statistic_ext" => build(
-            vec![i64c("oid"), i64c("stxrelid"), txt("stxname"), i64c("stxnamespace"), i64c("stxowner"), i32c("stxstattarget"), i16_list("stxkeys"), txt_list("stxkind")],
+            vec![
+                i64c("oid"),
+                i64c("stxrelid"),
+                txt("stxname"),
+                i64c("stxnamespace"),
+                i64c("stxowner"),
+                i32c("stxstattarget"),
+                i16_list("stxkeys"),
+                txt_list("stxkind"),
+            ],
             vec![],
         )?,
         "pg_publication" => build(
-            vec![i64c("oid"), txt("pubname"), i64c("pubowner"), boolc("puballtables"), boolc("pubinsert"), boolc("pubupdate"), boolc("pubdelete"), boolc("pubtruncate"), boolc("pubviaroot")],
+            vec![
+                i64c("oid"),
+                txt("pubname"),
+                i64c("pubowner"),
+                boolc("puballtables"),
+                boolc("pubinsert"),
+                boolc("pubupdate"),
+                boolc("pubdelete"),
+                boolc("pubtruncate"),
+                boolc("pubviaroot"),
+            ],
             vec![],
         )?,
-        "pg_publication_rel" => build(vec![i64c("oid"), i64c("prpubid"), i64c("prrelid"), txt("prqual"), i16_list("prattrs")], vec![])?,
+        "pg_publication_rel" => build(
+            vec![
+                i64c("oid"),
+                i64c("prpubid"),
+                i64c("prrelid"),
+                txt("prqual"),
+                i16_list("prattrs"),
+            ],
+            vec![],
+        )?,
         "pg_publication_namespace" => build(vec![i64c("oid"), i64c("pnpubid"), i64c("pnnspid")], vec![])?,
         "pg_trigger" => build(
-            vec![i64c("oid"), i64c("tgrelid"), i64c("tgparentid"), txt("tgname"), i64c("tgfoid"), i16c("tgtype"), txt("tgenabled"), boolc("tgisinternal")],
+            vec![
+                i64c("oid"),
+                i64c("tgrelid"),
+                i64c("tgparentid"),
+                txt("tgname"),
+                i64c("tgfoid"),
+                i16c("tgtype"),
+                txt("tgenabled"),
+                boolc("tgisinternal"),
+            ],
             vec![],
         )?,
-        "pg_rewrite" => build(vec![i64c("oid"), txt("rulename"), i64c("ev_class"), txt("ev_type"), txt("ev_enabled"), boolc("is_instead")], vec![])?,
-        "pg_extension" => build(
-            vec![i64c("oid"), txt("extname"), i64c("extowner"), i64c("extnamespace"), boolc("extrelocatable"), txt("extversion")],
-            vec![vec![i(13_500), s("plpgsql"), i(OWNER_OID), i(PG_CATALOG_OID), b(false), s("1.0")]],
+        "pg_rewrite" => build(
+            vec![
+                i64c("oid"),
+                txt("rulename"),
+                i64c("ev_class"),
+                txt("ev_type"),
+                txt("ev_enabled"),
+                boolc("is_instead"),
+            ],
+            vec![],
         )?,
-        "pg_enum" => build(vec![i64c("oid"), i64c("enumtypid"), f32c("enumsortorder"), txt("enumlabel")], vec![])?,
-        "pg_range" => build(vec![i64c("rngtypid"), i64c("rngsubtype"), i64c("rngmultitypid")], vec![])?,
+        "pg_extension" => build(
+            vec![
+                i64c("oid"),
+                txt("extname"),
+                i64c("extowner"),
+                i64c("extnamespace"),
+                boolc("extrelocatable"),
+                txt("extversion"),
+            ],
+            vec![vec![
+                i(13_500),
+                s("plpgsql"),
+                i(OWNER_OID),
+                i(PG_CATALOG_OID),
+                b(false),
+                s("1.0"),
+            ]],
+        )?,
+        "pg_enum" => build(
+            vec![i64c("oid"), i64c("enumtypid"), f32c("enumsortorder"), txt("enumlabel")],
+            vec![],
+        )?,
+        "pg_range" => build(
+            vec![i64c("rngtypid"), i64c("rngsubtype"), i64c("rngmultitypid")],
+            vec![],
+        )?,
         "pg_tablespace" => build(
-            vec![i64c("oid"), txt("spcname"), i64c("spcowner"), txt_list("spcacl"), txt_list("spcoptions")],
-            vec![vec![i(1663), s("pg_default"), i(OWNER_OID)], vec![i(1664), s("pg_global"), i(OWNER_OID)]],
+            vec![
+                i64c("oid"),
+                txt("spcname"),
+                i64c("spcowner"),
+                txt_list("spcacl"),
+                txt_list("spcoptions"),
+            ],
+            vec![
+                vec![i(1663), s("pg_default"), i(OWNER_OID)],
+                vec![i(1664), s("pg_global"), i(OWNER_OID)],
+            ],
         )?,
         "pg_foreign_table" => build(vec![i64c("ftrelid"), i64c("ftserver"), txt_list("ftoptions")], vec![])?,
-        "pg_partitioned_table" => build(vec![i64c("partrelid"), txt("partstrat"), i16c("partnatts"), i64c("partdefid")], vec![])?,
-        "pg_sequence" => build(vec![i64c("seqrelid"), i64c("seqtypid"), i64c("seqstart"), i64c("seqincrement")], vec![])?,
-        "pg_language" => build(
-            vec![i64c("oid"), txt("lanname"), i64c("lanowner"), boolc("lanispl"), boolc("lanpltrusted")],
-            vec![vec![i(12), s("internal"), i(OWNER_OID), b(false), b(false)], vec![i(14), s("sql"), i(OWNER_OID), b(false), b(true)]],
+        "pg_partitioned_table" => build(
+            vec![
+                i64c("partrelid"),
+                txt("partstrat"),
+                i16c("partnatts"),
+                i64c("partdefid"),
+            ],
+            vec![],
         )?,
-        "pg_event_trigger" => build(vec![i64c("oid"), txt("evtname"), txt("evtevent"), i64c("evtowner"), i64c("evtfoid"), txt("evtenabled")], vec![])?,
-        "pg_opclass" => build(vec![i64c("oid"), i64c("opcmethod"), txt("opcname"), i64c("opcnamespace"), i64c("opcintype"), boolc("opcdefault")], vec![])?,
+        "pg_sequence" => build(
+            vec![
+                i64c("seqrelid"),
+                i64c("seqtypid"),
+                i64c("seqstart"),
+                i64c("seqincrement"),
+            ],
+            vec![],
+        )?,
+        "pg_language" => build(
+            vec![
+                i64c("oid"),
+                txt("lanname"),
+                i64c("lanowner"),
+                boolc("lanispl"),
+                boolc("lanpltrusted"),
+            ],
+            vec![
+                vec![i(12), s("internal"), i(OWNER_OID), b(false), b(false)],
+                vec![i(14), s("sql"), i(OWNER_OID), b(false), b(true)],
+            ],
+        )?,
+        "pg_event_trigger" => build(
+            vec![
+                i64c("oid"),
+                txt("evtname"),
+                txt("evtevent"),
+                i64c("evtowner"),
+                i64c("evtfoid"),
+                txt("evtenabled"),
+            ],
+            vec![],
+        )?,
+        "pg_opclass" => build(
+            vec![
+                i64c("oid"),
+                i64c("opcmethod"),
+                txt("opcname"),
+                i64c("opcnamespace"),
+                i64c("opcintype"),
+                boolc("opcdefault"),
+            ],
+            vec![],
+        )?,
         "pg_depend" => build(
-            vec![i64c("classid"), i64c("objid"), i32c("objsubid"), i64c("refclassid"), i64c("refobjid"), i32c("refobjsubid"), txt("deptype")],
+            vec![
+                i64c("classid"),
+                i64c("objid"),
+                i32c("objsubid"),
+                i64c("refclassid"),
+                i64c("refobjid"),
+                i32c("refobjsubid"),
+                txt("deptype"),
+            ],
             vec![],
         )?,
         "pg_stat_activity" => build(
-            vec![i64c("datid"), txt("datname"), i32c("pid"), txt("usename"), txt("application_name"), txt("client_addr"), txt("state"), txt("query")],
+            vec![
+                i64c("datid"),
+                txt("datname"),
+                i32c("pid"),
+                txt("usename"),
+                txt("application_name"),
+                txt("client_addr"),
+                txt("state"),
+                txt("query"),
+            ],
             vec![],
         )?,
-        "pg_locks" => build(vec![txt("locktype"), i64c("database"), i64c("relation"), i32c("pid"), txt("mode"), boolc("granted")], vec![])?,
-        "pg_cast" => build(vec![i64c("oid"), i64c("castsource"), i64c("casttarget"), i64c("castfunc"), txt("castcontext"), txt("castmethod")], vec![])?,
-        "pg_operator" => build(vec![i64c("oid"), txt("oprname"), i64c("oprnamespace"), i64c("oprleft"), i64c("oprright"), i64c("oprresult")], vec![])?,
+        "pg_locks" => build(
+            vec![
+                txt("locktype"),
+                i64c("database"),
+                i64c("relation"),
+                i32c("pid"),
+                txt("mode"),
+                boolc("granted"),
+            ],
+            vec![],
+        )?,
+        "pg_cast" => build(
+            vec![
+                i64c("oid"),
+                i64c("castsource"),
+                i64c("casttarget"),
+                i64c("castfunc"),
+                txt("castcontext"),
+                txt("castmethod"),
+            ],
+            vec![],
+        )?,
+        "pg_operator" => build(
+            vec![
+                i64c("oid"),
+                txt("oprname"),
+                i64c("oprnamespace"),
+                i64c("oprleft"),
+                i64c("oprright"),
+                i64c("oprresult"),
+            ],
+            vec![],
+        )?,
         "pg_aggregate" => build(vec![i64c("aggfnoid"), txt("aggkind"), i16c("aggnumdirectargs")], vec![])?,
-        "pg_db_role_setting" => build(vec![i64c("setdatabase"), i64c("setrole"), txt_list("setconfig")], vec![])?,
+        "pg_db_role_setting" => build(
+            vec![i64c("setdatabase"), i64c("setrole"), txt_list("setconfig")],
+            vec![],
+        )?,
         _ => return Ok(None),
     };
     let _ = null_row;
@@ -925,7 +1212,17 @@ fn info_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<
             names.extend(super::SYSTEM_SCHEMAS.iter().map(|s| s.to_string()));
             let rows = names
                 .into_iter()
-                .map(|n| vec![s(db.clone()), s(n), s(env.user.clone()), ScalarValue::Null, ScalarValue::Null, ScalarValue::Null, ScalarValue::Null])
+                .map(|n| {
+                    vec![
+                        s(db.clone()),
+                        s(n),
+                        s(env.user.clone()),
+                        ScalarValue::Null,
+                        ScalarValue::Null,
+                        ScalarValue::Null,
+                        ScalarValue::Null,
+                    ]
+                })
                 .collect();
             build(
                 vec![
@@ -1012,7 +1309,11 @@ fn info_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<
                         s(data_type),
                         char_len.map(i).unwrap_or(ScalarValue::Null),
                         num_prec.map(i).unwrap_or(ScalarValue::Null),
-                        if num_prec.is_some() { i(if matches!(c.ty, SqlType::Numeric(_)) { 10 } else { 2 }) } else { ScalarValue::Null },
+                        if num_prec.is_some() {
+                            i(if matches!(c.ty, SqlType::Numeric(_)) { 10 } else { 2 })
+                        } else {
+                            ScalarValue::Null
+                        },
                         num_scale.map(i).unwrap_or(ScalarValue::Null),
                         s(db.clone()),
                         s("pg_catalog"),
@@ -1048,7 +1349,14 @@ fn info_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<
             )?
         }
         "views" => build(
-            vec![txt("table_catalog"), txt("table_schema"), txt("table_name"), txt("view_definition"), txt("check_option"), txt("is_updatable")],
+            vec![
+                txt("table_catalog"),
+                txt("table_schema"),
+                txt("table_name"),
+                txt("view_definition"),
+                txt("check_option"),
+                txt("is_updatable"),
+            ],
             vec![],
         )?,
         "table_constraints" => {
@@ -1116,10 +1424,31 @@ fn info_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<
                 rows,
             )?
         }
-        "routines" => build(vec![txt("routine_catalog"), txt("routine_schema"), txt("routine_name"), txt("routine_type"), txt("data_type")], vec![])?,
+        "routines" => build(
+            vec![
+                txt("routine_catalog"),
+                txt("routine_schema"),
+                txt("routine_name"),
+                txt("routine_type"),
+                txt("data_type"),
+            ],
+            vec![],
+        )?,
         "character_sets" => build(
-            vec![txt("character_set_catalog"), txt("character_set_schema"), txt("character_set_name"), txt("character_repertoire"), txt("form_of_use")],
-            vec![vec![ScalarValue::Null, ScalarValue::Null, s("UTF8"), s("UCS"), s("UTF8")]],
+            vec![
+                txt("character_set_catalog"),
+                txt("character_set_schema"),
+                txt("character_set_name"),
+                txt("character_repertoire"),
+                txt("form_of_use"),
+            ],
+            vec![vec![
+                ScalarValue::Null,
+                ScalarValue::Null,
+                s("UTF8"),
+                s("UCS"),
+                s("UTF8"),
+            ]],
         )?,
         _ => return Ok(None),
     };

@@ -131,7 +131,10 @@ impl SqlType {
             }
         };
         if !args.is_empty()
-            && !matches!(ty, SqlType::Numeric(_) | SqlType::Varchar(_) | SqlType::Float4 | SqlType::Float8)
+            && !matches!(
+                ty,
+                SqlType::Numeric(_) | SqlType::Varchar(_) | SqlType::Float4 | SqlType::Float8
+            )
             && !matches!(ty, SqlType::Timestamp | SqlType::Timestamptz | SqlType::Time)
         {
             return Err(bad_type(name));
@@ -358,18 +361,35 @@ mod tests {
     #[test]
     fn parses_postgres_spellings() {
         assert_eq!(SqlType::parse("INT").unwrap(), SqlType::Int4);
-        assert_eq!(SqlType::parse("character varying(10)").unwrap(), SqlType::Varchar(Some(10)));
-        assert_eq!(SqlType::parse("NUMERIC(10, 2)").unwrap(), SqlType::Numeric(Some((10, 2))));
-        assert_eq!(SqlType::parse("timestamp with time zone").unwrap(), SqlType::Timestamptz);
+        assert_eq!(
+            SqlType::parse("character varying(10)").unwrap(),
+            SqlType::Varchar(Some(10))
+        );
+        assert_eq!(
+            SqlType::parse("NUMERIC(10, 2)").unwrap(),
+            SqlType::Numeric(Some((10, 2)))
+        );
+        assert_eq!(
+            SqlType::parse("timestamp with time zone").unwrap(),
+            SqlType::Timestamptz
+        );
         assert_eq!(SqlType::parse("TIMESTAMP(3)").unwrap(), SqlType::Timestamp);
-        assert_eq!(SqlType::parse("int[]").unwrap(), SqlType::Array(Box::new(SqlType::Int4)));
+        assert_eq!(
+            SqlType::parse("int[]").unwrap(),
+            SqlType::Array(Box::new(SqlType::Int4))
+        );
         assert!(SqlType::parse("frobnicator").is_err());
         assert!(SqlType::parse("int[][]").is_err());
     }
 
     #[test]
     fn metadata_round_trips_types_arrow_cannot_tell() {
-        for t in [SqlType::Uuid, SqlType::Jsonb, SqlType::Varchar(Some(3)), SqlType::Numeric(None)] {
+        for t in [
+            SqlType::Uuid,
+            SqlType::Jsonb,
+            SqlType::Varchar(Some(3)),
+            SqlType::Numeric(None),
+        ] {
             assert_eq!(SqlType::from_field(&t.arrow_field("c", true)), t);
         }
         assert_eq!(SqlType::from_arrow(&DataType::Utf8), SqlType::Text);

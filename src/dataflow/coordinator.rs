@@ -208,7 +208,8 @@ impl Coordinator {
                 reply,
             })
             .map_err(|_| Error::internal("the commit coordinator has stopped"))?;
-        rx.await.map_err(|_| Error::internal("the commit coordinator has stopped"))?
+        rx.await
+            .map_err(|_| Error::internal("the commit coordinator has stopped"))?
     }
 }
 
@@ -314,7 +315,10 @@ impl Worker {
                 Some(t) => {
                     return Err(Error::user(
                         SqlState::SERIALIZATION_FAILURE,
-                        format!("could not serialize access: table {} was altered concurrently", t.qualified_name()),
+                        format!(
+                            "could not serialize access: table {} was altered concurrently",
+                            t.qualified_name()
+                        ),
                     ))
                 }
                 None if req.ddl.is_some() => {}
@@ -358,7 +362,15 @@ impl Worker {
         if self.last_write.len() < 100_000 {
             return;
         }
-        let oldest = self.open.0.lock().expect("lock").keys().next().copied().unwrap_or(epoch);
+        let oldest = self
+            .open
+            .0
+            .lock()
+            .expect("lock")
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(epoch);
         self.last_write.retain(|_, e| *e > oldest);
     }
 }

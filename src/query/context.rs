@@ -64,7 +64,10 @@ static BASE_STATE: LazyLock<SessionState> = LazyLock::new(|| {
         opts.execution.parquet.schema_force_view_types = false;
         opts.optimizer.prefer_hash_join = true;
     }
-    let mut state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+    let mut state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
     for udf in functions::static_udfs() {
         state.register_udf(Arc::new(udf)).expect("register udf");
     }
@@ -82,7 +85,9 @@ pub fn session_context_with(env: &QueryEnv, extra: ExtraTables) -> SessionContex
     base.config_mut().options_mut().catalog.default_catalog = CATALOG_NAME.to_string();
     base.config_mut().options_mut().catalog.default_schema = env.default_schema();
     let catalogs = Arc::new(MemoryCatalogProviderList::new());
-    let mut state = SessionStateBuilder::new_from_existing(base).with_catalog_list(catalogs).build();
+    let mut state = SessionStateBuilder::new_from_existing(base)
+        .with_catalog_list(catalogs)
+        .build();
     for udf in functions::session_udfs(env) {
         state.register_udf(Arc::new(udf)).expect("register udf");
     }
@@ -111,7 +116,14 @@ impl std::fmt::Debug for FreshetCatalog {
 
 impl CatalogProvider for FreshetCatalog {
     fn schema_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.env.view.committed.catalog.schemas().map(|s| s.name.clone()).collect();
+        let mut names: Vec<String> = self
+            .env
+            .view
+            .committed
+            .catalog
+            .schemas()
+            .map(|s| s.name.clone())
+            .collect();
         names.extend(crate::catalog::SYSTEM_SCHEMAS.iter().map(|s| s.to_string()));
         names
     }
@@ -126,7 +138,11 @@ impl CatalogProvider for FreshetCatalog {
             env: self.env.clone(),
             name: name.to_string(),
             falls_back_to_pg_catalog: is_default,
-            extra: if is_default { self.extra.clone() } else { Arc::new(Vec::new()) },
+            extra: if is_default {
+                self.extra.clone()
+            } else {
+                Arc::new(Vec::new())
+            },
         }))
     }
 }
@@ -149,7 +165,10 @@ impl SchemaProvider for FreshetSchema {
     fn table_names(&self) -> Vec<String> {
         match self.name.as_str() {
             "pg_catalog" => pg_catalog::PG_CATALOG_TABLES.iter().map(|s| s.to_string()).collect(),
-            "information_schema" => pg_catalog::INFORMATION_SCHEMA_TABLES.iter().map(|s| s.to_string()).collect(),
+            "information_schema" => pg_catalog::INFORMATION_SCHEMA_TABLES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             _ => self
                 .env
                 .view
@@ -174,7 +193,11 @@ impl SchemaProvider for FreshetSchema {
         }
         if let Some(t) = catalog.table(&self.name, name) {
             let hidden = self.env.expose_hidden_of == Some(t.def.id);
-            return Ok(Some(Arc::new(StoredTable::new(t.clone(), self.env.view.clone(), hidden))));
+            return Ok(Some(Arc::new(StoredTable::new(
+                t.clone(),
+                self.env.view.clone(),
+                hidden,
+            ))));
         }
         if self.falls_back_to_pg_catalog {
             return pg_catalog::system_table(&self.env, "pg_catalog", name);

@@ -120,7 +120,11 @@ fn execution_state(m: &str) -> SqlState {
 /// Drops DataFusion's internal prefixes ("Error during planning: ") from a message.
 fn clean(m: &str) -> String {
     let mut s = m.trim();
-    for p in ["Error during planning: ", "Schema error: ", "This feature is not implemented: "] {
+    for p in [
+        "Error during planning: ",
+        "Schema error: ",
+        "This feature is not implemented: ",
+    ] {
         if let Some(rest) = s.strip_prefix(p) {
             s = rest;
         }

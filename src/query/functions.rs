@@ -10,9 +10,7 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, ListAr
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarUDF, Signature, SimpleScalarUDF, TypeSignature, Volatility,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Signature, SimpleScalarUDF, TypeSignature, Volatility};
 
 use super::context::QueryEnv;
 use crate::catalog::pg_catalog;
@@ -30,7 +28,13 @@ where
 fn arities(n: &[usize]) -> Signature {
     let sigs = n
         .iter()
-        .map(|k| if *k == 0 { TypeSignature::Nullary } else { TypeSignature::Any(*k) })
+        .map(|k| {
+            if *k == 0 {
+                TypeSignature::Nullary
+            } else {
+                TypeSignature::Any(*k)
+            }
+        })
         .collect();
     Signature::one_of(sigs, Volatility::Stable)
 }
@@ -122,7 +126,10 @@ pub fn static_udfs() -> Vec<ScalarUDF> {
     vec![
         constant_text(
             "version",
-            format!("PostgreSQL {SERVER_VERSION} (Freshet {}) on x86_64-pc-linux-gnu", env!("CARGO_PKG_VERSION")),
+            format!(
+                "PostgreSQL {SERVER_VERSION} (Freshet {}) on x86_64-pc-linux-gnu",
+                env!("CARGO_PKG_VERSION")
+            ),
         ),
         always_true("pg_table_is_visible", &[1]),
         always_true("pg_type_is_visible", &[1]),
@@ -152,9 +159,15 @@ pub fn static_udfs() -> Vec<ScalarUDF> {
         }),
         text_fn("quote_ident", arities(&[1]), |a| {
             let s = as_string(&a[0])?;
-            let plain = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            let plain = s
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 && !s.starts_with(|c: char| c.is_ascii_digit());
-            Some(if plain && !s.is_empty() { s } else { format!("\"{}\"", s.replace('"', "\"\"")) })
+            Some(if plain && !s.is_empty() {
+                s
+            } else {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            })
         }),
         text_fn("pg_size_pretty", arities(&[1]), |a| {
             let n = as_i64(&a[0])?;

@@ -44,7 +44,11 @@ fn error_response(e: &Error) -> Response {
         Error::External { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::User { .. } => StatusCode::BAD_REQUEST,
     };
-    (status, Json(json!({"error": {"code": e.code().code(), "message": e.to_string()}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": e.code().code(), "message": e.to_string()}})),
+    )
+        .into_response()
 }
 
 /// A JSON value for `array[row]`: numbers and booleans natively, everything else as
@@ -72,7 +76,11 @@ async fn sql(State(db): State<Arc<Database>>, Json(req): Json<SqlRequest>) -> Re
     for r in results {
         match r {
             Err(e) => return error_response(&e),
-            Ok(Output::Rows { schema, mut stream, tag }) => {
+            Ok(Output::Rows {
+                schema,
+                mut stream,
+                tag,
+            }) => {
                 let columns: Vec<Value> = schema
                     .fields()
                     .iter()
@@ -97,7 +105,9 @@ async fn sql(State(db): State<Arc<Database>>, Json(req): Json<SqlRequest>) -> Re
                 };
                 last = json!({"columns": [], "rows": [], "tag": tag});
             }
-            Ok(Output::TxnStart(tag)) | Ok(Output::TxnEnd(tag)) => last = json!({"columns": [], "rows": [], "tag": tag}),
+            Ok(Output::TxnStart(tag)) | Ok(Output::TxnEnd(tag)) => {
+                last = json!({"columns": [], "rows": [], "tag": tag})
+            }
             Ok(Output::CopyIn { .. }) | Ok(Output::CopyOut { .. }) => {
                 return error_response(&Error::unsupported("COPY over HTTP (use pgwire)"));
             }

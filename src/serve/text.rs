@@ -46,15 +46,21 @@ pub fn format_cell(array: &ArrayRef, row: usize) -> Option<String> {
             time(micros)
         }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
-            let v = array.as_primitive::<datafusion::arrow::datatypes::IntervalMonthDayNanoType>().value(row);
+            let v = array
+                .as_primitive::<datafusion::arrow::datatypes::IntervalMonthDayNanoType>()
+                .value(row);
             interval(v.months as i64, v.days as i64, v.nanoseconds / 1000)
         }
         DataType::Interval(IntervalUnit::DayTime) => {
-            let v = array.as_primitive::<datafusion::arrow::datatypes::IntervalDayTimeType>().value(row);
+            let v = array
+                .as_primitive::<datafusion::arrow::datatypes::IntervalDayTimeType>()
+                .value(row);
             interval(0, v.days as i64, v.milliseconds as i64 * 1000)
         }
         DataType::Interval(IntervalUnit::YearMonth) => {
-            let v = array.as_primitive::<datafusion::arrow::datatypes::IntervalYearMonthType>().value(row);
+            let v = array
+                .as_primitive::<datafusion::arrow::datatypes::IntervalYearMonthType>()
+                .value(row);
             interval(v as i64, 0, 0)
         }
         DataType::List(_) => list(&array.as_list::<i32>().value(row)),
@@ -91,7 +97,11 @@ fn decimal(v: i128, scale: i8, trim: bool) -> String {
     } else {
         ("0".to_string(), format!("{}{}", "0".repeat(s - abs.len()), abs))
     };
-    let frac = if trim { frac.trim_end_matches('0').to_string() } else { frac };
+    let frac = if trim {
+        frac.trim_end_matches('0').to_string()
+    } else {
+        frac
+    };
     let mut out = String::new();
     if neg {
         out.push('-');
@@ -127,7 +137,10 @@ fn timestamp_micros(array: &ArrayRef, row: usize, unit: &TimeUnit) -> i64 {
         TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row) * 1_000_000,
         TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row) * 1000,
         TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
-        TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row).div_euclid(1000),
+        TimeUnit::Nanosecond => array
+            .as_primitive::<TimestampNanosecondType>()
+            .value(row)
+            .div_euclid(1000),
     }
 }
 
@@ -207,7 +220,8 @@ fn list(values: &ArrayRef) -> String {
             Some(s) => {
                 let needs_quotes = s.is_empty()
                     || s.eq_ignore_ascii_case("null")
-                    || s.chars().any(|c| matches!(c, '"' | '\\' | '{' | '}' | ',') || c.is_whitespace());
+                    || s.chars()
+                        .any(|c| matches!(c, '"' | '\\' | '{' | '}' | ',') || c.is_whitespace());
                 if needs_quotes {
                     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
                 } else {
@@ -228,7 +242,10 @@ mod tests {
         assert_eq!(decimal(-12345, 2, false), "-123.45");
         assert_eq!(decimal(5, 3, false), "0.005");
         assert_eq!(decimal(15_000_000_000, 10, true), "1.5");
-        assert_eq!(interval(14, 3, 3_600_000_000 + 1), "1 year 2 mons 3 days 01:00:00.000001");
+        assert_eq!(
+            interval(14, 3, 3_600_000_000 + 1),
+            "1 year 2 mons 3 days 01:00:00.000001"
+        );
         assert_eq!(interval(0, 0, 0), "00:00:00");
         assert_eq!(timestamp(1_500_000, true), "1970-01-01 00:00:01.5+00");
         assert_eq!(float(0.1, false), "0.1");

@@ -32,13 +32,21 @@ pub enum Output {
         tag: String,
     },
     /// A command tag, with a row count where PostgreSQL reports one.
-    Command { tag: String, rows: Option<usize> },
+    Command {
+        tag: String,
+        rows: Option<usize>,
+    },
     TxnStart(String),
     TxnEnd(String),
     /// The client must now send COPY data.
-    CopyIn { columns: usize },
+    CopyIn {
+        columns: usize,
+    },
     /// COPY TO STDOUT: the rows, already formatted.
-    CopyOut { columns: usize, data: Vec<Vec<u8>> },
+    CopyOut {
+        columns: usize,
+        data: Vec<Vec<u8>>,
+    },
     Empty,
 }
 
@@ -80,7 +88,15 @@ pub struct Session {
     notices: Vec<Notice>,
 }
 
-const AUTOCOMMIT_RETRIES: usize = 20;
+/// How long a statement outside a transaction keeps retrying after losing a write-write race.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Randomised, growing backoff before retry `attempt`.
+async fn backoff(attempt: u32) {
+    let cap_us = 200u64 << attempt.min(6);
+    let jitter = rand::random::<u64>() % cap_us.max(1);
+    tokio::time::sleep(std::time::Duration::from_micros(jitter)).await;
+}
 
 impl Session {
     pub fn new(db: Arc<Database>, user: &str, database: &str) -> Session {
@@ -197,7 +213,10 @@ impl Session {
             } => self.rollback_to(&sql::ident_name(&name)),
             Statement::Savepoint { name } => {
                 let t = self.txn.as_mut().ok_or_else(|| {
-                    Error::user(SqlState::NO_ACTIVE_SQL_TRANSACTION, "SAVEPOINT can only be used in transaction blocks")
+                    Error::user(
+                        SqlState::NO_ACTIVE_SQL_TRANSACTION,
+                        "SAVEPOINT can only be used in transaction blocks",
+                    )
                 })?;
                 t.savepoints.push((sql::ident_name(&name), t.writes.clone()));
                 Ok(Output::command("SAVEPOINT"))
@@ -205,11 +224,16 @@ impl Session {
             Statement::ReleaseSavepoint { name } => {
                 let n = sql::ident_name(&name);
                 let t = self.txn.as_mut().ok_or_else(|| {
-                    Error::user(SqlState::NO_ACTIVE_SQL_TRANSACTION, "RELEASE SAVEPOINT can only be used in transaction blocks")
+                    Error::user(
+                        SqlState::NO_ACTIVE_SQL_TRANSACTION,
+                        "RELEASE SAVEPOINT can only be used in transaction blocks",
+                    )
                 })?;
-                let pos = t.savepoints.iter().rposition(|(s, _)| *s == n).ok_or_else(|| {
-                    Error::user(SqlState("3B001"), format!("savepoint \"{n}\" does not exist"))
-                })?;
+                let pos = t
+                    .savepoints
+                    .iter()
+                    .rposition(|(s, _)| *s == n)
+                    .ok_or_else(|| Error::user(SqlState("3B001"), format!("savepoint \"{n}\" does not exist")))?;
                 t.savepoints.truncate(pos);
                 Ok(Output::command("RELEASE"))
             }
@@ -219,8 +243,15 @@ impl Session {
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => self.write(stmt).await,
             Statement::Copy { .. } => sql::copy::start(self, stmt).await,
-            Statement::Set(_) | Statement::ShowVariable { .. } | Statement::ShowTables { .. } | Statement::ExplainTable { .. } => {
-                sql::show::execute(self, stmt).await
+            Statement::Set(_)
+            | Statement::ShowVariable { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ExplainTable { .. } => sql::show::execute(self, stmt).await,
+            Statement::Deallocate { name, .. } => {
+                // Prepared statements of the extended protocol live in the connection; SQL-level
+                // PREPARE is not supported, so there is nothing else to release.
+                let all = name.value.eq_ignore_ascii_case("all");
+                Ok(Output::command(if all { "DEALLOCATE ALL" } else { "DEALLOCATE" }))
             }
             Statement::Discard { .. } => {
                 self.settings.reset_all();
@@ -230,7 +261,10 @@ impl Session {
             | Statement::CreateTable(_)
             | Statement::AlterTable(_)
             | Statement::Drop { .. } => self.ddl(stmt).await,
-            other => Err(Error::unsupported(format!("the statement \"{}\"", first_words(&other.to_string())))),
+            other => Err(Error::unsupported(format!(
+                "the statement \"{}\"",
+                first_words(&other.to_string())
+            ))),
         }
     }
 
@@ -266,7 +300,10 @@ impl Session {
 
     fn rollback_to(&mut self, name: &str) -> Result<Output> {
         let t = self.txn.as_mut().ok_or_else(|| {
-            Error::user(SqlState::NO_ACTIVE_SQL_TRANSACTION, "ROLLBACK TO SAVEPOINT can only be used in transaction blocks")
+            Error::user(
+                SqlState::NO_ACTIVE_SQL_TRANSACTION,
+                "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+            )
         })?;
         let pos = t
             .savepoints
@@ -328,6 +365,7 @@ impl Session {
             return Ok(out);
         }
         let mut attempt = 0;
+        let started = std::time::Instant::now();
         loop {
             let (committed, _guard) = self.db.coordinator.pin();
             let epoch = committed.epoch;
@@ -348,9 +386,9 @@ impl Session {
             }
             match self.db.coordinator.commit(epoch, writes, None).await {
                 Ok(_) => return Ok(out),
-                Err(e) if e.code() == SqlState::SERIALIZATION_FAILURE && attempt < AUTOCOMMIT_RETRIES => {
+                Err(e) if e.code() == SqlState::SERIALIZATION_FAILURE && started.elapsed() < RETRY_FOR => {
                     attempt += 1;
-                    tokio::task::yield_now().await;
+                    backoff(attempt).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -369,6 +407,7 @@ impl Session {
             }
         }
         let mut attempt = 0;
+        let started = std::time::Instant::now();
         loop {
             let env = {
                 let mut e = self.query_env();
@@ -397,8 +436,9 @@ impl Session {
                     }
                     return Ok(out);
                 }
-                Err(e) if e.code() == SqlState::SERIALIZATION_FAILURE && attempt < AUTOCOMMIT_RETRIES => {
+                Err(e) if e.code() == SqlState::SERIALIZATION_FAILURE && started.elapsed() < RETRY_FOR => {
                     attempt += 1;
+                    backoff(attempt).await;
                 }
                 Err(e) => return Err(e),
             }

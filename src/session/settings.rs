@@ -9,42 +9,142 @@ use crate::error::{Error, Result, SqlState};
 
 /// (name, default, description)
 const DEFAULTS: &[(&str, &str, &str)] = &[
-    ("application_name", "", "Sets the application name reported in statistics and logs."),
+    (
+        "application_name",
+        "",
+        "Sets the application name reported in statistics and logs.",
+    ),
     ("bytea_output", "hex", "Sets the output format for bytea."),
     ("client_encoding", "UTF8", "Sets the client's character set encoding."),
-    ("client_min_messages", "notice", "Sets the message levels that are sent to the client."),
-    ("datestyle", "ISO, MDY", "Sets the display format for date and time values."),
-    ("default_transaction_isolation", "repeatable read", "Sets the transaction isolation level of each new transaction."),
-    ("default_transaction_read_only", "off", "Sets the default read-only status of new transactions."),
-    ("extra_float_digits", "1", "Sets the number of digits displayed for floating-point values."),
+    (
+        "client_min_messages",
+        "notice",
+        "Sets the message levels that are sent to the client.",
+    ),
+    (
+        "datestyle",
+        "ISO, MDY",
+        "Sets the display format for date and time values.",
+    ),
+    (
+        "default_transaction_isolation",
+        "repeatable read",
+        "Sets the transaction isolation level of each new transaction.",
+    ),
+    (
+        "default_transaction_read_only",
+        "off",
+        "Sets the default read-only status of new transactions.",
+    ),
+    (
+        "extra_float_digits",
+        "1",
+        "Sets the number of digits displayed for floating-point values.",
+    ),
     ("integer_datetimes", "on", "Shows whether datetimes are integer based."),
-    ("intervalstyle", "postgres", "Sets the display format for interval values."),
+    (
+        "intervalstyle",
+        "postgres",
+        "Sets the display format for interval values.",
+    ),
     ("is_superuser", "on", "Shows whether the current user is a superuser."),
     ("lc_collate", "C.UTF-8", "Shows the collation order locale."),
     ("lc_ctype", "C.UTF-8", "Shows the character classification locale."),
-    ("lc_messages", "C.UTF-8", "Sets the language in which messages are displayed."),
-    ("lc_monetary", "C.UTF-8", "Sets the locale for formatting monetary amounts."),
+    (
+        "lc_messages",
+        "C.UTF-8",
+        "Sets the language in which messages are displayed.",
+    ),
+    (
+        "lc_monetary",
+        "C.UTF-8",
+        "Sets the locale for formatting monetary amounts.",
+    ),
     ("lc_numeric", "C.UTF-8", "Sets the locale for formatting numbers."),
-    ("lc_time", "C.UTF-8", "Sets the locale for formatting date and time values."),
+    (
+        "lc_time",
+        "C.UTF-8",
+        "Sets the locale for formatting date and time values.",
+    ),
     ("max_identifier_length", "63", "Shows the maximum identifier length."),
-    ("search_path", "\"$user\", public", "Sets the schema search order for names that are not schema-qualified."),
-    ("server_encoding", "UTF8", "Shows the server (database) character set encoding."),
-    ("server_version", crate::query::functions::SERVER_VERSION, "Shows the server version."),
-    ("server_version_num", "150000", "Shows the server version as an integer."),
-    ("standard_conforming_strings", "on", "Causes '...' strings to treat backslashes literally."),
-    ("statement_timeout", "0", "Sets the maximum allowed duration of any statement."),
-    ("lock_timeout", "0", "Sets the maximum allowed duration of any wait for a lock."),
-    ("idle_in_transaction_session_timeout", "0", "Sets the maximum allowed idle time between queries, when in a transaction."),
-    ("timezone", "UTC", "Sets the time zone for displaying and interpreting time stamps."),
-    ("transaction_isolation", "repeatable read", "Sets the current transaction's isolation level."),
-    ("transaction_read_only", "off", "Sets the current transaction's read-only status."),
-    ("synchronous_commit", "on", "Sets the current transaction's synchronization level."),
+    (
+        "search_path",
+        "\"$user\", public",
+        "Sets the schema search order for names that are not schema-qualified.",
+    ),
+    (
+        "server_encoding",
+        "UTF8",
+        "Shows the server (database) character set encoding.",
+    ),
+    (
+        "server_version",
+        crate::query::functions::SERVER_VERSION,
+        "Shows the server version.",
+    ),
+    (
+        "server_version_num",
+        "150000",
+        "Shows the server version as an integer.",
+    ),
+    (
+        "standard_conforming_strings",
+        "on",
+        "Causes '...' strings to treat backslashes literally.",
+    ),
+    (
+        "statement_timeout",
+        "0",
+        "Sets the maximum allowed duration of any statement.",
+    ),
+    (
+        "lock_timeout",
+        "0",
+        "Sets the maximum allowed duration of any wait for a lock.",
+    ),
+    (
+        "idle_in_transaction_session_timeout",
+        "0",
+        "Sets the maximum allowed idle time between queries, when in a transaction.",
+    ),
+    (
+        "timezone",
+        "UTC",
+        "Sets the time zone for displaying and interpreting time stamps.",
+    ),
+    (
+        "transaction_isolation",
+        "repeatable read",
+        "Sets the current transaction's isolation level.",
+    ),
+    (
+        "transaction_read_only",
+        "off",
+        "Sets the current transaction's read-only status.",
+    ),
+    (
+        "synchronous_commit",
+        "on",
+        "Sets the current transaction's synchronization level.",
+    ),
     ("row_security", "on", "Enable row security."),
     ("jit", "off", "Allow JIT compilation."),
     ("geqo", "on", "Enables genetic query optimization."),
-    ("work_mem", "4MB", "Sets the maximum memory to be used for query workspaces."),
-    ("max_connections", "1000", "Sets the maximum number of concurrent connections."),
-    ("default_text_search_config", "pg_catalog.english", "Sets default text search configuration."),
+    (
+        "work_mem",
+        "4MB",
+        "Sets the maximum memory to be used for query workspaces.",
+    ),
+    (
+        "max_connections",
+        "1000",
+        "Sets the maximum number of concurrent connections.",
+    ),
+    (
+        "default_text_search_config",
+        "pg_catalog.english",
+        "Sets default text search configuration.",
+    ),
 ];
 
 /// Variables a client may not change.
@@ -61,7 +161,10 @@ const READ_ONLY: &[&str] = &[
 
 /// Rows of `pg_settings`: (name, default value, description).
 pub fn all_settings_rows() -> Vec<(String, String, String)> {
-    DEFAULTS.iter().map(|(n, v, d)| (n.to_string(), v.to_string(), d.to_string())).collect()
+    DEFAULTS
+        .iter()
+        .map(|(n, v, d)| (n.to_string(), v.to_string(), d.to_string()))
+        .collect()
 }
 
 /// One session's variables.
@@ -124,7 +227,13 @@ impl Settings {
             }
             "timezone" => {
                 let v = value.trim();
-                if !(v.eq_ignore_ascii_case("utc") || v.eq_ignore_ascii_case("gmt") || v == "0" || v == "+00:00" || v.eq_ignore_ascii_case("etc/utc") || v.eq_ignore_ascii_case("zulu")) {
+                if !(v.eq_ignore_ascii_case("utc")
+                    || v.eq_ignore_ascii_case("gmt")
+                    || v == "0"
+                    || v == "+00:00"
+                    || v.eq_ignore_ascii_case("etc/utc")
+                    || v.eq_ignore_ascii_case("zulu"))
+                {
                     return Err(Error::user(
                         SqlState::FEATURE_NOT_SUPPORTED,
                         format!("time zone \"{v}\" is not supported: Freshet sessions run in UTC"),

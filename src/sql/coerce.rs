@@ -32,7 +32,13 @@ pub fn coerce(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
         SqlType::Array(elem) if is_string(array.data_type()) => parse_pg_arrays(array.as_string::<i32>(), elem)?,
         SqlType::Array(elem) => {
             if let DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) = array.data_type() {
-                let list = cast(&array, &DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new_list_field(array_elem_type(&array), true))))?;
+                let list = cast(
+                    &array,
+                    &DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new_list_field(
+                        array_elem_type(&array),
+                        true,
+                    ))),
+                )?;
                 let list = list.as_list::<i32>();
                 let values = coerce(list.values(), elem)?;
                 Arc::new(GenericListArray::<i32>::new(
@@ -44,7 +50,11 @@ pub fn coerce(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
             } else {
                 return Err(Error::user(
                     SqlState::DATATYPE_MISMATCH,
-                    format!("cannot use a value of type {} as {}", SqlType::from_arrow(array.data_type()).name(), ty.name()),
+                    format!(
+                        "cannot use a value of type {} as {}",
+                        SqlType::from_arrow(array.data_type()).name(),
+                        ty.name()
+                    ),
                 ));
             }
         }
@@ -104,7 +114,9 @@ fn reword(e: Error, ty: &SqlType) -> Error {
     }
     match e {
         Error::User { state, .. } if state == SqlState::NUMERIC_VALUE_OUT_OF_RANGE => Error::user(state, msg),
-        Error::User { state, .. } if state == SqlState::INVALID_TEXT_REPRESENTATION || state == SqlState::DATA_EXCEPTION => {
+        Error::User { state, .. }
+            if state == SqlState::INVALID_TEXT_REPRESENTATION || state == SqlState::DATA_EXCEPTION =>
+        {
             Error::user(
                 SqlState::INVALID_TEXT_REPRESENTATION,
                 format!("invalid input syntax for type {}: {msg}", ty.name()),
@@ -150,7 +162,14 @@ pub fn parse_uuid(s: &str) -> Option<String> {
         return None;
     }
     let h = hex.to_ascii_lowercase();
-    Some(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 /// Re-serialises JSON text (validating it), as jsonb does.
@@ -333,7 +352,11 @@ pub fn parse_array_literal(s: &str) -> Result<Vec<Option<String>>> {
             }
             item = item.trim().to_string();
         }
-        out.push(if !quoted && item.eq_ignore_ascii_case("null") { None } else { Some(item) });
+        out.push(if !quoted && item.eq_ignore_ascii_case("null") {
+            None
+        } else {
+            Some(item)
+        });
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
         }
@@ -366,15 +389,24 @@ mod tests {
     #[test]
     fn errors_carry_postgres_sqlstates() {
         let big: ArrayRef = Arc::new(Int64Array::from(vec![3_000_000_000]));
-        assert_eq!(coerce(&big, &SqlType::Int4).unwrap_err().code(), SqlState::NUMERIC_VALUE_OUT_OF_RANGE);
+        assert_eq!(
+            coerce(&big, &SqlType::Int4).unwrap_err().code(),
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE
+        );
         let junk: ArrayRef = Arc::new(StringArray::from(vec!["abc"]));
-        assert_eq!(coerce(&junk, &SqlType::Int4).unwrap_err().code(), SqlState::INVALID_TEXT_REPRESENTATION);
+        assert_eq!(
+            coerce(&junk, &SqlType::Int4).unwrap_err().code(),
+            SqlState::INVALID_TEXT_REPRESENTATION
+        );
         let long: ArrayRef = Arc::new(StringArray::from(vec!["abcd"]));
         assert_eq!(
             coerce(&long, &SqlType::Varchar(Some(3))).unwrap_err().code(),
             SqlState::STRING_DATA_RIGHT_TRUNCATION
         );
-        assert_eq!(coerce(&junk, &SqlType::Uuid).unwrap_err().code(), SqlState::INVALID_TEXT_REPRESENTATION);
+        assert_eq!(
+            coerce(&junk, &SqlType::Uuid).unwrap_err().code(),
+            SqlState::INVALID_TEXT_REPRESENTATION
+        );
     }
 
     #[test]
@@ -389,6 +421,9 @@ mod tests {
             parse_uuid("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11").unwrap(),
             "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
         );
-        assert_eq!(normalize_json("{\"bb\":1,\"a\":[1,2]}").unwrap(), "{\"a\": [1, 2], \"bb\": 1}");
+        assert_eq!(
+            normalize_json("{\"bb\":1,\"a\":[1,2]}").unwrap(),
+            "{\"a\": [1, 2], \"bb\": 1}"
+        );
     }
 }

@@ -86,18 +86,23 @@ pub struct CopyIn {
 
 fn target_columns(table: &Table, columns: &[sqlparser::ast::Ident]) -> Result<Vec<usize>> {
     if columns.is_empty() {
-        return Ok((0..table.def.columns.len()).filter(|i| !table.def.columns[*i].hidden).collect());
+        return Ok((0..table.def.columns.len())
+            .filter(|i| !table.def.columns[*i].hidden)
+            .collect());
     }
     columns
         .iter()
         .map(|c| {
             let n = super::ident_name(c);
-            table.column_index(&n).filter(|i| !table.def.columns[*i].hidden).ok_or_else(|| {
-                Error::user(
-                    SqlState::UNDEFINED_COLUMN,
-                    format!("column \"{n}\" of relation \"{}\" does not exist", table.def.name),
-                )
-            })
+            table
+                .column_index(&n)
+                .filter(|i| !table.def.columns[*i].hidden)
+                .ok_or_else(|| {
+                    Error::user(
+                        SqlState::UNDEFINED_COLUMN,
+                        format!("column \"{n}\" of relation \"{}\" does not exist", table.def.name),
+                    )
+                })
         })
         .collect()
 }
@@ -119,7 +124,9 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<Output> {
     let env = session.query_env();
     if !to {
         if !matches!(target, CopyTarget::Stdin) {
-            return Err(Error::unsupported("COPY FROM a server-side file or program (use COPY FROM STDIN)"));
+            return Err(Error::unsupported(
+                "COPY FROM a server-side file or program (use COPY FROM STDIN)",
+            ));
         }
         let CopySource::Table { table_name, columns } = source else {
             return Err(Error::syntax("COPY FROM needs a table"));
@@ -140,7 +147,9 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<Output> {
         return Ok(Output::CopyIn { columns });
     }
     if !matches!(target, CopyTarget::Stdout) {
-        return Err(Error::unsupported("COPY TO a server-side file or program (use COPY TO STDOUT)"));
+        return Err(Error::unsupported(
+            "COPY TO a server-side file or program (use COPY TO STDOUT)",
+        ));
     }
     let sql = match source {
         CopySource::Table { table_name, columns } => {
@@ -379,7 +388,10 @@ fn parse_csv(text: &str, f: &CopyFormat) -> Result<Vec<Vec<Option<String>>>> {
         }
     }
     if quoted {
-        return Err(Error::user(SqlState::BAD_COPY_FILE_FORMAT, "unterminated CSV quoted field"));
+        return Err(Error::user(
+            SqlState::BAD_COPY_FILE_FORMAT,
+            "unterminated CSV quoted field",
+        ));
     }
     if !field.is_empty() || !row.is_empty() || was_quoted {
         push_field(&mut row, &mut field, was_quoted);
@@ -399,7 +411,11 @@ mod tests {
 
     fn fmt(csv: bool) -> CopyFormat {
         CopyFormat::from_options(
-            &if csv { vec![CopyOption::Format(sqlparser::ast::Ident::new("csv"))] } else { vec![] },
+            &if csv {
+                vec![CopyOption::Format(sqlparser::ast::Ident::new("csv"))]
+            } else {
+                vec![]
+            },
             &[],
         )
         .unwrap()

@@ -53,7 +53,11 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
         Statement::CreateTable(ct) => {
             let def = table_def(env, ct).await?;
             if ct.if_not_exists && catalog.table(&def.schema, &def.name).is_some() {
-                session.notice("NOTICE", "42P07", format!("relation \"{}\" already exists, skipping", def.name));
+                session.notice(
+                    "NOTICE",
+                    "42P07",
+                    format!("relation \"{}\" already exists, skipping", def.name),
+                );
                 return Ok(Planned::Done(Output::command("CREATE TABLE")));
             }
             catalog.create_table(def, &mut batch)?;
@@ -106,7 +110,11 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
             let table = match catalog.resolve_table(&parts, &env.search_path) {
                 Ok(t) => t,
                 Err(_) if at.if_exists => {
-                    session.notice("NOTICE", "00000", format!("relation \"{}\" does not exist, skipping", parts.join(".")));
+                    session.notice(
+                        "NOTICE",
+                        "00000",
+                        format!("relation \"{}\" does not exist, skipping", parts.join(".")),
+                    );
                     return Ok(Planned::Done(Output::command("ALTER TABLE")));
                 }
                 Err(e) => return Err(e),
@@ -129,7 +137,11 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
     ))
 }
 
-fn column_def(env_default_check: &mut Vec<String>, c: &sqlparser::ast::ColumnDef, pk: &mut Vec<String>) -> Result<ColumnDef> {
+fn column_def(
+    env_default_check: &mut Vec<String>,
+    c: &sqlparser::ast::ColumnDef,
+    pk: &mut Vec<String>,
+) -> Result<ColumnDef> {
     let name = super::ident_name(&c.name);
     let ty = SqlType::parse(&c.data_type.to_string())?;
     let mut col = ColumnDef {
@@ -169,7 +181,10 @@ async fn check_defaults(env: &QueryEnv, defaults: &[String]) -> Result<()> {
         return Ok(());
     }
     let ctx = session_context(env);
-    let sql = format!("SELECT {}", defaults.iter().map(|d| format!("({d})")).collect::<Vec<_>>().join(", "));
+    let sql = format!(
+        "SELECT {}",
+        defaults.iter().map(|d| format!("({d})")).collect::<Vec<_>>().join(", ")
+    );
     super::dml::plan_sql(&ctx, &sql).await.map_err(|e| match e {
         Error::User { state, message, .. } if state == SqlState::UNDEFINED_COLUMN => Error::user(
             SqlState("0A000"),
@@ -182,13 +197,18 @@ async fn check_defaults(env: &QueryEnv, defaults: &[String]) -> Result<()> {
 
 async fn table_def(env: &QueryEnv, ct: &CreateTable) -> Result<TableDef> {
     if ct.query.is_some() {
-        return Err(Error::unsupported("CREATE TABLE ... AS (create the table, then INSERT ... SELECT)"));
+        return Err(Error::unsupported(
+            "CREATE TABLE ... AS (create the table, then INSERT ... SELECT)",
+        ));
     }
     let mut parts = super::object_name_parts(&ct.name);
     let name = parts.pop().unwrap_or_default();
     let schema = parts.pop().unwrap_or_else(|| env.default_schema());
     if SYSTEM_SCHEMAS.contains(&schema.as_str()) {
-        return Err(Error::user(SqlState("42501"), format!("cannot create tables in schema {schema}")));
+        return Err(Error::user(
+            SqlState("42501"),
+            format!("cannot create tables in schema {schema}"),
+        ));
     }
     let mut pk_names = Vec::new();
     let mut defaults = Vec::new();
@@ -238,7 +258,10 @@ async fn table_def(env: &QueryEnv, ct: &CreateTable) -> Result<TableDef> {
             )
         })?;
         if matches!(columns[idx].ty, SqlType::Jsonb | SqlType::Array(_)) {
-            return Err(Error::unsupported(format!("a primary key on a {} column", columns[idx].ty.name())));
+            return Err(Error::unsupported(format!(
+                "a primary key on a {} column",
+                columns[idx].ty.name()
+            )));
         }
         columns[idx].not_null = true;
         primary_key.push(idx);
@@ -313,7 +336,14 @@ async fn alter(
             }
             if table.column_index(&col.name).is_some() {
                 if *if_not_exists {
-                    session.notice("NOTICE", "42701", format!("column \"{}\" of relation \"{}\" already exists, skipping", col.name, def.name));
+                    session.notice(
+                        "NOTICE",
+                        "42701",
+                        format!(
+                            "column \"{}\" of relation \"{}\" already exists, skipping",
+                            col.name, def.name
+                        ),
+                    );
                     return Ok(table.clone());
                 }
                 return Err(Error::user(
@@ -325,7 +355,11 @@ async fn alter(
             // Keep hidden columns last.
             let pos = def.columns.iter().position(|c| c.hidden).unwrap_or(def.columns.len());
             def.columns.insert(pos, col.clone());
-            def.primary_key = def.primary_key.iter().map(|i| if *i >= pos { i + 1 } else { *i }).collect();
+            def.primary_key = def
+                .primary_key
+                .iter()
+                .map(|i| if *i >= pos { i + 1 } else { *i })
+                .collect();
             let (row_keys, rows) = read_all(env, table)?;
             let new = catalog.replace_table(table, def, batch)?;
             if let Some(rows) = rows {
@@ -343,7 +377,10 @@ async fn alter(
                 if col.not_null && value.null_count() > 0 {
                     return Err(Error::user(
                         SqlState::NOT_NULL_VIOLATION,
-                        format!("column \"{}\" of relation \"{}\" contains null values", col.name, new.def.name),
+                        format!(
+                            "column \"{}\" of relation \"{}\" contains null values",
+                            col.name, new.def.name
+                        ),
                     ));
                 }
                 let mut cols = rows.columns().to_vec();
@@ -362,7 +399,14 @@ async fn alter(
                 let name = super::ident_name(cn);
                 let Some(idx) = current.column_index(&name).filter(|i| !current.def.columns[*i].hidden) else {
                     if *if_exists {
-                        session.notice("NOTICE", "42703", format!("column \"{name}\" of relation \"{}\" does not exist, skipping", def.name));
+                        session.notice(
+                            "NOTICE",
+                            "42703",
+                            format!(
+                                "column \"{name}\" of relation \"{}\" does not exist, skipping",
+                                def.name
+                            ),
+                        );
                         continue;
                     }
                     return Err(Error::user(
@@ -373,7 +417,10 @@ async fn alter(
                 if current.def.primary_key.contains(&idx) {
                     return Err(Error::user(
                         SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
-                        format!("cannot drop column {name} of table {}: it is part of the primary key", def.name),
+                        format!(
+                            "cannot drop column {name} of table {}: it is part of the primary key",
+                            def.name
+                        ),
                     ));
                 }
                 if current.def.columns.iter().filter(|c| !c.hidden).count() == 1 {
@@ -381,7 +428,11 @@ async fn alter(
                 }
                 let mut d = current.def.clone();
                 d.columns.remove(idx);
-                d.primary_key = d.primary_key.iter().map(|i| if *i > idx { i - 1 } else { *i }).collect();
+                d.primary_key = d
+                    .primary_key
+                    .iter()
+                    .map(|i| if *i > idx { i - 1 } else { *i })
+                    .collect();
                 let (row_keys, rows) = read_all(env, &current)?;
                 let new = catalog.replace_table(&current, d, batch)?;
                 if let Some(rows) = rows {
@@ -399,12 +450,10 @@ async fn alter(
         } => {
             let old = super::ident_name(old_column_name);
             let new = super::ident_name(new_column_name);
-            let idx = table.column_index(&old).filter(|i| !def.columns[*i].hidden).ok_or_else(|| {
-                Error::user(
-                    SqlState::UNDEFINED_COLUMN,
-                    format!("column \"{old}\" does not exist"),
-                )
-            })?;
+            let idx = table
+                .column_index(&old)
+                .filter(|i| !def.columns[*i].hidden)
+                .ok_or_else(|| Error::user(SqlState::UNDEFINED_COLUMN, format!("column \"{old}\" does not exist")))?;
             if table.column_index(&new).is_some() {
                 return Err(Error::user(
                     SqlState::DUPLICATE_COLUMN,

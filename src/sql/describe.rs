@@ -31,9 +31,15 @@ fn placeholder(e: &Expr) -> Option<usize> {
 }
 
 /// Plans `sql` and reports its parameter types and output columns.
-async fn plan_types(env: &QueryEnv, stmt: Statement) -> Result<(HashMap<String, Option<DataType>>, Vec<(String, Type, i32)>)> {
+async fn plan_types(
+    env: &QueryEnv,
+    stmt: Statement,
+) -> Result<(HashMap<String, Option<DataType>>, Vec<(String, Type, i32)>)> {
     let ctx = session_context(env);
-    let plan = ctx.state().statement_to_plan(DfStatement::Statement(Box::new(stmt))).await?;
+    let plan = ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+        .await?;
     let params = plan.get_parameter_types()?;
     let fields = plan
         .schema()
@@ -47,8 +53,13 @@ async fn plan_types(env: &QueryEnv, stmt: Statement) -> Result<(HashMap<String, 
     Ok((params, fields))
 }
 
-async fn plan_sql_types(env: &QueryEnv, sql: &str) -> Result<(HashMap<String, Option<DataType>>, Vec<(String, Type, i32)>)> {
-    let mut stmt = super::parse(sql)?.pop().ok_or_else(|| crate::error::Error::internal("empty statement"))?;
+async fn plan_sql_types(
+    env: &QueryEnv,
+    sql: &str,
+) -> Result<(HashMap<String, Option<DataType>>, Vec<(String, Type, i32)>)> {
+    let mut stmt = super::parse(sql)?
+        .pop()
+        .ok_or_else(|| crate::error::Error::internal("empty statement"))?;
     super::rewrite::rewrite(&mut stmt);
     plan_types(env, stmt).await
 }
@@ -96,7 +107,11 @@ pub async fn describe(env: &QueryEnv, stmt: &Statement, client_types: &[Option<T
         }
         Statement::Explain { .. } => fields = text("QUERY PLAN"),
         Statement::ShowVariable { variable } => {
-            let name = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
+            let name = variable
+                .iter()
+                .map(|i| i.value.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(" ");
             fields = if name == "all" {
                 Some(vec![
                     ("name".into(), Type::TEXT, -1),
@@ -162,12 +177,17 @@ pub async fn describe(env: &QueryEnv, stmt: &Statement, client_types: &[Option<T
                         }
                     }
                     if let Some(sel) = &u.selection {
-                        if let Ok((p, _)) = plan_sql_types(env, &format!("SELECT 1 FROM {} WHERE {sel}", u.table)).await {
+                        if let Ok((p, _)) = plan_sql_types(env, &format!("SELECT 1 FROM {} WHERE {sel}", u.table)).await
+                        {
                             merge(&mut types, p);
                         }
                     }
                     if let Some(items) = &u.returning {
-                        fields = Some(plan_sql_types(env, &returning_sql(&u.table.to_string(), items)).await?.1);
+                        fields = Some(
+                            plan_sql_types(env, &returning_sql(&u.table.to_string(), items))
+                                .await?
+                                .1,
+                        );
                     }
                 }
             }

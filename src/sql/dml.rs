@@ -37,10 +37,41 @@ pub async fn plan(ctx: &SessionContext, stmt: Statement) -> Result<datafusion::d
     Ok(ctx.execute_logical_plan(plan).await?)
 }
 
+/// Whether a planning error is DataFusion refusing a correlated scalar subquery.
+fn is_scalar_subquery_error(e: &Error) -> bool {
+    let m = e.to_string();
+    m.contains("Correlated scalar subquery must be aggregated") || m.contains("ScalarSubquery")
+}
+
+/// Plans and starts `stmt`. DataFusion only decorrelates aggregated scalar subqueries;
+/// PostgreSQL allows any that return at most one row (psql's `\d` uses them), so on that
+/// refusal the statement is rewritten (see `rewrite::aggregate_scalar_subqueries`) and retried.
+async fn plan_and_run(
+    ctx: &SessionContext,
+    stmt: Statement,
+) -> Result<(datafusion::common::DFSchema, datafusion::execution::SendableRecordBatchStream)> {
+    let attempt = |stmt: Statement| async move {
+        let df = plan(ctx, stmt).await?;
+        let schema = df.schema().clone();
+        let stream = df.execute_stream().await.map_err(Error::from)?;
+        Ok::<_, Error>((schema, stream))
+    };
+    match attempt(stmt.clone()).await {
+        Err(e) if is_scalar_subquery_error(&e) => {
+            let mut stmt = stmt;
+            super::rewrite::aggregate_scalar_subqueries(&mut stmt);
+            attempt(stmt).await
+        }
+        other => other,
+    }
+}
+
 /// Plans SQL text built by Freshet itself.
 pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
     let mut stmts = super::parse(sql)?;
-    let mut stmt = stmts.pop().ok_or_else(|| Error::internal("empty generated statement"))?;
+    let mut stmt = stmts
+        .pop()
+        .ok_or_else(|| Error::internal("empty generated statement"))?;
     super::rewrite::rewrite(&mut stmt);
     plan(ctx, stmt).await
 }
@@ -50,12 +81,11 @@ pub async fn query(env: &QueryEnv, stmt: Statement) -> Result<Output> {
     let ctx = session_context(env);
     let explain = matches!(stmt, Statement::Explain { .. });
     let names = postgres_column_names(&stmt);
-    let df = plan(&ctx, stmt).await?;
     if explain {
-        return explain_output(df).await;
+        return explain_output(plan(&ctx, stmt).await?).await;
     }
-    let schema: SchemaRef = rename(df.schema().as_arrow(), names);
-    let stream = df.execute_stream().await?;
+    let (df_schema, stream) = plan_and_run(&ctx, stmt).await?;
+    let schema: SchemaRef = rename(df_schema.as_arrow(), names);
     Ok(Output::Rows {
         schema,
         stream,
@@ -67,7 +97,9 @@ pub async fn query(env: &QueryEnv, stmt: Statement) -> Result<Output> {
 /// "count", `a + 1` is "?column?"), when the projection has no wildcard.
 pub fn postgres_column_names(stmt: &Statement) -> Option<Vec<String>> {
     let Statement::Query(q) = stmt else { return None };
-    let SetExpr::Select(select) = q.body.as_ref() else { return None };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
     select
         .projection
         .iter()
@@ -85,7 +117,13 @@ fn expr_column_name(e: &Expr) -> String {
         Expr::CompoundIdentifier(parts) => parts.last().map(super::ident_name).unwrap_or_default(),
         Expr::Function(f) => super::object_name_parts(&f.name).pop().unwrap_or_default(),
         Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
-            Expr::Value(_) => data_type.to_string().to_lowercase().split('(').next().unwrap_or("").to_string(),
+            Expr::Value(_) => data_type
+                .to_string()
+                .to_lowercase()
+                .split('(')
+                .next()
+                .unwrap_or("")
+                .to_string(),
             other => expr_column_name(other),
         },
         Expr::Nested(inner) => expr_column_name(inner),
@@ -162,7 +200,16 @@ pub async fn write(env: &mut QueryEnv, stmt: &Statement, writes: &mut TxnWrites)
                 Some(UpdateTableFromKind::BeforeSet(f)) | Some(UpdateTableFromKind::AfterSet(f)) => f.clone(),
                 None => vec![],
             };
-            update(env, &u.table, &u.assignments, &from, u.selection.as_ref(), u.returning.as_ref(), writes).await
+            update(
+                env,
+                &u.table,
+                &u.assignments,
+                &from,
+                u.selection.as_ref(),
+                u.returning.as_ref(),
+                writes,
+            )
+            .await
         }
         Statement::Delete(d) => {
             let tables = match &d.from {
@@ -171,7 +218,15 @@ pub async fn write(env: &mut QueryEnv, stmt: &Statement, writes: &mut TxnWrites)
             let [target] = tables.as_slice() else {
                 return Err(Error::unsupported("DELETE from more than one table"));
             };
-            delete(env, target, d.using.as_deref().unwrap_or(&[]), d.selection.as_ref(), d.returning.as_ref(), writes).await
+            delete(
+                env,
+                target,
+                d.using.as_deref().unwrap_or(&[]),
+                d.selection.as_ref(),
+                d.returning.as_ref(),
+                writes,
+            )
+            .await
         }
         _ => Err(Error::internal("not a write statement")),
     }
@@ -232,7 +287,12 @@ fn encode_rows(table: &Table, columns: &[ArrayRef]) -> Result<Vec<(Vec<u8>, Vec<
     let keys_ = table.key_codec.encode(&pk)?;
     let rows = table.row_codec.encode(columns)?;
     Ok((0..rows.num_rows())
-        .map(|i| (keys::row_key(table.def.id, keys_.row(i).as_ref()), rows.row(i).as_ref().to_vec()))
+        .map(|i| {
+            (
+                keys::row_key(table.def.id, keys_.row(i).as_ref()),
+                rows.row(i).as_ref().to_vec(),
+            )
+        })
         .collect())
 }
 
@@ -252,7 +312,12 @@ fn row_value(env: &QueryEnv, writes: &TxnWrites, key: &[u8]) -> Result<Option<Ve
 }
 
 fn duplicate_key(table: &Table, columns: &[ArrayRef], row: usize) -> Error {
-    let names: Vec<String> = table.def.primary_key.iter().map(|i| table.def.columns[*i].name.clone()).collect();
+    let names: Vec<String> = table
+        .def
+        .primary_key
+        .iter()
+        .map(|i| table.def.columns[*i].name.clone())
+        .collect();
     let values: Vec<String> = table
         .def
         .primary_key
@@ -261,7 +326,10 @@ fn duplicate_key(table: &Table, columns: &[ArrayRef], row: usize) -> Error {
         .collect();
     Error::user_detail(
         SqlState::UNIQUE_VIOLATION,
-        format!("duplicate key value violates unique constraint \"{}_pkey\"", table.def.name),
+        format!(
+            "duplicate key value violates unique constraint \"{}_pkey\"",
+            table.def.name
+        ),
         format!("Key ({})=({}) already exists.", names.join(", "), values.join(", ")),
     )
 }
@@ -276,7 +344,9 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
         return Err(Error::unsupported("INSERT into a table function"));
     };
     let table = target_table(env, name)?;
-    let visible: Vec<usize> = (0..table.def.columns.len()).filter(|i| !table.def.columns[*i].hidden).collect();
+    let visible: Vec<usize> = (0..table.def.columns.len())
+        .filter(|i| !table.def.columns[*i].hidden)
+        .collect();
     let targets: Vec<usize> = if ins.columns.is_empty() {
         visible.clone()
     } else {
@@ -285,14 +355,20 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
             .iter()
             .map(|c| {
                 let n = super::object_name_parts(c).pop().unwrap_or_default();
-                let idx = table.column_index(&n).filter(|i| !table.def.columns[*i].hidden).ok_or_else(|| {
-                    Error::user(
-                        SqlState::UNDEFINED_COLUMN,
-                        format!("column \"{n}\" of relation \"{}\" does not exist", table.def.name),
-                    )
-                })?;
+                let idx = table
+                    .column_index(&n)
+                    .filter(|i| !table.def.columns[*i].hidden)
+                    .ok_or_else(|| {
+                        Error::user(
+                            SqlState::UNDEFINED_COLUMN,
+                            format!("column \"{n}\" of relation \"{}\" does not exist", table.def.name),
+                        )
+                    })?;
                 if !seen.insert(idx) {
-                    return Err(Error::user(SqlState::DUPLICATE_COLUMN, format!("column \"{n}\" specified more than once")));
+                    return Err(Error::user(
+                        SqlState::DUPLICATE_COLUMN,
+                        format!("column \"{n}\" specified more than once"),
+                    ));
                 }
                 Ok(idx)
             })
@@ -311,7 +387,8 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
                         return Err(Error::syntax("INSERT has more target columns than expressions"));
                     }
                     for (i, e) in row.iter_mut().enumerate() {
-                        if matches!(e, Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default")) {
+                        if matches!(e, Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
+                        {
                             let parsed = super::parse(&format!("SELECT {}", default_sql(&table, targets[i])))?;
                             if let Some(Statement::Query(q)) = parsed.into_iter().next() {
                                 if let SetExpr::Select(s) = *q.body {
@@ -335,14 +412,18 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
             continue;
         }
         match targets.iter().position(|t| *t == idx) {
-            Some(p) if ins.source.is_some() => items.push(format!("__src.c{p}")),
-            _ => items.push(format!("({})", default_sql(&table, idx))),
+            Some(p) if ins.source.is_some() => items.push(format!("__src.c{p} AS __v{idx}")),
+            _ => items.push(format!("({}) AS __v{idx}", default_sql(&table, idx))),
         }
     }
     let sql = format!(
         "SELECT {} FROM ({source}) AS __src({})",
         items.join(", "),
-        if ins.source.is_some() { source_cols.join(", ") } else { "c0".to_string() }
+        if ins.source.is_some() {
+            source_cols.join(", ")
+        } else {
+            "c0".to_string()
+        }
     );
     let ctx = session_context(env);
     let df = plan_sql(&ctx, &sql).await.map_err(|e| match e {
@@ -381,7 +462,17 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
     }
     writes.tables.insert(table.def.id, table.def.version);
     match &ins.returning {
-        Some(items) => returning(env, &table, ins.table_alias.as_ref().map(|a| a.alias.value.clone()), returned, items, "INSERT 0").await,
+        Some(items) => {
+            returning(
+                env,
+                &table,
+                ins.table_alias.as_ref().map(|a| a.alias.value.clone()),
+                returned,
+                items,
+                "INSERT 0",
+            )
+            .await
+        }
         None => Ok(Output::Command {
             tag: "INSERT 0".into(),
             rows: Some(total),
@@ -403,7 +494,12 @@ async fn apply_insert(
         Some(OnInsert::OnConflict(oc)) => {
             if let Some(ConflictTarget::Columns(cols)) = &oc.conflict_target {
                 let mut named: Vec<String> = cols.iter().map(super::ident_name).collect();
-                let mut pk: Vec<String> = table.def.primary_key.iter().map(|i| table.def.columns[*i].name.clone()).collect();
+                let mut pk: Vec<String> = table
+                    .def
+                    .primary_key
+                    .iter()
+                    .map(|i| table.def.columns[*i].name.clone())
+                    .collect();
                 named.sort();
                 pk.sort();
                 if named != pk || table.has_row_id() {
@@ -423,7 +519,11 @@ async fn apply_insert(
     let mut conflicts: Vec<(u32, Vec<u8>)> = Vec::new();
     for (i, (k, v)) in rows.iter().enumerate() {
         let dup_in_batch = !seen.insert(k.as_slice());
-        let existing = if table.has_row_id() { false } else { dup_in_batch || exists(env, writes, k)? };
+        let existing = if table.has_row_id() {
+            false
+        } else {
+            dup_in_batch || exists(env, writes, k)?
+        };
         if !existing {
             writes.record(k.clone(), RowWrite::Insert(v.clone()));
             inserted.push(i as u32);
@@ -433,7 +533,9 @@ async fn apply_insert(
             None => return Err(duplicate_key(table, full, i)),
             Some(OnConflictAction::DoNothing) => {}
             Some(OnConflictAction::DoUpdate(_)) => {
-                if dup_in_batch && conflicts.iter().any(|(_, ck)| ck == k) || dup_in_batch && inserted.iter().any(|j| rows[*j as usize].0 == *k) {
+                if dup_in_batch && conflicts.iter().any(|(_, ck)| ck == k)
+                    || dup_in_batch && inserted.iter().any(|j| rows[*j as usize].0 == *k)
+                {
                     return Err(Error::user(
                         SqlState::CARDINALITY_VIOLATION,
                         "ON CONFLICT DO UPDATE command cannot affect row a second time",
@@ -458,7 +560,10 @@ async fn apply_insert(
 
 fn take_rows(schema: &SchemaRef, columns: &[ArrayRef], idx: &[u32]) -> Result<RecordBatch> {
     let indices = UInt32Array::from(idx.to_vec());
-    let cols = columns.iter().map(|c| take(c.as_ref(), &indices, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let cols = columns
+        .iter()
+        .map(|c| take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
@@ -478,7 +583,11 @@ async fn do_update(
         existing_bytes.push(row_value(env, writes, k)?.ok_or_else(|| Error::internal("conflicting row vanished"))?);
     }
     let existing = table.row_codec.decode(existing_bytes.iter().map(|v| v.as_slice()))?;
-    let excluded = take_rows(&table.full_schema, full, &conflicts.iter().map(|(i, _)| *i).collect::<Vec<_>>())?;
+    let excluded = take_rows(
+        &table.full_schema,
+        full,
+        &conflicts.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+    )?;
     let n = conflicts.len();
     let pos: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n as i64));
     let with_pos = |cols: Vec<ArrayRef>| -> Result<RecordBatch> {
@@ -503,7 +612,11 @@ async fn do_update(
             ),
         ],
     );
-    let alias = ins.table_alias.as_ref().map(|a| a.alias.value.clone()).unwrap_or_else(|| table.def.name.clone());
+    let alias = ins
+        .table_alias
+        .as_ref()
+        .map(|a| a.alias.value.clone())
+        .unwrap_or_else(|| table.def.name.clone());
     let mut items = vec![format!("{}.__pos", quote(&alias))];
     let mut assigned: Vec<usize> = Vec::new();
     for a in &du.assignments {
@@ -522,7 +635,11 @@ async fn do_update(
     let mut rows_idx = Vec::new();
     let mut new_values: Vec<Vec<ArrayRef>> = vec![Vec::new(); assigned.len()];
     for b in &batches {
-        let p = b.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| Error::internal("position column"))?;
+        let p = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| Error::internal("position column"))?;
         rows_idx.extend(p.values().iter().map(|v| *v as u32));
         for (j, vals) in new_values.iter_mut().enumerate() {
             vals.push(b.column(j + 1).clone());
@@ -557,21 +674,28 @@ fn assignment_column(table: &Table, target: &AssignmentTarget) -> Result<usize> 
         return Err(Error::unsupported("assigning to a tuple of columns"));
     };
     let n = super::object_name_parts(name).pop().unwrap_or_default();
-    table.column_index(&n).filter(|i| !table.def.columns[*i].hidden).ok_or_else(|| {
-        Error::user(
-            SqlState::UNDEFINED_COLUMN,
-            format!("column \"{n}\" of relation \"{}\" does not exist", table.def.name),
-        )
-    })
+    table
+        .column_index(&n)
+        .filter(|i| !table.def.columns[*i].hidden)
+        .ok_or_else(|| {
+            Error::user(
+                SqlState::UNDEFINED_COLUMN,
+                format!("column \"{n}\" of relation \"{}\" does not exist", table.def.name),
+            )
+        })
 }
 
 /// Name and alias of the target of UPDATE / DELETE.
 fn target_of(twj: &sqlparser::ast::TableWithJoins) -> Result<(sqlparser::ast::ObjectName, Option<String>)> {
     if !twj.joins.is_empty() {
-        return Err(Error::unsupported("JOIN in the target of UPDATE / DELETE (use FROM / USING)"));
+        return Err(Error::unsupported(
+            "JOIN in the target of UPDATE / DELETE (use FROM / USING)",
+        ));
     }
     match &twj.relation {
-        TableFactor::Table { name, alias, .. } => Ok((name.clone(), alias.as_ref().map(|a| super::ident_name(&a.name)))),
+        TableFactor::Table { name, alias, .. } => {
+            Ok((name.clone(), alias.as_ref().map(|a| super::ident_name(&a.name))))
+        }
         other => Err(Error::unsupported(format!("UPDATE / DELETE of {other}"))),
     }
 }
@@ -589,7 +713,12 @@ async fn select_targets(
 ) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
     env.expose_hidden_of = Some(table.def.id);
     let qual = alias.clone().unwrap_or_else(|| table.def.name.clone());
-    let mut items: Vec<String> = table.def.columns.iter().map(|c| format!("{}.{}", quote(&qual), quote(&c.name))).collect();
+    let mut items: Vec<String> = table
+        .def
+        .columns
+        .iter()
+        .map(|c| format!("{}.{}", quote(&qual), quote(&c.name)))
+        .collect();
     items.extend(extra.iter().cloned());
     let mut from = name.to_string();
     if let Some(a) = alias {
@@ -610,7 +739,12 @@ async fn select_targets(
         .map(|b| b.schema())
         .unwrap_or_else(|| Arc::new(Schema::empty()));
     if batches.is_empty() {
-        let old = table.full_schema.fields().iter().map(|f| new_null_array(f.data_type(), 0)).collect();
+        let old = table
+            .full_schema
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), 0))
+            .collect();
         return Ok((old, vec![new_null_array(&DataType::Null, 0); extra.len()]));
     }
     let all = concat_batches(&schema, &batches)?;
@@ -652,11 +786,15 @@ async fn update(
         if assigned.contains(&idx) {
             return Err(Error::user(
                 SqlState::DUPLICATE_COLUMN,
-                format!("multiple assignments to same column \"{}\"", table.def.columns[idx].name),
+                format!(
+                    "multiple assignments to same column \"{}\"",
+                    table.def.columns[idx].name
+                ),
             ));
         }
         assigned.push(idx);
-        let value = if matches!(&a.value, Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default")) {
+        let value = if matches!(&a.value, Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
+        {
             default_sql(&table, idx)
         } else {
             a.value.to_string()
@@ -689,7 +827,8 @@ async fn update(
     let mut placed = HashSet::new();
     for i in moved {
         let (nk, nv) = &new_rows[i];
-        let taken = !placed.insert(nk.clone()) || (!old_keys.contains(nk.as_slice()) && exists(env, writes, nk)?)
+        let taken = !placed.insert(nk.clone())
+            || (!old_keys.contains(nk.as_slice()) && exists(env, writes, nk)?)
             || (old_keys.contains(nk.as_slice()) && writes.rows.get(nk).is_some_and(|w| w.value().is_some()));
         if taken {
             return Err(duplicate_key(&table, &new_cols, i));
@@ -749,7 +888,9 @@ async fn returning(
     items: &[SelectItem],
     tag: &str,
 ) -> Result<Output> {
-    let visible: Vec<usize> = (0..table.def.columns.len()).filter(|i| !table.def.columns[*i].hidden).collect();
+    let visible: Vec<usize> = (0..table.def.columns.len())
+        .filter(|i| !table.def.columns[*i].hidden)
+        .collect();
     let schema = table.visible_schema.clone();
     let projected: Vec<RecordBatch> = batches
         .iter()
@@ -791,7 +932,10 @@ pub async fn insert_columns(
         .collect();
     if !missing.is_empty() {
         let ctx = session_context(env);
-        let items: Vec<String> = missing.iter().map(|i| format!("({})", default_sql(table, *i))).collect();
+        let items: Vec<String> = missing
+            .iter()
+            .map(|i| format!("({})", default_sql(table, *i)))
+            .collect();
         let sql = format!("SELECT {} FROM generate_series(1, {n})", items.join(", "));
         let batches = plan_sql(&ctx, &sql).await?.collect().await?;
         let all = concat_batches(&batches[0].schema(), &batches)?;

@@ -142,17 +142,28 @@ mod tests {
 
     #[test]
     fn binds_typed_literals() {
-        let mut s = crate::sql::parse("SELECT * FROM t WHERE a = $1 AND b = $2 AND c = $3").unwrap().remove(0);
+        let mut s = crate::sql::parse("SELECT * FROM t WHERE a = $1 AND b = $2 AND c = $3")
+            .unwrap()
+            .remove(0);
         assert_eq!(count(&s), 3);
         bind(
             &mut s,
             &[
-                BoundParam { text: Some("42".into()), ty: Some(SqlType::Int4) },
-                BoundParam { text: Some("it's".into()), ty: None },
+                BoundParam {
+                    text: Some("42".into()),
+                    ty: Some(SqlType::Int4),
+                },
+                BoundParam {
+                    text: Some("it's".into()),
+                    ty: None,
+                },
                 BoundParam { text: None, ty: None },
             ],
         )
         .unwrap();
-        assert_eq!(s.to_string(), "SELECT * FROM t WHERE a = CAST(42 AS INTEGER) AND b = 'it''s' AND c = NULL");
+        assert_eq!(
+            s.to_string(),
+            "SELECT * FROM t WHERE a = CAST(42 AS INTEGER) AND b = 'it''s' AND c = NULL"
+        );
     }
 }

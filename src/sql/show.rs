@@ -51,13 +51,26 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Output> {
             if name.eq_ignore_ascii_case("all") {
                 let all = session.settings.all();
                 let schema = std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
-                    datafusion::arrow::datatypes::Field::new("name", datafusion::arrow::datatypes::DataType::Utf8, true),
-                    datafusion::arrow::datatypes::Field::new("setting", datafusion::arrow::datatypes::DataType::Utf8, true),
-                    datafusion::arrow::datatypes::Field::new("description", datafusion::arrow::datatypes::DataType::Utf8, true),
+                    datafusion::arrow::datatypes::Field::new(
+                        "name",
+                        datafusion::arrow::datatypes::DataType::Utf8,
+                        true,
+                    ),
+                    datafusion::arrow::datatypes::Field::new(
+                        "setting",
+                        datafusion::arrow::datatypes::DataType::Utf8,
+                        true,
+                    ),
+                    datafusion::arrow::datatypes::Field::new(
+                        "description",
+                        datafusion::arrow::datatypes::DataType::Utf8,
+                        true,
+                    ),
                 ]));
                 let col = |f: fn(&(String, String, String)) -> String| {
-                    std::sync::Arc::new(datafusion::arrow::array::StringArray::from(all.iter().map(f).collect::<Vec<_>>()))
-                        as datafusion::arrow::array::ArrayRef
+                    std::sync::Arc::new(datafusion::arrow::array::StringArray::from(
+                        all.iter().map(f).collect::<Vec<_>>(),
+                    )) as datafusion::arrow::array::ArrayRef
                 };
                 let batch = datafusion::arrow::array::RecordBatch::try_new(
                     schema,
@@ -77,7 +90,10 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Output> {
             rows_output(text_batch(&column, vec![value])?, "SHOW")
         }
         Statement::ShowTables { show_options, .. } => {
-            let schema = show_options.show_in.and_then(|i| i.parent_name).map(|n| super::object_name_parts(&n).join("."));
+            let schema = show_options
+                .show_in
+                .and_then(|i| i.parent_name)
+                .map(|n| super::object_name_parts(&n).join("."));
             show_tables(session, schema)
         }
         Statement::ExplainTable { table_name, .. } => describe(session, &table_name),
@@ -119,7 +135,14 @@ fn describe(session: &Session, name: &sqlparser::ast::ObjectName) -> Result<Outp
     }
     if !t.has_row_id() {
         names.push("primary key".into());
-        types.push(t.def.primary_key.iter().map(|i| t.def.columns[*i].name.clone()).collect::<Vec<_>>().join(", "));
+        types.push(
+            t.def
+                .primary_key
+                .iter()
+                .map(|i| t.def.columns[*i].name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         nullable.push(String::new());
         defaults.push(None);
     }

@@ -29,7 +29,8 @@ impl RocksStore {
         block.set_block_cache(&rocksdb::Cache::new_lru_cache(256 << 20));
         block.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&block);
-        let db = DB::open(&opts, dir).map_err(|e| Error::io(format!("cannot open the data directory {}", dir.display()), e))?;
+        let db = DB::open(&opts, dir)
+            .map_err(|e| Error::io(format!("cannot open the data directory {}", dir.display()), e))?;
         Ok(RocksStore { db: Arc::new(db) })
     }
 }

@@ -133,9 +133,14 @@ pub fn binary_cell(array: &ArrayRef, row: usize, ty: &Type) -> Option<Vec<u8>> {
         },
         Type::DATE => {
             let days = match array.data_type() {
-                DataType::Date32 => array.as_primitive::<datafusion::arrow::datatypes::Date32Type>().value(row) as i64,
+                DataType::Date32 => array
+                    .as_primitive::<datafusion::arrow::datatypes::Date32Type>()
+                    .value(row) as i64,
                 DataType::Date64 => {
-                    array.as_primitive::<datafusion::arrow::datatypes::Date64Type>().value(row) / 86_400_000
+                    array
+                        .as_primitive::<datafusion::arrow::datatypes::Date64Type>()
+                        .value(row)
+                        / 86_400_000
                 }
                 _ => return None,
             };
@@ -164,7 +169,9 @@ pub fn binary_cell(array: &ArrayRef, row: usize, ty: &Type) -> Option<Vec<u8>> {
             out.put_i32(months);
         }
         _ if matches!(ty.kind(), postgres_types::Kind::Array(_)) => {
-            let postgres_types::Kind::Array(elem) = ty.kind() else { unreachable!() };
+            let postgres_types::Kind::Array(elem) = ty.kind() else {
+                unreachable!()
+            };
             let values = match array.data_type() {
                 DataType::List(_) => array.as_list::<i32>().value(row),
                 DataType::LargeList(_) => array.as_list::<i64>().value(row),
@@ -210,18 +217,22 @@ fn scalar_micros(array: &ArrayRef, row: usize) -> Option<i64> {
     };
     let slice = array.slice(row, 1);
     let slice = match (array.data_type(), unit) {
-        (DataType::Timestamp(_, Some(_)), _) => datafusion::arrow::compute::cast(
-            &slice,
-            &DataType::Timestamp(unit, None),
-        )
-        .ok()?,
+        (DataType::Timestamp(_, Some(_)), _) => {
+            datafusion::arrow::compute::cast(&slice, &DataType::Timestamp(unit, None)).ok()?
+        }
         _ => slice,
     };
     let c = datafusion::arrow::compute::cast(&slice, &target).ok()?;
     if is_time {
-        Some(c.as_primitive::<datafusion::arrow::datatypes::Time64MicrosecondType>().value(0))
+        Some(
+            c.as_primitive::<datafusion::arrow::datatypes::Time64MicrosecondType>()
+                .value(0),
+        )
     } else {
-        Some(c.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>().value(0))
+        Some(
+            c.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                .value(0),
+        )
     }
 }
 
@@ -244,7 +255,14 @@ pub fn binary_param_text(bytes: &[u8], ty: &Type) -> Option<String> {
             if h.len() != 32 {
                 return None;
             }
-            format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[0..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..32]
+            )
         }
         Type::BYTEA => {
             let mut s = String::from("\\x");
@@ -257,11 +275,18 @@ pub fn binary_param_text(bytes: &[u8], ty: &Type) -> Option<String> {
         Type::DATE => {
             let d = i32::from_be_bytes(be(4)?.try_into().ok()?) as i64 + PG_EPOCH_DAYS;
             let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
-            epoch.checked_add_signed(chrono::TimeDelta::days(d))?.format("%Y-%m-%d").to_string()
+            epoch
+                .checked_add_signed(chrono::TimeDelta::days(d))?
+                .format("%Y-%m-%d")
+                .to_string()
         }
         Type::TIME => crate::serve::text::time(i64::from_be_bytes(be(8)?.try_into().ok()?)),
-        Type::TIMESTAMP => crate::serve::text::timestamp(i64::from_be_bytes(be(8)?.try_into().ok()?) + PG_EPOCH_MICROS, false),
-        Type::TIMESTAMPTZ => crate::serve::text::timestamp(i64::from_be_bytes(be(8)?.try_into().ok()?) + PG_EPOCH_MICROS, true),
+        Type::TIMESTAMP => {
+            crate::serve::text::timestamp(i64::from_be_bytes(be(8)?.try_into().ok()?) + PG_EPOCH_MICROS, false)
+        }
+        Type::TIMESTAMPTZ => {
+            crate::serve::text::timestamp(i64::from_be_bytes(be(8)?.try_into().ok()?) + PG_EPOCH_MICROS, true)
+        }
         Type::INTERVAL => {
             let micros = i64::from_be_bytes(be(8)?.try_into().ok()?);
             let days = i32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
@@ -269,7 +294,9 @@ pub fn binary_param_text(bytes: &[u8], ty: &Type) -> Option<String> {
             crate::serve::text::interval(months as i64, days as i64, micros)
         }
         _ if matches!(ty.kind(), postgres_types::Kind::Array(_)) => {
-            let postgres_types::Kind::Array(elem) = ty.kind() else { unreachable!() };
+            let postgres_types::Kind::Array(elem) = ty.kind() else {
+                unreachable!()
+            };
             let ndim = i32::from_be_bytes(be(4)?.try_into().ok()?);
             if ndim == 0 {
                 return Some("{}".into());

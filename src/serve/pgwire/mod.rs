@@ -22,7 +22,8 @@ use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    CopyResponse, DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+    CopyResponse, DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
+    QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -55,11 +56,29 @@ pub struct Backend {
     db: Arc<Database>,
     manager: Arc<ConnectionManager>,
     parser: Arc<FreshetParser>,
+    /// Cancel signals by (pid, secret key): they also stop result streams, which pgwire's own
+    /// cancel (covering statement execution only) does not reach.
+    cancels: Arc<std::sync::Mutex<HashMap<(i32, bytes::Bytes), CancelSignal>>>,
+}
+
+/// Bumped by each cancel request for the connection.
+#[derive(Clone)]
+struct CancelSignal(Arc<tokio::sync::watch::Sender<u64>>);
+
+/// Removes the connection's cancel signal when the connection ends.
+struct CancelRegistration {
+    key: (i32, bytes::Bytes),
+    cancels: Arc<std::sync::Mutex<HashMap<(i32, bytes::Bytes), CancelSignal>>>,
+}
+
+impl Drop for CancelRegistration {
+    fn drop(&mut self) {
+        self.cancels.lock().expect("lock").remove(&self.key);
+    }
 }
 
 pub struct Handlers {
     backend: Arc<Backend>,
-    cancel: Arc<DefaultCancelHandler>,
 }
 
 impl Handlers {
@@ -68,12 +87,53 @@ impl Handlers {
         Arc::new(Handlers {
             backend: Arc::new(Backend {
                 db: db.clone(),
-                manager: manager.clone(),
+                manager,
                 parser: Arc::new(FreshetParser { db }),
+                cancels: Arc::new(std::sync::Mutex::new(HashMap::new())),
             }),
-            cancel: Arc::new(DefaultCancelHandler::new(manager)),
         })
     }
+}
+
+#[async_trait]
+impl pgwire::api::cancel::CancelHandler for Backend {
+    async fn on_cancel_request(&self, req: pgwire::messages::cancel::CancelRequest) {
+        let signal = self.cancels.lock().expect("lock").get(&(req.pid, req.secret_key.to_bytes())).cloned();
+        if let Some(s) = signal {
+            s.0.send_modify(|n| *n += 1);
+        }
+        DefaultCancelHandler::new(self.manager.clone()).on_cancel_request(req).await;
+    }
+}
+
+/// Ends `stream` with 57014 as soon as the connection's cancel signal moves.
+fn cancellable<S>(stream: S, signal: Option<CancelSignal>) -> futures::stream::BoxStream<'static, PgWireResult<pgwire::messages::data::DataRow>>
+where
+    S: futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static,
+{
+    let Some(signal) = signal else {
+        return stream.boxed();
+    };
+    let mut rx = signal.0.subscribe();
+    rx.mark_unchanged();
+    let state = (stream.boxed(), rx, false);
+    futures::stream::unfold(state, |(mut s, mut rx, done)| async move {
+        if done {
+            return None;
+        }
+        tokio::select! {
+            item = s.next() => item.map(|i| (i, (s, rx, false))),
+            _ = rx.changed() => Some((
+                Err(to_pg_error(&Error::user(SqlState::QUERY_CANCELED, "canceling statement due to user request"))),
+                (s, rx, true),
+            )),
+        }
+    })
+    .boxed()
+}
+
+fn cancel_signal<C: ClientInfo + ?Sized>(client: &C) -> Option<CancelSignal> {
+    client.session_extensions().get::<CancelSignal>().map(|s| (*s).clone())
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -90,13 +150,21 @@ impl PgWireServerHandlers for Handlers {
         self.backend.clone()
     }
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        self.cancel.clone()
+        self.backend.clone()
     }
 }
 
 fn session_of<C: ClientInfo + ?Sized>(db: &Arc<Database>, client: &C) -> SessionRef {
-    let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_else(|| "freshet".into());
-    let database = client.metadata().get(METADATA_DATABASE).cloned().unwrap_or_else(|| DATABASE_NAME.into());
+    let user = client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_else(|| "freshet".into());
+    let database = client
+        .metadata()
+        .get(METADATA_DATABASE)
+        .cloned()
+        .unwrap_or_else(|| DATABASE_NAME.into());
     client
         .session_extensions()
         .get_or_insert_with(|| SessionSlot(Arc::new(Mutex::new(Session::new(db.clone(), &user, &database)))))
@@ -134,7 +202,7 @@ where
 }
 
 /// Turns a statement's output into a pgwire response; `format_of` gives each column's format.
-fn to_response(out: Output, format_of: &dyn Fn(usize) -> FieldFormat) -> Response {
+fn to_response(out: Output, format_of: &dyn Fn(usize) -> FieldFormat, cancel: Option<CancelSignal>) -> Response {
     match out {
         Output::Rows { schema, stream, tag } => {
             let fields = Arc::new(encode::field_infos(&schema, format_of));
@@ -149,7 +217,7 @@ fn to_response(out: Output, format_of: &dyn Fn(usize) -> FieldFormat) -> Respons
                 };
                 stream::iter(rows)
             });
-            let mut resp = QueryResponse::new(fields, rows);
+            let mut resp = QueryResponse::new(fields, cancellable(rows, cancel));
             resp.set_command_tag(&tag);
             Response::Query(resp)
         }
@@ -186,7 +254,11 @@ impl StartupHandler for Backend {
             protocol_negotiation(client, startup).await?;
             save_startup_parameters_to_metadata(client, startup);
             let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
-            let db = client.metadata().get(METADATA_DATABASE).cloned().unwrap_or_else(|| user.clone());
+            let db = client
+                .metadata()
+                .get(METADATA_DATABASE)
+                .cloned()
+                .unwrap_or_else(|| user.clone());
             if db != DATABASE_NAME {
                 return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                     "FATAL".into(),
@@ -197,6 +269,15 @@ impl StartupHandler for Backend {
             client.metadata_mut().insert(METADATA_DATABASE.into(), db);
             let (pid, key) = PID_GENERATOR.generate(client);
             client.set_pid_and_secret_key(pid, key.clone());
+            let (signal, _) = tokio::sync::watch::channel(0u64);
+            let signal = CancelSignal(Arc::new(signal));
+            let ckey = (pid, key.to_bytes());
+            self.cancels.lock().expect("lock").insert(ckey.clone(), signal.clone());
+            client.session_extensions().insert(signal);
+            client.session_extensions().insert(CancelRegistration {
+                key: ckey,
+                cancels: self.cancels.clone(),
+            });
             let (handle, guard) = self.manager.register(pid, key);
             client.session_extensions().insert::<Arc<ConnectionHandle>>(handle);
             client.session_extensions().insert(guard);
@@ -225,7 +306,7 @@ impl SimpleQueryHandler for Backend {
         let mut out = Vec::with_capacity(results.len());
         for r in results {
             match r {
-                Ok(o) => out.push(to_response(o, &|_| FieldFormat::Text)),
+                Ok(o) => out.push(to_response(o, &|_| FieldFormat::Text, cancel_signal(client))),
                 Err(e) => out.push(Response::Error(Box::new(error_info(&e)))),
             }
         }
@@ -309,7 +390,9 @@ impl QueryParser for FreshetParser {
     {
         let mut stmts = crate::sql::parse(sql).map_err(|e| to_pg_error(&e))?;
         if stmts.len() > 1 {
-            return Err(to_pg_error(&Error::syntax("cannot insert multiple commands into a prepared statement")));
+            return Err(to_pg_error(&Error::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            )));
         }
         let Some(mut stmt) = stmts.pop() else {
             return Ok(None);
@@ -317,7 +400,9 @@ impl QueryParser for FreshetParser {
         crate::sql::rewrite::rewrite(&mut stmt);
         let session = session_of(&self.db, client);
         let env = session.lock().await.query_env();
-        let described = crate::sql::describe::describe(&env, &stmt, types).await.map_err(|e| to_pg_error(&e))?;
+        let described = crate::sql::describe::describe(&env, &stmt, types)
+            .await
+            .map_err(|e| to_pg_error(&e))?;
         Ok(Some(Arc::new(Prepared {
             stmt: Some(stmt),
             param_types: described.params,
@@ -329,7 +414,11 @@ impl QueryParser for FreshetParser {
         Ok(stmt.param_types.clone())
     }
 
-    fn get_result_schema(&self, stmt: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         Ok(fields_of(stmt, column_format))
     }
 }
@@ -388,7 +477,11 @@ impl ExtendedQueryHandler for Backend {
         }
     }
 
-    async fn do_describe_portal<C>(&self, _client: &mut C, target: &Portal<Self::Statement>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        target: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -397,12 +490,20 @@ impl ExtendedQueryHandler for Backend {
     {
         let p = &target.statement.statement;
         match &p.fields {
-            Some(_) => Ok(DescribePortalResponse::new(fields_of(p, Some(&target.result_column_format)))),
+            Some(_) => Ok(DescribePortalResponse::new(fields_of(
+                p,
+                Some(&target.result_column_format),
+            ))),
             None => Ok(DescribePortalResponse::no_data()),
         }
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -415,8 +516,16 @@ impl ExtendedQueryHandler for Backend {
         };
         let mut params = Vec::with_capacity(portal.parameters.len());
         for (i, value) in portal.parameters.iter().enumerate() {
-            let declared = portal.statement.parameter_types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN);
-            let ty = declared.or_else(|| prepared.param_types.get(i).cloned()).unwrap_or(Type::TEXT);
+            let declared = portal
+                .statement
+                .parameter_types
+                .get(i)
+                .cloned()
+                .flatten()
+                .filter(|t| *t != Type::UNKNOWN);
+            let ty = declared
+                .or_else(|| prepared.param_types.get(i).cloned())
+                .unwrap_or(Type::TEXT);
             let sql_ty = crate::catalog::SqlType::from_pg_type(&ty);
             let text = match value {
                 None => None,
@@ -428,9 +537,10 @@ impl ExtendedQueryHandler for Backend {
                         ))
                     })?)
                 }
-                Some(bytes) => Some(String::from_utf8(bytes.to_vec()).map_err(|_| {
-                    to_pg_error(&Error::user(SqlState("22021"), "invalid UTF-8 in a parameter"))
-                })?),
+                Some(bytes) => Some(
+                    String::from_utf8(bytes.to_vec())
+                        .map_err(|_| to_pg_error(&Error::user(SqlState("22021"), "invalid UTF-8 in a parameter")))?,
+                ),
             };
             params.push(BoundParam { text, ty: sql_ty });
         }
@@ -442,7 +552,7 @@ impl ExtendedQueryHandler for Backend {
         send_notices(client, &mut session).await?;
         let out = result.map_err(|e| to_pg_error(&e))?;
         let format = portal.result_column_format.clone();
-        Ok(to_response(out, &move |i| format.format_for(i)))
+        Ok(to_response(out, &move |i| format.format_for(i), cancel_signal(client)))
     }
 }
 
@@ -471,6 +581,3 @@ pub async fn serve(
         }
     }
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: HashMap<(), ()>) {}

@@ -1,0 +1,7 @@
+//! End-to-end tests: every test talks to a real `freshet server` process over real sockets.
+//! One integration-test crate (one binary to link) with a module per area.
+
+mod clients;
+mod crash;
+mod harness;
+mod slt;
