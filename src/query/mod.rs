@@ -8,6 +8,7 @@ pub mod context;
 pub mod errors;
 pub mod functions;
 pub mod key_range;
+pub mod point_lookup;
 pub mod provider;
 
 use std::sync::Arc;

@@ -239,6 +239,11 @@ impl Session {
             }
             Statement::Query(_) | Statement::Explain { .. } => {
                 let env = self.query_env();
+                if let Some(lookup) = crate::query::point_lookup::match_lookup(&env, &stmt) {
+                    if let Some(batch) = lookup.run(&env)? {
+                        return sql::dml::rows_output(batch, "SELECT");
+                    }
+                }
                 sql::dml::query(&env, stmt).await
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => self.write(stmt).await,
