@@ -19,7 +19,10 @@ fn free_port() -> u16 {
 fn wait_port(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "server on {port} did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "server on {port} did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -67,7 +70,11 @@ fn freshet(sync: bool) -> Server {
     let child = cmd.spawn().expect("start freshet");
     wait_port(port);
     Server {
-        name: if sync { "Freshet".into() } else { "Freshet (--no-sync)".into() },
+        name: if sync {
+            "Freshet".into()
+        } else {
+            "Freshet (--no-sync)".into()
+        },
         url: format!("host=127.0.0.1 port={port} user=freshet dbname=freshet"),
         child: Some(child),
         pg_stop: None,
@@ -76,7 +83,11 @@ fn freshet(sync: bool) -> Server {
 }
 
 fn pg_bin() -> Option<PathBuf> {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path()).collect();
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     versions.sort();
     versions.pop().map(|v| v.join("bin"))
 }
@@ -93,7 +104,11 @@ fn pg_command(bin: &Path) -> Command {
 }
 
 fn running_as_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn postgres() -> Option<Server> {
@@ -102,7 +117,11 @@ fn postgres() -> Option<Server> {
     let data = dir.path().join("pgdata");
     std::fs::create_dir_all(&data).unwrap();
     if running_as_root() {
-        Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().ok()?;
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .ok()?;
     }
     let ok = pg_command(&bin.join("initdb"))
         .args(["-D"])
@@ -122,7 +141,10 @@ fn postgres() -> Option<Server> {
         .arg(&data)
         .args(["-w", "-l"])
         .arg(data.join("log"))
-        .args(["-o", &format!("-p {port} -k {} -c listen_addresses=127.0.0.1", data.display())])
+        .args([
+            "-o",
+            &format!("-p {port} -k {} -c listen_addresses=127.0.0.1", data.display()),
+        ])
         .arg("start")
         .stdout(Stdio::null())
         .status()
@@ -146,7 +168,9 @@ fn postgres() -> Option<Server> {
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -156,12 +180,20 @@ async fn connect(url: &str) -> tokio_postgres::Client {
 const TABLE: &str = "CREATE TABLE load_{} (id BIGINT PRIMARY KEY, a INTEGER, b TEXT, c DOUBLE PRECISION, d TIMESTAMP)";
 
 fn row_text(i: u64) -> String {
-    format!("{i}\t{}\tname-{i}\t{}\t2024-01-01 00:00:{:02}\n", i % 1000, i as f64 * 0.5, i % 60)
+    format!(
+        "{i}\t{}\tname-{i}\t{}\t2024-01-01 00:00:{:02}\n",
+        i % 1000,
+        i as f64 * 0.5,
+        i % 60
+    )
 }
 
 async fn copy_load(c: &tokio_postgres::Client, table: &str, from: u64, rows: u64) -> f64 {
     let start = Instant::now();
-    let sink = c.copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN")).await.unwrap();
+    let sink = c
+        .copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN"))
+        .await
+        .unwrap();
     futures::pin_mut!(sink);
     let mut buf = String::new();
     for i in from..from + rows {
@@ -181,9 +213,18 @@ async fn insert_load(c: &tokio_postgres::Client, table: &str, rows: u64, per_stm
     let mut i = 0;
     while i < rows {
         let values: Vec<String> = (i..(i + per_stmt).min(rows))
-            .map(|k| format!("({k}, {}, 'name-{k}', {}, '2024-01-01 00:00:{:02}')", k % 1000, k as f64 * 0.5, k % 60))
+            .map(|k| {
+                format!(
+                    "({k}, {}, 'name-{k}', {}, '2024-01-01 00:00:{:02}')",
+                    k % 1000,
+                    k as f64 * 0.5,
+                    k % 60
+                )
+            })
             .collect();
-        c.batch_execute(&format!("INSERT INTO {table} VALUES {}", values.join(","))).await.unwrap();
+        c.batch_execute(&format!("INSERT INTO {table} VALUES {}", values.join(",")))
+            .await
+            .unwrap();
         i += per_stmt;
     }
     rows as f64 / start.elapsed().as_secs_f64()
@@ -203,7 +244,10 @@ async fn point_lookups(url: &str, table: &str, keys: u64, clients: usize, secs: 
         let table = table.to_string();
         tasks.push(tokio::spawn(async move {
             let c = connect(&url).await;
-            let stmt = c.prepare(&format!("SELECT id, a, b, c, d FROM {table} WHERE id = $1")).await.unwrap();
+            let stmt = c
+                .prepare(&format!("SELECT id, a, b, c, d FROM {table} WHERE id = $1"))
+                .await
+                .unwrap();
             let mut lat = Vec::new();
             let mut rng = rand::rng();
             while Instant::now() < deadline {
@@ -256,14 +300,24 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0)))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0))
+        })
         .unwrap_or(0);
     format!("{cores} cores, {} GiB RAM", mem / 1024 / 1024)
 }
 
 fn main() {
-    let rows: u64 = std::env::var("FRESHET_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let secs: u64 = std::env::var("FRESHET_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let rows: u64 = std::env::var("FRESHET_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let secs: u64 = std::env::var("FRESHET_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut results = Vec::new();
     let pg = postgres();
@@ -284,7 +338,9 @@ fn main() {
         machine(),
         rows / 2
     ));
-    table.push_str("| system | COPY rows/s | INSERT rows/s | lookups QPS | p50 µs | p99 µs |\n|---|---|---|---|---|---|\n");
+    table.push_str(
+        "| system | COPY rows/s | INSERT rows/s | lookups QPS | p50 µs | p99 µs |\n|---|---|---|---|---|---|\n",
+    );
     for r in &results {
         table.push_str(&format!(
             "| {} | {:.0}{} | {:.0}{} | {:.0}{} | {:.0} | {:.0} |\n",
@@ -306,14 +362,27 @@ fn main() {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     let section = format!(
         "<!-- foundation:start -->\n## Foundation: bulk load and point lookups\n\nCommand: `cargo bench --bench foundation`. Date: {date}. Commit: {commit}.\n\n{table}<!-- foundation:end -->"
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
-    let new = match (old.find("<!-- foundation:start -->"), old.find("<!-- foundation:end -->")) {
-        (Some(a), Some(b)) => format!("{}{}{}", &old[..a], section, &old[b + "<!-- foundation:end -->".len()..]),
+    let new = match (
+        old.find("<!-- foundation:start -->"),
+        old.find("<!-- foundation:end -->"),
+    ) {
+        (Some(a), Some(b)) => format!(
+            "{}{}{}",
+            &old[..a],
+            section,
+            &old[b + "<!-- foundation:end -->".len()..]
+        ),
         _ => format!("{}\n{}\n", old.trim_end(), section),
     };
     std::fs::write(&path, new).unwrap();

@@ -62,7 +62,12 @@ fn equalities(e: &Expr, qualifier: &str, out: &mut Vec<(String, String)>) -> boo
             left,
             op: BinaryOperator::Eq,
             right,
-        } => match (column_of(left, qualifier), literal_text(right), column_of(right, qualifier), literal_text(left)) {
+        } => match (
+            column_of(left, qualifier),
+            literal_text(right),
+            column_of(right, qualifier),
+            literal_text(left),
+        ) {
             (Some(c), Some(v), _, _) | (_, _, Some(c), Some(v)) => {
                 out.push((c, v));
                 true
@@ -76,10 +81,13 @@ fn equalities(e: &Expr, qualifier: &str, out: &mut Vec<(String, String)>) -> boo
 /// Matches `stmt` against the fast-path shape.
 pub fn match_lookup(env: &QueryEnv, stmt: &Statement) -> Option<PointLookup> {
     let Statement::Query(q) = stmt else { return None };
-    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty() {
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty()
+    {
         return None;
     }
-    let SetExpr::Select(s) = q.body.as_ref() else { return None };
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
     if s.distinct.is_some()
         || s.from.len() != 1
         || !s.from[0].joins.is_empty()
@@ -92,7 +100,15 @@ pub fn match_lookup(env: &QueryEnv, stmt: &Statement) -> Option<PointLookup> {
     {
         return None;
     }
-    let TableFactor::Table { name, alias, args: None, .. } = &s.from[0].relation else { return None };
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = &s.from[0].relation
+    else {
+        return None;
+    };
     if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
         return None;
     }
@@ -100,7 +116,12 @@ pub fn match_lookup(env: &QueryEnv, stmt: &Statement) -> Option<PointLookup> {
     if parts.len() >= 2 && crate::catalog::SYSTEM_SCHEMAS.contains(&parts[parts.len() - 2].as_str()) {
         return None;
     }
-    let table = env.view.committed.catalog.resolve_table(&parts, &env.search_path).ok()?;
+    let table = env
+        .view
+        .committed
+        .catalog
+        .resolve_table(&parts, &env.search_path)
+        .ok()?;
     if table.has_row_id() {
         return None;
     }
@@ -111,7 +132,13 @@ pub fn match_lookup(env: &QueryEnv, stmt: &Statement) -> Option<PointLookup> {
     let mut columns = Vec::new();
     for item in &s.projection {
         match item {
-            SelectItem::Wildcard(opts) if opts.opt_exclude.is_none() && opts.opt_except.is_none() && opts.opt_replace.is_none() && opts.opt_rename.is_none() && opts.opt_ilike.is_none() => {
+            SelectItem::Wildcard(opts)
+                if opts.opt_exclude.is_none()
+                    && opts.opt_except.is_none()
+                    && opts.opt_replace.is_none()
+                    && opts.opt_rename.is_none()
+                    && opts.opt_ilike.is_none() =>
+            {
                 columns.extend((0..table.def.columns.len()).filter(|i| !table.def.columns[*i].hidden))
             }
             SelectItem::UnnamedExpr(e) => {
@@ -157,19 +184,30 @@ impl PointLookup {
                 Err(_) => return Ok(None),
             }
         }
-        let key = keys::row_key(self.table.def.id, self.table.key_codec.encode_one(&key_cols)?.row().as_ref());
+        let key = keys::row_key(
+            self.table.def.id,
+            self.table.key_codec.encode_one(&key_cols)?.row().as_ref(),
+        );
         let value = match env.view.overlay.rows.get(&key) {
             Some(w) => w.value().map(|v| v.to_vec()),
             None => env.view.committed.snapshot.get(&key)?,
         };
-        let fields: Vec<_> = self.columns.iter().map(|i| self.table.full_schema.field(*i).clone()).collect();
+        let fields: Vec<_> = self
+            .columns
+            .iter()
+            .map(|i| self.table.full_schema.field(*i).clone())
+            .collect();
         let schema = Arc::new(Schema::new(fields));
         let columns: Vec<ArrayRef> = match value {
             Some(v) => {
                 let all = self.table.row_codec.decode([v.as_slice()])?;
                 self.columns.iter().map(|i| all[*i].clone()).collect()
             }
-            None => schema.fields().iter().map(|f| datafusion::arrow::array::new_empty_array(f.data_type())).collect(),
+            None => schema
+                .fields()
+                .iter()
+                .map(|f| datafusion::arrow::array::new_empty_array(f.data_type()))
+                .collect(),
         };
         Ok(Some(RecordBatch::try_new(schema, columns)?))
     }
