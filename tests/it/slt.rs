@@ -125,14 +125,22 @@ async fn run_file_on_postgres(path: PathBuf, url: String) -> Result<(), String> 
     let db = format!("slt_{stem}");
     let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| PgError::from(e).to_string())?;
     tokio::spawn(conn);
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db}"
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+    {
+        // CREATE DATABASE copies template1, which concurrent CREATE DATABASEs may be reading.
+        static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one_at_a_time = CREATING.lock().await;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| format!("{sql}: {}", PgError::from(e)))?;
+        }
+    }
     let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| e.to_string())?;
     config.dbname(&db);
     let mut runner = sqllogictest::Runner::new(move || {
