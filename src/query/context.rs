@@ -2,8 +2,9 @@
 //!
 //! The context has one catalog, `freshet`, whose schemas are the user schemas of the read
 //! view's catalog plus `pg_catalog` and `information_schema` (derived from the same catalog).
-//! Unqualified names resolve in the first schema of `search_path` and then, as in PostgreSQL,
-//! in `pg_catalog`.
+//! Unqualified names resolve along `search_path` (DataFusion looks them up in the first existing
+//! schema of the path, which then searches the later ones) and then, as in PostgreSQL, in
+//! `pg_catalog`.
 
 use std::sync::{Arc, LazyLock};
 
@@ -200,6 +201,17 @@ impl SchemaProvider for FreshetSchema {
             ))));
         }
         if self.falls_back_to_pg_catalog {
+            // The rest of search_path, in order (the default schema is the first existing one).
+            for schema in self.env.search_path.iter().filter(|s| **s != self.name) {
+                if let Some(t) = catalog.table(schema, name) {
+                    let hidden = self.env.expose_hidden_of == Some(t.def.id);
+                    return Ok(Some(Arc::new(StoredTable::new(
+                        t.clone(),
+                        self.env.view.clone(),
+                        hidden,
+                    ))));
+                }
+            }
             return pg_catalog::system_table(&self.env, "pg_catalog", name);
         }
         Ok(None)

@@ -38,9 +38,20 @@ pub fn from_datafusion(e: DataFusionError) -> Error {
         }
         DataFusionError::External(e) => match e.downcast::<Error>() {
             Ok(ours) => *ours,
-            Err(other) => Error::user(SqlState::DATA_EXCEPTION, other.to_string()),
+            Err(other) => match other.downcast::<DataFusionError>() {
+                Ok(df) => from_datafusion(*df),
+                Err(other) => {
+                    let m = other.to_string();
+                    Error::user(execution_state(&m), m)
+                }
+            },
         },
-        DataFusionError::Shared(e) => Error::user(SqlState::DATA_EXCEPTION, e.to_string()),
+        // A shared error (e.g. from a scalar subquery run once for many rows): classified by its
+        // message, as the inner error cannot be taken out of the Arc.
+        DataFusionError::Shared(e) => {
+            let m = e.to_string();
+            Error::user(execution_state(&m), clean(&m))
+        }
         DataFusionError::ResourcesExhausted(m) => Error::External {
             state: SqlState("53200"),
             message: m,
@@ -68,7 +79,10 @@ pub fn from_arrow(e: ArrowError) -> Error {
             Ok(ours) => *ours,
             Err(other) => match other.downcast::<DataFusionError>() {
                 Ok(df) => from_datafusion(*df),
-                Err(other) => Error::user(SqlState::DATA_EXCEPTION, other.to_string()),
+                Err(other) => {
+                    let m = other.to_string();
+                    Error::user(execution_state(&m), m)
+                }
             },
         },
         other => Error::user(SqlState::DATA_EXCEPTION, other.to_string()),
@@ -76,10 +90,12 @@ pub fn from_arrow(e: ArrowError) -> Error {
 }
 
 fn cast_state(m: &str) -> SqlState {
-    if m.contains("verflow") || m.contains("too large") || m.contains("out of range") || m.contains("Can't cast value")
+    if m.contains("verflow")
+        || m.contains("too large")
+        || m.contains("out of range")
+        || m.contains("Can't cast value")
+        || m.contains("precision")
     {
-        SqlState::NUMERIC_VALUE_OUT_OF_RANGE
-    } else if m.contains("precision") {
         SqlState::NUMERIC_VALUE_OUT_OF_RANGE
     } else {
         SqlState::INVALID_TEXT_REPRESENTATION

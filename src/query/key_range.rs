@@ -37,7 +37,7 @@ pub fn key_ranges(table: &Table, filters: &[Expr]) -> Result<Vec<KeyRange>> {
     let prefix = keys::table_prefix(table.def.id);
     let codec = match table.def.primary_key.len() {
         1 => None,
-        _ => Some(crate::state::row_codec::RowCodec::new(&[col_type.clone()])?),
+        _ => Some(crate::state::row_codec::RowCodec::new(std::slice::from_ref(&col_type))?),
     };
     let encode = |v: &ScalarValue| -> Result<Vec<u8>> {
         let arr = v.to_array_of_size(1)?;

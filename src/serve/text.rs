@@ -65,7 +65,8 @@ pub fn format_cell(array: &ArrayRef, row: usize) -> Option<String> {
         }
         DataType::List(_) => list(&array.as_list::<i32>().value(row)),
         DataType::LargeList(_) => list(&array.as_list::<i64>().value(row)),
-        DataType::Dictionary(..) | DataType::Duration(_) | _ => {
+        // Dictionaries, durations and the rest: DataFusion's scalar display.
+        _ => {
             let v = datafusion::common::ScalarValue::try_from_array(array, row).ok()?;
             if let datafusion::common::ScalarValue::Dictionary(_, inner) = &v {
                 return inner.to_array().ok().and_then(|a| format_cell(&a, 0));
@@ -80,11 +81,25 @@ fn float(v: f64, single: bool) -> String {
         "NaN".into()
     } else if v.is_infinite() {
         if v > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else if single {
-        // Shortest representation that round-trips as f32.
-        format!("{}", v as f32)
     } else {
-        format!("{v}")
+        // PostgreSQL prints the shortest digits that round-trip, in `%g` style: positional for
+        // decimal exponents from -4 up to 14 (float8) or 5 (float4), else `1.5e+20`.
+        let (sci, max_exp) = if single {
+            (format!("{:e}", v as f32), 6)
+        } else {
+            (format!("{v:e}"), 15)
+        };
+        let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        if (-4..max_exp).contains(&exp) {
+            if single {
+                format!("{}", v as f32)
+            } else {
+                format!("{v}")
+            }
+        } else {
+            format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+        }
     }
 }
 
@@ -182,35 +197,53 @@ pub fn time(micros: i64) -> String {
     s
 }
 
-/// PostgreSQL's default interval style: `1 year 2 mons 3 days 04:05:06`.
+/// PostgreSQL's default interval style: `1 year 2 mons 3 days 04:05:06`. As in PostgreSQL's
+/// `EncodeInterval`, a positive field after a negative one gets a `+` (`-1 days +02:00:00`), and
+/// every value but exactly 1 takes the plural.
 pub fn interval(months: i64, days: i64, micros: i64) -> String {
-    let mut parts = Vec::new();
+    let mut out = String::new();
+    let mut is_zero = true;
+    let mut is_before = false;
     let years = months / 12;
     let mons = months % 12;
-    let plural = |n: i64, unit: &str, units: &str| format!("{n} {}", if n.abs() == 1 { unit } else { units });
-    if years != 0 {
-        parts.push(plural(years, "year", "years"));
-    }
-    if mons != 0 {
-        parts.push(plural(mons, "mon", "mons"));
-    }
-    if days != 0 {
-        parts.push(plural(days, "day", "days"));
-    }
-    if micros != 0 || parts.is_empty() {
-        let neg = micros < 0;
-        let m = micros.unsigned_abs();
-        let h = m / 3_600_000_000;
-        let mi = (m / 60_000_000) % 60;
-        let se = (m / 1_000_000) % 60;
-        let frac = m % 1_000_000;
-        let mut t = format!("{}{h:02}:{mi:02}:{se:02}", if neg { "-" } else { "" });
-        if frac != 0 {
-            t.push_str(format!(".{frac:06}").trim_end_matches('0'));
+    for (value, unit) in [(years, "year"), (mons, "mon"), (days, "day")] {
+        if value == 0 {
+            continue;
         }
-        parts.push(t);
+        if !is_zero {
+            out.push(' ');
+        }
+        if is_before && value > 0 {
+            out.push('+');
+        }
+        out.push_str(&format!("{value} {unit}{}", if value != 1 { "s" } else { "" }));
+        is_before = value < 0;
+        is_zero = false;
     }
-    parts.join(" ")
+    if is_zero || micros != 0 {
+        if !is_zero {
+            out.push(' ');
+        }
+        let m = micros.unsigned_abs();
+        out.push_str(if micros < 0 {
+            "-"
+        } else if is_before {
+            "+"
+        } else {
+            ""
+        });
+        out.push_str(&format!(
+            "{:02}:{:02}:{:02}",
+            m / 3_600_000_000,
+            (m / 60_000_000) % 60,
+            (m / 1_000_000) % 60
+        ));
+        let frac = m % 1_000_000;
+        if frac != 0 {
+            out.push_str(format!(".{frac:06}").trim_end_matches('0'));
+        }
+    }
+    out
 }
 
 fn list(values: &ArrayRef) -> String {
@@ -247,9 +280,21 @@ mod tests {
             "1 year 2 mons 3 days 01:00:00.000001"
         );
         assert_eq!(interval(0, 0, 0), "00:00:00");
+        assert_eq!(interval(0, -1, 7_200_000_000), "-1 days +02:00:00");
+        assert_eq!(interval(-13, 1, -1), "-1 years -1 mons +1 day -00:00:00.000001");
+        assert_eq!(interval(0, 1, 0), "1 day");
         assert_eq!(timestamp(1_500_000, true), "1970-01-01 00:00:01.5+00");
         assert_eq!(float(0.1, false), "0.1");
         assert_eq!(float(f64::INFINITY, false), "Infinity");
+        assert_eq!(float(1e100, false), "1e+100");
+        assert_eq!(float(1e15, false), "1e+15");
+        assert_eq!(float(1e14, false), "100000000000000");
+        assert_eq!(float(0.0001, false), "0.0001");
+        assert_eq!(float(0.00001, false), "1e-05");
+        assert_eq!(float(-1.2345678901234568e17, false), "-1.2345678901234568e+17");
+        assert_eq!(float(1e6, true), "1e+06");
+        assert_eq!(float(100000.0, true), "100000");
+        assert_eq!(float(3.4028235e38, true), "3.4028235e+38");
         assert_eq!(bytea(&[1, 255]), "\\x01ff");
     }
 }

@@ -71,7 +71,10 @@ struct Txn {
     committed: Arc<Committed>,
     _guard: SnapshotGuard,
     writes: TxnWrites,
-    savepoints: Vec<(String, TxnWrites)>,
+    /// The session's settings at BEGIN: a rolled-back transaction undoes its SETs.
+    settings: Settings,
+    /// (name, writes, settings) at each SAVEPOINT.
+    savepoints: Vec<(String, TxnWrites, Settings)>,
     /// An error happened: only ROLLBACK (or ROLLBACK TO SAVEPOINT) is accepted.
     failed: bool,
 }
@@ -164,6 +167,30 @@ impl Session {
                 return vec![Err(e)];
             }
         };
+        // As in PostgreSQL, several statements sent in one query string run as one implicit
+        // transaction: an error in any of them undoes the writes of all. Strings that manage
+        // transactions themselves, or hold DDL (which commits on its own), run statement by
+        // statement.
+        let implicit = self.txn.is_none()
+            && stmts.len() > 1
+            && stmts.iter().all(|s| {
+                !matches!(
+                    s,
+                    Statement::StartTransaction { .. }
+                        | Statement::Commit { .. }
+                        | Statement::Rollback { .. }
+                        | Statement::Savepoint { .. }
+                        | Statement::ReleaseSavepoint { .. }
+                        | Statement::CreateSchema { .. }
+                        | Statement::CreateTable(_)
+                        | Statement::AlterTable(_)
+                        | Statement::Drop { .. }
+                        | Statement::Copy { .. }
+                )
+            });
+        if implicit {
+            self.begin_txn();
+        }
         let mut out = Vec::with_capacity(stmts.len());
         for stmt in stmts {
             let r = self.execute(stmt).await;
@@ -171,6 +198,21 @@ impl Session {
             out.push(r);
             if stop {
                 break;
+            }
+        }
+        if implicit {
+            match self.txn.take() {
+                Some(t) if t.failed => self.settings = t.settings,
+                Some(t) if !t.writes.is_empty() => {
+                    if let Err(e) = self.db.coordinator.commit(t.committed.epoch, t.writes, None).await {
+                        self.settings = t.settings;
+                        // The statements' results stand only if their writes committed.
+                        out.clear();
+                        out.push(Err(e));
+                    }
+                }
+                Some(_) => {}
+                None => {}
             }
         }
         out
@@ -203,8 +245,9 @@ impl Session {
             Statement::StartTransaction { .. } => self.begin(),
             Statement::Commit { .. } => self.commit().await,
             Statement::Rollback { savepoint: None, .. } => {
-                if self.txn.take().is_none() {
-                    self.notice("WARNING", "25P01", "there is no transaction in progress");
+                match self.txn.take() {
+                    Some(t) => self.settings = t.settings,
+                    None => self.notice("WARNING", "25P01", "there is no transaction in progress"),
                 }
                 Ok(Output::TxnEnd("ROLLBACK".into()))
             }
@@ -218,7 +261,8 @@ impl Session {
                         "SAVEPOINT can only be used in transaction blocks",
                     )
                 })?;
-                t.savepoints.push((sql::ident_name(&name), t.writes.clone()));
+                t.savepoints
+                    .push((sql::ident_name(&name), t.writes.clone(), self.settings.clone()));
                 Ok(Output::command("SAVEPOINT"))
             }
             Statement::ReleaseSavepoint { name } => {
@@ -232,7 +276,7 @@ impl Session {
                 let pos = t
                     .savepoints
                     .iter()
-                    .rposition(|(s, _)| *s == n)
+                    .rposition(|(s, _, _)| *s == n)
                     .ok_or_else(|| Error::user(SqlState("3B001"), format!("savepoint \"{n}\" does not exist")))?;
                 t.savepoints.truncate(pos);
                 Ok(Output::command("RELEASE"))
@@ -250,6 +294,7 @@ impl Session {
             Statement::Copy { .. } => sql::copy::start(self, stmt).await,
             Statement::Set(_)
             | Statement::ShowVariable { .. }
+            | Statement::Reset(_)
             | Statement::ShowTables { .. }
             | Statement::ExplainTable { .. } => sql::show::execute(self, stmt).await,
             Statement::Deallocate { name, .. } => {
@@ -278,15 +323,21 @@ impl Session {
             self.notice("WARNING", "25001", "there is already a transaction in progress");
             return Ok(Output::TxnStart("BEGIN".into()));
         }
+        self.begin_txn();
+        Ok(Output::TxnStart("BEGIN".into()))
+    }
+
+    /// Opens a transaction on the latest committed epoch.
+    fn begin_txn(&mut self) {
         let (committed, guard) = self.db.coordinator.pin();
         self.txn = Some(Txn {
             committed,
             _guard: guard,
             writes: TxnWrites::default(),
+            settings: self.settings.clone(),
             savepoints: vec![],
             failed: false,
         });
-        Ok(Output::TxnStart("BEGIN".into()))
     }
 
     async fn commit(&mut self) -> Result<Output> {
@@ -295,6 +346,7 @@ impl Session {
             return Ok(Output::TxnEnd("COMMIT".into()));
         };
         if t.failed {
+            self.settings = t.settings;
             return Ok(Output::TxnEnd("ROLLBACK".into()));
         }
         if !t.writes.is_empty() {
@@ -313,9 +365,10 @@ impl Session {
         let pos = t
             .savepoints
             .iter()
-            .rposition(|(s, _)| s == name)
+            .rposition(|(s, _, _)| s == name)
             .ok_or_else(|| Error::user(SqlState("3B001"), format!("savepoint \"{name}\" does not exist")))?;
         t.writes = t.savepoints[pos].1.clone();
+        self.settings = t.savepoints[pos].2.clone();
         t.savepoints.truncate(pos + 1);
         t.failed = false;
         Ok(Output::command("ROLLBACK"))

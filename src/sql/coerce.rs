@@ -3,7 +3,12 @@
 //!
 //! DataFusion computes INSERT / UPDATE values with whatever types the expressions have
 //! (`VALUES (1, 'x')` is Int64, Utf8); this module turns them into the stored Arrow type of each
-//! column, parsing PostgreSQL's text forms (bytea `\x..`, arrays `{..}`, uuid, jsonb) itself.
+//! column, parsing PostgreSQL's text forms (bytea `\x..`, arrays `{..}`, uuid, jsonb, intervals)
+//! itself.
+//!
+//! DataFusion types a literal such as `2.5` as a float where PostgreSQL has an exact numeric, so
+//! floats stored into NUMERIC go through their shortest decimal text (`0.1` stays `0.1`), and
+//! floats stored into integers are rounded (half away from zero), not truncated.
 
 use std::sync::Arc;
 
@@ -12,7 +17,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Float64Type, IntervalMonthDayNano, IntervalMonthDayNanoType};
 use datafusion::arrow::util::display::FormatOptions;
 
 use crate::catalog::SqlType;
@@ -59,6 +64,23 @@ pub fn coerce(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
             }
         }
         SqlType::Bool if is_string(array.data_type()) => map_bool(array.as_string::<i32>())?,
+        SqlType::Interval if is_string(array.data_type()) => parse_intervals(array.as_string::<i32>())?,
+        SqlType::Numeric(_) if is_float(array.data_type()) => {
+            let text = float_text(&array)?;
+            cast(&text, &target).map_err(|e| reword(e, ty))?
+        }
+        SqlType::Int2 | SqlType::Int4 | SqlType::Int8 if is_float(array.data_type()) => {
+            let floats = cast(&array, &DataType::Float64)?;
+            let rounded: datafusion::arrow::array::Float64Array =
+                floats.as_primitive::<Float64Type>().unary(|v| v.round());
+            cast(&(Arc::new(rounded) as ArrayRef), &target).map_err(|e| reword(e, ty))?
+        }
+        SqlType::Int2 | SqlType::Int4 | SqlType::Int8 if is_string(array.data_type()) => {
+            cast(&array, &target).map_err(|e| integer_text_error(array.as_string::<i32>(), ty, e))?
+        }
+        SqlType::Date | SqlType::Time | SqlType::Timestamp | SqlType::Timestamptz if is_string(array.data_type()) => {
+            cast(&array, &target).map_err(|_| datetime_error(array.as_string::<i32>(), &target, ty))?
+        }
         _ => cast(&array, &target).map_err(|e| reword(e, ty))?,
     };
     if let SqlType::Varchar(Some(n)) = ty {
@@ -76,6 +98,192 @@ fn array_elem_type(array: &ArrayRef) -> DataType {
 
 fn is_string(dt: &DataType) -> bool {
     matches!(dt, DataType::Utf8)
+}
+
+fn is_float(dt: &DataType) -> bool {
+    matches!(dt, DataType::Float16 | DataType::Float32 | DataType::Float64)
+}
+
+/// Floats as their shortest round-tripping decimal text (no exponent), for exact NUMERIC input.
+fn float_text(array: &ArrayRef) -> Result<ArrayRef> {
+    let floats = cast(array, &DataType::Float64)?;
+    let floats = floats.as_primitive::<Float64Type>();
+    let single = matches!(array.data_type(), DataType::Float32 | DataType::Float16);
+    let mut b = StringBuilder::with_capacity(floats.len(), floats.len() * 8);
+    for v in floats.iter() {
+        match v {
+            None => b.append_null(),
+            Some(v) if !v.is_finite() => {
+                return Err(Error::user(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!("cannot convert {v} to numeric"),
+                ))
+            }
+            Some(v) if single => b.append_value(format!("{}", v as f32)),
+            Some(v) => b.append_value(format!("{v}")),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// The error for text that is not a valid integer of type `ty`: 22003 when it is a well-formed
+/// integer that does not fit (`'99999'` as smallint), else 22P02.
+fn integer_text_error(strings: &StringArray, ty: &SqlType, e: Error) -> Error {
+    let well_formed = |s: &str| {
+        let t = s.trim();
+        let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+        !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())
+    };
+    let target = ty.arrow_type();
+    let bad = strings.iter().flatten().find(|s| {
+        let one: ArrayRef = Arc::new(StringArray::from(vec![*s]));
+        cast(&one, &target).is_err()
+    });
+    match bad {
+        Some(b) if well_formed(b) => Error::user(
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("value \"{}\" is out of range for type {}", b.trim(), ty.name()),
+        ),
+        Some(b) => Error::user(
+            SqlState::INVALID_TEXT_REPRESENTATION,
+            format!("invalid input syntax for type {}: \"{b}\"", ty.name()),
+        ),
+        None => reword(e, ty),
+    }
+}
+
+/// The error for text that is not a valid date / time / timestamp: 22008 when it has the shape
+/// of a date but a field is out of range (`2023-02-30`), else 22007.
+fn datetime_error(strings: &StringArray, target: &DataType, ty: &SqlType) -> Error {
+    let bad = strings
+        .iter()
+        .flatten()
+        .find(|s| {
+            let one: ArrayRef = Arc::new(StringArray::from(vec![*s]));
+            cast(&one, target).is_err()
+        })
+        .unwrap_or_default();
+    let date_part = bad.split([' ', 'T']).next().unwrap_or("");
+    let fields: Vec<&str> = date_part.split('-').collect();
+    let date_shaped = fields.len() == 3
+        && fields
+            .iter()
+            .all(|f| !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()));
+    if date_shaped {
+        Error::user(
+            SqlState::DATETIME_FIELD_OVERFLOW,
+            format!("date/time field value out of range: \"{bad}\""),
+        )
+    } else {
+        Error::user(
+            SqlState::INVALID_DATETIME_FORMAT,
+            format!("invalid input syntax for type {}: \"{bad}\"", ty.name()),
+        )
+    }
+}
+
+fn parse_intervals(strings: &StringArray) -> Result<ArrayRef> {
+    let mut out = Vec::with_capacity(strings.len());
+    for v in strings.iter() {
+        out.push(match v {
+            None => None,
+            Some(s) => Some(parse_interval(s).ok_or_else(|| {
+                Error::user(
+                    SqlState::INVALID_DATETIME_FORMAT,
+                    format!("invalid input syntax for type interval: \"{s}\""),
+                )
+            })?),
+        });
+    }
+    Ok(Arc::new(datafusion::arrow::array::IntervalMonthDayNanoArray::from(out)))
+}
+
+/// PostgreSQL's interval input: `1 year 2 mons 3 days 04:05:06.5`, `-1 day`, `90 minutes`,
+/// `@ 2 hours ago`, `1.5 days`, a bare number of seconds; ISO 8601 (`P1DT2H`) via Arrow.
+pub fn parse_interval(s: &str) -> Option<IntervalMonthDayNano> {
+    let text = s.trim().to_ascii_lowercase();
+    if text.starts_with('p') {
+        let one: ArrayRef = Arc::new(StringArray::from(vec![s]));
+        let v = cast(
+            &one,
+            &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+        )
+        .ok()?;
+        return Some(v.as_primitive::<IntervalMonthDayNanoType>().value(0));
+    }
+    let text = text.strip_prefix('@').unwrap_or(&text).trim().to_string();
+    let (text, ago) = match text.strip_suffix("ago") {
+        Some(t) => (t.trim().to_string(), true),
+        None => (text, false),
+    };
+    let mut months: f64 = 0.0;
+    let mut days: f64 = 0.0;
+    let mut micros: f64 = 0.0;
+    let mut tokens = text.split_whitespace().peekable();
+    let mut any = false;
+    while let Some(tok) = tokens.next() {
+        any = true;
+        if tok.contains(':') {
+            let (neg, t) = match tok.strip_prefix('-') {
+                Some(t) => (true, t),
+                None => (false, tok.strip_prefix('+').unwrap_or(tok)),
+            };
+            let parts: Vec<&str> = t.split(':').collect();
+            if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+                return None;
+            }
+            let h: f64 = parts[0].parse::<u64>().ok()? as f64;
+            let m: f64 = parts[1].parse::<u64>().ok()? as f64;
+            let sec: f64 = match parts.get(2) {
+                Some(p) => p.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?,
+                None => 0.0,
+            };
+            let v = (h * 3600.0 + m * 60.0 + sec) * 1e6;
+            micros += if neg { -v } else { v };
+            continue;
+        }
+        // A number, with its unit either attached (`3d`) or as the next token.
+        let split = tok.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(tok.len());
+        let (num, unit) = tok.split_at(split);
+        let n: f64 = num.parse().ok().filter(|v: &f64| v.is_finite())?;
+        let unit = if unit.is_empty() {
+            match tokens.peek() {
+                Some(u) if u.chars().all(|c| c.is_ascii_alphabetic()) => tokens.next().unwrap_or(""),
+                _ => "second",
+            }
+        } else {
+            unit
+        };
+        match unit {
+            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => micros += n,
+            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => micros += n * 1e3,
+            "second" | "seconds" | "s" | "sec" | "secs" => micros += n * 1e6,
+            "minute" | "minutes" | "m" | "min" | "mins" => micros += n * 60e6,
+            "hour" | "hours" | "h" | "hr" | "hrs" => micros += n * 3600e6,
+            "day" | "days" | "d" => days += n,
+            "week" | "weeks" | "w" => days += n * 7.0,
+            "month" | "months" | "mon" | "mons" => months += n,
+            "year" | "years" | "y" | "yr" | "yrs" => months += n * 12.0,
+            "decade" | "decades" => months += n * 120.0,
+            "century" | "centuries" => months += n * 1200.0,
+            "millennium" | "millennia" | "millenniums" => months += n * 12000.0,
+            _ => return None,
+        }
+    }
+    if !any {
+        return None;
+    }
+    // Fractions cascade down as PostgreSQL does: a month is 30 days, a day 24 hours.
+    let whole_months = months.trunc();
+    days += (months - whole_months) * 30.0;
+    let whole_days = days.trunc();
+    micros += (days - whole_days) * 86_400e6;
+    let sign = if ago { -1.0 } else { 1.0 };
+    let (m, d, us) = (whole_months * sign, whole_days * sign, micros.round() * sign);
+    if m.abs() > i32::MAX as f64 || d.abs() > i32::MAX as f64 || us.abs() > 9.2e15 {
+        return None;
+    }
+    Some(IntervalMonthDayNano::new(m as i32, d as i32, us as i64 * 1000))
 }
 
 /// Utf8View / LargeUtf8 / Dictionary become plain Utf8.
@@ -244,9 +452,14 @@ pub fn decode_bytea(s: &str) -> Result<Vec<u8>> {
         )
     };
     if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
+        // PostgreSQL reports bad hex data as 22023, not 22P02.
+        let bad_hex = |what: String| Error::user(SqlState::INVALID_PARAMETER_VALUE, what);
         let digits: Vec<u8> = hex.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-        if digits.len() % 2 != 0 {
-            return Err(bad());
+        if let Some(c) = digits.iter().find(|c| !c.is_ascii_hexdigit()) {
+            return Err(bad_hex(format!("invalid hexadecimal digit: \"{}\"", *c as char)));
+        }
+        if !digits.len().is_multiple_of(2) {
+            return Err(bad_hex("invalid hexadecimal data: odd number of digits".into()));
         }
         return digits
             .chunks(2)
@@ -261,7 +474,7 @@ pub fn decode_bytea(s: &str) -> Result<Vec<u8>> {
             if bytes.get(i + 1) == Some(&b'\\') {
                 out.push(b'\\');
                 i += 2;
-            } else if i + 3 < bytes.len() + 0 && bytes[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            } else if i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
                 let v = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 4]).map_err(|_| bad())?, 8)
                     .map_err(|_| bad())?;
                 out.push(v);
@@ -407,6 +620,34 @@ mod tests {
             coerce(&junk, &SqlType::Uuid).unwrap_err().code(),
             SqlState::INVALID_TEXT_REPRESENTATION
         );
+    }
+
+    #[test]
+    fn intervals_parse_as_postgres_does() {
+        let iv = |s: &str| parse_interval(s).map(|v| (v.months, v.days, v.nanoseconds / 1000));
+        assert_eq!(iv("1 year 2 months 3 days 04:05:06"), Some((14, 3, 14_706_000_000)));
+        assert_eq!(iv("1 day"), Some((0, 1, 0)));
+        assert_eq!(iv("-1 day 02:00"), Some((0, -1, 7_200_000_000)));
+        assert_eq!(iv("@ 2 hours ago"), Some((0, 0, -7_200_000_000)));
+        assert_eq!(iv("1.5 days"), Some((0, 1, 43_200_000_000)));
+        assert_eq!(iv("90"), Some((0, 0, 90_000_000)));
+        assert_eq!(iv("3d 4h"), Some((0, 3, 14_400_000_000)));
+        assert_eq!(iv("forever"), None);
+        assert_eq!(iv(""), None);
+    }
+
+    #[test]
+    fn floats_into_numeric_and_integers() {
+        let f: ArrayRef = Arc::new(datafusion::arrow::array::Float64Array::from(vec![
+            123456789.123,
+            2.5,
+            -2.5,
+        ]));
+        let n = coerce(&f, &SqlType::Numeric(None)).unwrap();
+        assert_eq!(crate::serve::text::format_cell(&n, 0).unwrap(), "123456789.123");
+        let i = coerce(&f, &SqlType::Int4).unwrap();
+        assert_eq!(crate::serve::text::format_cell(&i, 1).unwrap(), "3");
+        assert_eq!(crate::serve::text::format_cell(&i, 2).unwrap(), "-3");
     }
 
     #[test]

@@ -107,6 +107,20 @@ fn target_columns(table: &Table, columns: &[sqlparser::ast::Ident]) -> Result<Ve
         .collect()
 }
 
+/// Checks that the table and columns of `COPY t [(cols)] FROM STDIN` exist, so that the
+/// extended protocol reports them at Parse / Describe time, as PostgreSQL does.
+pub fn check_target(env: &crate::query::context::QueryEnv, source: &CopySource) -> Result<()> {
+    if let CopySource::Table { table_name, columns } = source {
+        let table = env
+            .view
+            .committed
+            .catalog
+            .resolve_table(&super::object_name_parts(table_name), &env.search_path)?;
+        target_columns(&table, columns)?;
+    }
+    Ok(())
+}
+
 /// Starts a COPY statement.
 pub async fn start(session: &mut Session, stmt: Statement) -> Result<Output> {
     let Statement::Copy {
@@ -167,7 +181,8 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<Output> {
     let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
     let mut stream = df.execute_stream().await?;
     let mut data = Vec::new();
-    if format.header && format.csv {
+    // PostgreSQL 15 writes a header line in text format too.
+    if format.header {
         data.push(format_line(&format, names.iter().map(|n| Some(n.clone())).collect()).into_bytes());
     }
     while let Some(batch) = stream.next().await {
@@ -267,6 +282,12 @@ pub fn parse_rows(copy: &CopyIn) -> Result<Vec<ArrayRef>> {
 
 fn parse_text(text: &str, f: &CopyFormat) -> Result<Vec<Vec<Option<String>>>> {
     let mut rows = Vec::new();
+    // HEADER (allowed in text format since PostgreSQL 15): the first line is skipped.
+    let text = if f.header {
+        text.split_once('\n').map(|(_, rest)| rest).unwrap_or("")
+    } else {
+        text
+    };
     for (i, line) in text.split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line == "\\." {
@@ -379,7 +400,7 @@ fn parse_csv(text: &str, f: &CopyFormat) -> Result<Vec<Vec<Option<String>>>> {
             let r = std::mem::take(&mut row);
             if skip_header {
                 skip_header = false;
-            } else if !(r.len() == 1 && r[0].is_none() && f.null.is_empty()) || true {
+            } else {
                 rows.push(r);
             }
             at_line_start = true;

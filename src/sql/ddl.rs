@@ -92,7 +92,7 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
                             session.notice("NOTICE", "00000", format!("schema \"{n}\" does not exist, skipping"));
                             continue;
                         }
-                        if SYSTEM_SCHEMAS.contains(&n.as_str()) || n == crate::catalog::DEFAULT_SCHEMA && false {
+                        if SYSTEM_SCHEMAS.contains(&n.as_str()) {
                             return Err(Error::user(SqlState("42501"), format!("cannot drop schema {n}")));
                         }
                         catalog.drop_schema(&n, *cascade, &mut batch)?;

@@ -207,6 +207,7 @@ pub async fn describe(env: &QueryEnv, stmt: &Statement, client_types: &[Option<T
                 }
             }
         }
+        Statement::Copy { source, to: false, .. } => super::copy::check_target(env, source)?,
         _ => {}
     }
     let _ = ControlFlow::<()>::Continue(());

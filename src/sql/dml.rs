@@ -49,7 +49,10 @@ fn is_scalar_subquery_error(e: &Error) -> bool {
 async fn plan_and_run(
     ctx: &SessionContext,
     stmt: Statement,
-) -> Result<(datafusion::common::DFSchema, datafusion::execution::SendableRecordBatchStream)> {
+) -> Result<(
+    datafusion::common::DFSchema,
+    datafusion::execution::SendableRecordBatchStream,
+)> {
     let attempt = |stmt: Statement| async move {
         let df = plan(ctx, stmt).await?;
         let schema = df.schema().clone();
@@ -82,8 +85,22 @@ pub async fn query(env: &QueryEnv, stmt: Statement) -> Result<Output> {
     let explain = matches!(stmt, Statement::Explain { .. });
     let names = postgres_column_names(&stmt);
     if explain {
+        if let Statement::Explain { statement, .. } = &stmt {
+            if matches!(
+                statement.as_ref(),
+                Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+            ) {
+                // Writes do not run as DataFusion plans, so DataFusion's plan of one would be
+                // a fiction (and its "physical plan" an error).
+                return Err(Error::unsupported(
+                    "EXPLAIN of INSERT / UPDATE / DELETE (EXPLAIN the query that computes the rows instead)",
+                ));
+            }
+        }
         return explain_output(plan(&ctx, stmt).await?).await;
     }
+    let mut stmt = stmt;
+    rewrite_bag_set_ops(&ctx, &mut stmt).await?;
     let (df_schema, stream) = plan_and_run(&ctx, stmt).await?;
     let schema: SchemaRef = rename(df_schema.as_arrow(), names);
     Ok(Output::Rows {
@@ -91,6 +108,127 @@ pub async fn query(env: &QueryEnv, stmt: Statement) -> Result<Output> {
         stream,
         tag: "SELECT".into(),
     })
+}
+
+/// Rewrites every `EXCEPT ALL` / `INTERSECT ALL` of `stmt` into the DISTINCT form over rows
+/// numbered within each group of equal rows. DataFusion plans them as anti / semi joins, which
+/// drop (or keep) every copy of a row found on the right: `{1,1,2} EXCEPT ALL {1}` gave `{2}`,
+/// not `{1,2}`. Numbering the copies (`row_number() OVER (PARTITION BY <all columns>)`) makes
+/// the n-th copy on the left meet the n-th copy on the right: the bag semantics of SQL.
+///
+/// The rewrite needs the column names of each left side, so it runs in two passes over the
+/// same post-order walk: one collects the left sides and plans them, one rewrites. A left side
+/// that cannot be planned alone (it reads an outer CTE or column) is left as DataFusion has it.
+async fn rewrite_bag_set_ops(ctx: &SessionContext, stmt: &mut Statement) -> Result<()> {
+    use sqlparser::ast::{Visit, VisitMut};
+    let mut collect = BagSetOps::Collect(Vec::new());
+    let _ = Visit::visit(&*stmt, &mut collect);
+    let BagSetOps::Collect(lefts) = collect else {
+        return Ok(());
+    };
+    if lefts.is_empty() {
+        return Ok(());
+    }
+    let mut names = Vec::with_capacity(lefts.len());
+    for left in lefts {
+        names.push(match plan_sql(ctx, &left).await {
+            Ok(df) => Some(df.schema().fields().iter().map(|f| f.name().clone()).collect()),
+            Err(_) => None,
+        });
+    }
+    let mut rewrite = BagSetOps::Rewrite(names.into_iter());
+    let _ = VisitMut::visit(stmt, &mut rewrite);
+    Ok(())
+}
+
+/// The two passes of [`rewrite_bag_set_ops`].
+enum BagSetOps {
+    /// Left sides (SQL text) of the bag set operations, in walk order.
+    Collect(Vec<String>),
+    /// Their column names, in the same order (`None`: leave that one alone).
+    Rewrite(std::vec::IntoIter<Option<Vec<String>>>),
+}
+
+fn is_bag_set_op(op: &sqlparser::ast::SetOperator, q: &sqlparser::ast::SetQuantifier) -> bool {
+    matches!(
+        op,
+        sqlparser::ast::SetOperator::Except | sqlparser::ast::SetOperator::Intersect
+    ) && matches!(q, sqlparser::ast::SetQuantifier::All)
+}
+
+impl BagSetOps {
+    /// Walks the chain of set operations of one query body (nested queries are visited as
+    /// queries of their own), children first.
+    fn walk(&mut self, body: &mut SetExpr) {
+        let SetExpr::SetOperation {
+            op,
+            set_quantifier,
+            left,
+            right,
+        } = body
+        else {
+            return;
+        };
+        self.walk(left);
+        self.walk(right);
+        if !is_bag_set_op(op, set_quantifier) {
+            return;
+        }
+        match self {
+            BagSetOps::Collect(lefts) => lefts.push(left.to_string()),
+            BagSetOps::Rewrite(names) => {
+                let Some(Some(names)) = names.next() else { return };
+                let cols: Vec<String> = (0..names.len()).map(|i| format!("__c{i}")).collect();
+                let cols = cols.join(", ");
+                let numbered = |side: &str, alias: &str| {
+                    format!(
+                        "SELECT {cols}, row_number() OVER (PARTITION BY {cols}) AS __copy FROM ({side}) AS {alias}({cols})"
+                    )
+                };
+                let outer: Vec<String> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("__c{i} AS {}", quote(n)))
+                    .collect();
+                let sql = format!(
+                    "SELECT {} FROM (({}) {} ({})) AS __bag",
+                    outer.join(", "),
+                    numbered(&left.to_string(), "__l"),
+                    if matches!(op, sqlparser::ast::SetOperator::Except) {
+                        "EXCEPT"
+                    } else {
+                        "INTERSECT"
+                    },
+                    numbered(&right.to_string(), "__r"),
+                );
+                if let Ok(mut parsed) = super::parse(&sql) {
+                    if let Some(Statement::Query(q)) = parsed.pop() {
+                        *body = *q.body;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl sqlparser::ast::Visitor for BagSetOps {
+    type Break = ();
+
+    fn post_visit_query(&mut self, query: &sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+        // The collecting pass never changes the body: walk a copy.
+        let mut body = (*query.body).clone();
+        self.walk(&mut body);
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+impl sqlparser::ast::VisitorMut for BagSetOps {
+    type Break = ();
+
+    fn post_visit_query(&mut self, query: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+        self.walk(&mut query.body);
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 /// The column names PostgreSQL gives a query's unaliased select items (`count(*)` is
@@ -375,6 +513,7 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
             .collect::<Result<_>>()?
     };
     // The source rows, with DEFAULT in VALUES replaced by each column's default.
+    let mut values_rows: Option<Vec<String>> = None;
     let source = match &ins.source {
         Some(q) => {
             let mut q = (**q).clone();
@@ -400,6 +539,13 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
                         }
                     }
                 }
+                values_rows = Some(
+                    values
+                        .rows
+                        .iter()
+                        .map(|r| r.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
+                        .collect(),
+                );
             }
             q.to_string()
         }
@@ -416,25 +562,45 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
             _ => items.push(format!("({}) AS __v{idx}", default_sql(&table, idx))),
         }
     }
-    let sql = format!(
-        "SELECT {} FROM ({source}) AS __src({})",
-        items.join(", "),
-        if ins.source.is_some() {
-            source_cols.join(", ")
-        } else {
-            "c0".to_string()
-        }
-    );
+    let select_from = |source: &str| {
+        format!(
+            "SELECT {} FROM ({source}) AS __src({})",
+            items.join(", "),
+            if ins.source.is_some() {
+                source_cols.join(", ")
+            } else {
+                "c0".to_string()
+            }
+        )
+    };
     let ctx = session_context(env);
-    let df = plan_sql(&ctx, &sql).await.map_err(|e| match e {
-        Error::User { message, detail, .. } if message.contains("__src") => Error::User {
-            state: SqlState::SYNTAX_ERROR,
-            message: format!("INSERT source does not match the target columns: {message}"),
-            detail,
-        },
-        other => other,
-    })?;
-    let batches = df.collect().await?;
+    let run = |sql: String| {
+        let ctx = ctx.clone();
+        async move {
+            let df = plan_sql(&ctx, &sql).await.map_err(|e| match e {
+                Error::User { message, detail, .. } if message.contains("__src") => Error::User {
+                    state: SqlState::SYNTAX_ERROR,
+                    message: format!("INSERT source does not match the target columns: {message}"),
+                    detail,
+                },
+                other => other,
+            })?;
+            Ok::<_, Error>(df.collect().await?)
+        }
+    };
+    let batches = match run(select_from(&source)).await {
+        // DataFusion wants one type per VALUES column, where PostgreSQL types a quoted literal
+        // by its target column (`VALUES (true), ('yes')`, `VALUES (ARRAY[1]), ('{2}')`). Each
+        // row then becomes a batch of its own, coerced to the column types like any other.
+        Err(e) if values_rows.is_some() && e.to_string().contains("Inconsistent data type across values list") => {
+            let mut all = Vec::new();
+            for row in values_rows.iter().flatten() {
+                all.extend(run(select_from(&format!("VALUES ({row})"))).await?);
+            }
+            all
+        }
+        other => other?,
+    };
     let mut total = 0;
     let mut returned = Vec::new();
     for batch in batches {
@@ -533,8 +699,8 @@ async fn apply_insert(
             None => return Err(duplicate_key(table, full, i)),
             Some(OnConflictAction::DoNothing) => {}
             Some(OnConflictAction::DoUpdate(_)) => {
-                if dup_in_batch && conflicts.iter().any(|(_, ck)| ck == k)
-                    || dup_in_batch && inserted.iter().any(|j| rows[*j as usize].0 == *k)
+                if dup_in_batch
+                    && (conflicts.iter().any(|(_, ck)| ck == k) || inserted.iter().any(|j| rows[*j as usize].0 == *k))
                 {
                     return Err(Error::user(
                         SqlState::CARDINALITY_VIOLATION,

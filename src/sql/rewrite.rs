@@ -177,13 +177,11 @@ fn cast(expr: Expr, data_type: DataType) -> Expr {
 
 fn rewrite_expr(e: &mut Expr) {
     match e {
-        Expr::Function(f) => {
-            // pg_catalog.fn(...) -> fn(...)
-            if f.name.0.len() == 2 {
-                let first = f.name.0[0].as_ident().map(|i| i.value.to_lowercase());
-                if first.as_deref() == Some("pg_catalog") {
-                    f.name.0.remove(0);
-                }
+        // pg_catalog.fn(...) -> fn(...)
+        Expr::Function(f) if f.name.0.len() == 2 => {
+            let first = f.name.0[0].as_ident().map(|i| i.value.to_lowercase());
+            if first.as_deref() == Some("pg_catalog") {
+                f.name.0.remove(0);
             }
         }
         Expr::BinaryOp { op, .. } => {

@@ -1,6 +1,6 @@
 //! SET / SHOW / RESET, SHOW TABLES, DESCRIBE.
 
-use sqlparser::ast::{Expr, Set, Statement, Value};
+use sqlparser::ast::{Expr, Reset, Set, Statement, Value};
 
 use super::dml::{rows_output, text_batch};
 use crate::error::{Error, Result};
@@ -46,8 +46,23 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Output> {
             }
             Ok(Output::command("SET"))
         }
+        Statement::Reset(r) => {
+            match r.reset {
+                Reset::ALL => session.settings.reset_all(),
+                Reset::ConfigurationParameter(name) => {
+                    session.settings.reset(&super::object_name_parts(&name).join("."))?
+                }
+            }
+            Ok(Output::command("RESET"))
+        }
         Statement::ShowVariable { variable } => {
-            let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+            // `SHOW time zone` is two words; `SHOW myapp.flag` is one dotted name.
+            let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
+            let spaced = words.join(" ");
+            let name = match spaced.to_ascii_lowercase().as_str() {
+                "time zone" | "transaction isolation level" | "session authorization" => spaced,
+                _ => words.join("."),
+            };
             if name.eq_ignore_ascii_case("all") {
                 let all = session.settings.all();
                 let schema = std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(vec![

@@ -2,6 +2,7 @@
 //! One integration-test crate (one binary to link) with a module per area.
 
 mod clients;
+mod copy;
 mod crash;
 mod harness;
 mod slt;

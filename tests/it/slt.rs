@@ -1,6 +1,11 @@
 //! Runs every `tests/slt/**/*.slt` file over pgwire, each against its own fresh server.
 //!
 //! Errors are matched on their SQLSTATE with `statement error (23505)`, or on their message.
+//!
+//! With `SLT_PG=postgres://user@host:port/db` the same files run against a real PostgreSQL
+//! instead (each file in a fresh database `slt_<stem>`), to check that the expected outputs are
+//! PostgreSQL's. Records where Freshet deliberately differs are marked `onlyif freshet`, or
+//! `skipif postgres`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +47,7 @@ impl From<tokio_postgres::Error> for PgError {
 
 pub struct Pg {
     client: tokio_postgres::Client,
+    engine: &'static str,
 }
 
 #[async_trait]
@@ -85,7 +91,7 @@ impl AsyncDB for Pg {
     async fn shutdown(&mut self) {}
 
     fn engine_name(&self) -> &str {
-        "freshet"
+        self.engine
     }
 
     async fn sleep(dur: std::time::Duration) {
@@ -109,7 +115,55 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Runs `path` against real PostgreSQL at `url`, in a freshly created database.
+async fn run_file_on_postgres(path: PathBuf, url: String) -> Result<(), String> {
+    let stem = path
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    let db = format!("slt_{stem}");
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| PgError::from(e).to_string())?;
+    tokio::spawn(conn);
+    {
+        // CREATE DATABASE copies template1, which concurrent CREATE DATABASEs may be reading.
+        static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one_at_a_time = CREATING.lock().await;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| format!("{sql}: {}", PgError::from(e)))?;
+        }
+    }
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| e.to_string())?;
+    config.dbname(&db);
+    let mut runner = sqllogictest::Runner::new(move || {
+        let config = config.clone();
+        async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            Ok(Pg {
+                client,
+                engine: "postgres",
+            })
+        }
+    });
+    runner
+        .run_file_async(&path)
+        .await
+        .map_err(|e| format!("{} (on PostgreSQL): {e}", path.display()))
+}
+
 async fn run_file(path: PathBuf) -> Result<(), String> {
+    if let Ok(url) = std::env::var("SLT_PG") {
+        return run_file_on_postgres(path, url).await;
+    }
     let server = Arc::new(TestServer::start());
     let s = server.clone();
     let mut runner = sqllogictest::Runner::new(move || {
@@ -117,6 +171,7 @@ async fn run_file(path: PathBuf) -> Result<(), String> {
         async move {
             Ok(Pg {
                 client: s.connect().await,
+                engine: "freshet",
             })
         }
     });
