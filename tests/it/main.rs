@@ -5,3 +5,4 @@ mod clients;
 mod crash;
 mod harness;
 mod slt;
+mod views;
