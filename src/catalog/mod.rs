@@ -220,6 +220,11 @@ impl Catalog {
                     cat.tables
                         .insert((t.def.schema.clone(), t.def.name.clone()), Arc::new(t));
                 }
+                Some(&KIND_VIEW) => {
+                    let def: ViewDef = serde_json::from_slice(&v).map_err(corrupt)?;
+                    let view = View::new(def)?;
+                    cat.views.insert((view.def.schema.clone(), view.def.name.clone()), Arc::new(view));
+                }
                 _ => return Err(Error::internal("unknown catalog entry kind")),
             }
         }

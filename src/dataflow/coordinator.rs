@@ -266,7 +266,15 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            // A bug in an operator must not take the whole server down: the epoch fails, its
+            // buffered state is dropped, and the coordinator goes on.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_group(group)));
+            if outcome.is_err() {
+                tracing::error!("epoch processing panicked; the epoch was not committed");
+                for v in self.views.values_mut() {
+                    v.flush(&mut WriteBatch::default());
+                }
+            }
         }
     }
 

@@ -348,7 +348,8 @@ fn accumulate(acc: &mut Acc, kind: &AggKind, v: &ScalarValue, w: i64) -> Result<
 impl Operator for GroupAggregateOp {
     fn process(&mut self, _port: usize, input: Changes, ctx: &EpochContext) -> Result<Changes> {
         if input.is_empty() {
-            return Ok(Changes::empty(self.schema.clone()));
+            // The backfill epoch creates the global row even over an empty input.
+            return self.initial(ctx);
         }
         let data = input.data();
         let weights = input.weights().values().to_vec();

@@ -29,7 +29,7 @@ impl Operator for FilterOp {
             .downcast_ref::<BooleanArray>()
             .ok_or_else(|| Error::internal("filter predicate is not boolean"))?;
         // NULL is not true: prep_null_mask_filter semantics.
-        let mask = datafusion::arrow::compute::prep_null_mask_filter(mask);
+        let mask = crate::dataflow::ops::nulls_are_false(mask);
         Changes::from_weighted(filter_record_batch(input.batch(), &mask)?)
     }
 

@@ -198,7 +198,7 @@ impl Operator for HashJoinOp {
                         .as_any()
                         .downcast_ref::<datafusion::arrow::array::BooleanArray>()
                         .ok_or_else(|| Error::internal("join filter is not boolean"))?;
-                    let mask = datafusion::arrow::compute::prep_null_mask_filter(mask);
+                    let mask = crate::dataflow::ops::nulls_are_false(mask);
                     Changes::from_weighted(filter_record_batch(joined.batch(), &mask)?)?
                 }
                 None => joined,

@@ -46,3 +46,13 @@ impl Exprs {
             .collect()
     }
 }
+
+/// A filter mask where NULL counts as false (SQL's WHERE semantics).
+pub fn nulls_are_false(mask: &datafusion::arrow::array::BooleanArray) -> datafusion::arrow::array::BooleanArray {
+    use datafusion::arrow::array::Array;
+    if mask.null_count() == 0 {
+        mask.clone()
+    } else {
+        datafusion::arrow::compute::prep_null_mask_filter(mask)
+    }
+}
