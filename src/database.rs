@@ -4,7 +4,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use crate::dataflow::coordinator::Coordinator;
+use crate::dataflow::coordinator::{Committed, Coordinator, TxnWrites};
+use crate::query::context::QueryEnv;
+use crate::query::ReadView;
 use crate::error::Result;
 use crate::state::rocks::RocksStore;
 use crate::state::StateStore;
@@ -29,15 +31,41 @@ pub struct Database {
 
 impl Database {
     /// Opens (or creates) the database stored under `dir`.
-    pub fn open(dir: &Path, opts: DatabaseOptions) -> Result<Arc<Database>> {
+    pub async fn open(dir: &Path, opts: DatabaseOptions) -> Result<Arc<Database>> {
         std::fs::create_dir_all(dir)
             .map_err(|e| crate::error::Error::io(format!("cannot create {}", dir.display()), e))?;
         let store: Arc<dyn StateStore> = Arc::new(RocksStore::open(dir)?);
-        Self::with_store(store, opts)
+        Self::with_store(store, opts).await
     }
 
-    pub fn with_store(store: Arc<dyn StateStore>, opts: DatabaseOptions) -> Result<Arc<Database>> {
-        let coordinator = Coordinator::start(store, opts.sync)?;
+    /// Opens the database in `store`: reloads the catalog and rebuilds the dataflow of every
+    /// materialized view (their state is already in the store, as of the last committed epoch).
+    pub async fn with_store(store: Arc<dyn StateStore>, opts: DatabaseOptions) -> Result<Arc<Database>> {
+        let state = Coordinator::open_state(&store)?;
+        let committed = Arc::new(Committed {
+            epoch: state.epoch,
+            snapshot: state.snapshot.clone(),
+            catalog: state.catalog.clone(),
+            committed_at_micros: state.committed_at_micros,
+        });
+        let env = QueryEnv {
+            view: ReadView {
+                committed,
+                overlay: Arc::new(TxnWrites::default()),
+            },
+            search_path: vec![crate::catalog::DEFAULT_SCHEMA.to_string()],
+            user: "freshet".into(),
+            database: "freshet".into(),
+            expose_hidden_of: None,
+        };
+        let mut views = Vec::new();
+        for v in state.catalog.views_in_order() {
+            views.push(crate::sql::view::rebuild(&env, &v.def).await?);
+        }
+        if !views.is_empty() {
+            tracing::info!(views = views.len(), epoch = state.epoch, "materialized views resumed");
+        }
+        let coordinator = Coordinator::start(store, state, views, opts.sync)?;
         Ok(Arc::new(Database {
             coordinator,
             next_session_id: AtomicI32::new(1),

@@ -73,7 +73,7 @@ impl fmt::Display for SqlState {
 }
 
 /// Freshet's error enum.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The user's statement is wrong (bad SQL, unknown object, constraint violation, bad value).
     #[error("{message}")]

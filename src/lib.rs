@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod database;
 pub mod dataflow;
 pub mod error;
+pub mod planner;
 pub mod query;
 pub mod serve;
 pub mod server;

@@ -28,7 +28,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
 pub async fn run(config: ServerConfig) -> Result<()> {
     let pg = bind(config.pg_listen, "PostgreSQL clients").await?;
     let http = bind(config.http_listen, "HTTP").await?;
-    let db = Database::open(&config.data_dir, DatabaseOptions { sync: config.sync })?;
+    let db = Database::open(&config.data_dir, DatabaseOptions { sync: config.sync }).await?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
         pg = %pg.local_addr().map_err(|e| Error::io("listener", e))?,

@@ -5,6 +5,7 @@
 //! belong together. Objects are stored as JSON under `keys::catalog_key(kind, id)`.
 
 pub mod pg_catalog;
+pub mod system;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ pub const ROW_ID_COLUMN: &str = "_row_id";
 /// The schema new objects go to when none is named.
 pub const DEFAULT_SCHEMA: &str = "public";
 /// Schemas that exist without being created and cannot hold user objects.
-pub const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
+pub const SYSTEM_SCHEMAS: [&str; 3] = ["pg_catalog", "information_schema", "freshet_catalog"];
 /// OIDs of user objects start here, as in PostgreSQL.
 pub const FIRST_USER_OID: u32 = 16384;
 /// The OID PostgreSQL gives the `public` schema.
@@ -32,6 +33,7 @@ pub const PUBLIC_SCHEMA_OID: u32 = 2200;
 
 const KIND_SCHEMA: u8 = 1;
 const KIND_TABLE: u8 = 2;
+const KIND_VIEW: u8 = 3;
 const KIND_COUNTER: u8 = 0;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,6 +75,58 @@ impl SchemaDef {
             FIRST_USER_OID + self.id
         }
     }
+}
+
+/// A materialized view's definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub id: u32,
+    pub schema: String,
+    pub name: String,
+    /// The defining query, as SQL text.
+    pub query: String,
+    pub columns: Vec<ColumnDef>,
+    /// Tables and views the query reads (ids).
+    pub depends_on: Vec<u32>,
+    /// The epoch the view was created in.
+    #[serde(default)]
+    pub created_epoch: u64,
+}
+
+/// A materialized view with its derived forms. Rows are stored as the order-preserving
+/// encoding of the whole row (key) with their multiplicity (value).
+#[derive(Debug)]
+pub struct View {
+    pub def: ViewDef,
+    pub schema: SchemaRef,
+    pub row_codec: RowCodec,
+}
+
+impl View {
+    pub fn new(def: ViewDef) -> Result<View> {
+        let fields: Vec<_> = def.columns.iter().map(|c| c.ty.arrow_field(&c.name, true)).collect();
+        let types: Vec<DataType> = fields.iter().map(|f| f.data_type().clone()).collect();
+        Ok(View {
+            row_codec: RowCodec::new(&types)?,
+            schema: Arc::new(Schema::new(fields)),
+            def,
+        })
+    }
+
+    pub fn oid(&self) -> u32 {
+        FIRST_USER_OID + self.def.id
+    }
+
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.def.schema, self.def.name)
+    }
+}
+
+/// A table or a materialized view.
+#[derive(Clone, Debug)]
+pub enum Relation {
+    Table(Arc<Table>),
+    View(Arc<View>),
 }
 
 /// A table with what is derived from its definition: Arrow schemas and row codecs.
@@ -140,6 +194,7 @@ pub struct Catalog {
     next_id: u32,
     schemas: BTreeMap<String, Arc<SchemaDef>>,
     tables: BTreeMap<(String, String), Arc<Table>>,
+    views: BTreeMap<(String, String), Arc<View>>,
 }
 
 impl Catalog {
@@ -164,6 +219,11 @@ impl Catalog {
                     let t = Table::new(def, seq)?;
                     cat.tables
                         .insert((t.def.schema.clone(), t.def.name.clone()), Arc::new(t));
+                }
+                Some(&KIND_VIEW) => {
+                    let def: ViewDef = serde_json::from_slice(&v).map_err(corrupt)?;
+                    let view = View::new(def)?;
+                    cat.views.insert((view.def.schema.clone(), view.def.name.clone()), Arc::new(view));
                 }
                 _ => return Err(Error::internal("unknown catalog entry kind")),
             }
@@ -207,6 +267,112 @@ impl Catalog {
 
     pub fn table_by_id(&self, id: u32) -> Option<&Arc<Table>> {
         self.tables.values().find(|t| t.def.id == id)
+    }
+
+    pub fn views(&self) -> impl Iterator<Item = &Arc<View>> {
+        self.views.values()
+    }
+
+    pub fn view(&self, schema: &str, name: &str) -> Option<&Arc<View>> {
+        self.views.get(&(schema.to_string(), name.to_string()))
+    }
+
+    pub fn view_by_id(&self, id: u32) -> Option<&Arc<View>> {
+        self.views.values().find(|v| v.def.id == id)
+    }
+
+    /// Views in creation order (every view after the relations it reads).
+    pub fn views_in_order(&self) -> Vec<Arc<View>> {
+        let mut v: Vec<Arc<View>> = self.views.values().cloned().collect();
+        v.sort_by_key(|v| v.def.id);
+        v
+    }
+
+    /// The names of the views reading relation `id` directly.
+    pub fn dependents(&self, id: u32) -> Vec<Arc<View>> {
+        self.views_in_order().into_iter().filter(|v| v.def.depends_on.contains(&id)).collect()
+    }
+
+    /// Resolves a name to a table or view along `search_path`.
+    pub fn resolve_relation(&self, parts: &[String], search_path: &[String]) -> Option<Relation> {
+        let lookup = |s: &str, n: &str| {
+            self.table(s, n)
+                .map(|t| Relation::Table(t.clone()))
+                .or_else(|| self.view(s, n).map(|v| Relation::View(v.clone())))
+        };
+        match parts {
+            [name] => search_path.iter().find_map(|s| lookup(s, name)),
+            [schema, name] | [_, schema, name] => lookup(schema, name),
+            _ => None,
+        }
+    }
+
+    /// Resolves a materialized view by name.
+    pub fn resolve_view(&self, parts: &[String], search_path: &[String]) -> Result<Arc<View>> {
+        match self.resolve_relation(parts, search_path) {
+            Some(Relation::View(v)) => Ok(v),
+            Some(Relation::Table(_)) => Err(Error::user(
+                SqlState::WRONG_OBJECT_TYPE,
+                format!("\"{}\" is not a materialized view", parts.join(".")),
+            )),
+            None => Err(Error::user(
+                SqlState::UNDEFINED_TABLE,
+                format!("materialized view \"{}\" does not exist", parts.join(".")),
+            )),
+        }
+    }
+
+    fn name_taken(&self, schema: &str, name: &str) -> bool {
+        self.table(schema, name).is_some() || self.view(schema, name).is_some()
+    }
+
+    /// Adds a materialized view; `def.id` is assigned here.
+    pub fn create_view(&mut self, mut def: ViewDef, batch: &mut WriteBatch) -> Result<Arc<View>> {
+        if !self.schemas.contains_key(&def.schema) {
+            return Err(Error::user(
+                SqlState::INVALID_SCHEMA_NAME,
+                format!("schema \"{}\" does not exist", def.schema),
+            ));
+        }
+        if self.name_taken(&def.schema, &def.name) {
+            return Err(Error::user(
+                SqlState::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", def.name),
+            ));
+        }
+        def.id = self.allocate_id(batch);
+        put_json(batch, KIND_VIEW, def.id, &def);
+        let v = Arc::new(View::new(def)?);
+        self.views.insert((v.def.schema.clone(), v.def.name.clone()), v.clone());
+        self.version += 1;
+        Ok(v)
+    }
+
+    /// Removes a view, its rows and its operator state.
+    pub fn drop_view(&mut self, view: &View, batch: &mut WriteBatch) {
+        let (from, to) = keys::view_range(view.def.id);
+        batch.delete_range(from, to);
+        let (from, to) = keys::operator_range(view.def.id);
+        batch.delete_range(from, to);
+        batch.delete(keys::catalog_key(KIND_VIEW, view.def.id));
+        self.views.remove(&(view.def.schema.clone(), view.def.name.clone()));
+        self.version += 1;
+    }
+
+    /// Every view depending on `id`, directly or not, latest first (the order to drop them).
+    pub fn transitive_dependents(&self, id: u32) -> Vec<Arc<View>> {
+        let mut out: Vec<Arc<View>> = Vec::new();
+        let mut frontier = vec![id];
+        while let Some(r) = frontier.pop() {
+            for v in self.dependents(r) {
+                if !out.iter().any(|o| o.def.id == v.def.id) {
+                    frontier.push(v.def.id);
+                    out.push(v);
+                }
+            }
+        }
+        out.sort_by_key(|v| std::cmp::Reverse(v.def.id));
+        out
     }
 
     /// Resolves a possibly qualified name (`[schema.]name`) along `search_path`.
@@ -255,12 +421,31 @@ impl Catalog {
             )
         })?;
         let members: Vec<_> = self.tables.values().filter(|t| t.def.schema == name).cloned().collect();
-        if !members.is_empty() && !cascade {
+        let views: Vec<_> = self.views.values().filter(|v| v.def.schema == name).cloned().collect();
+        if (!members.is_empty() || !views.is_empty()) && !cascade {
+            if members.is_empty() {
+                return Err(Error::user_detail(
+                    SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                    format!("cannot drop schema {name} because other objects depend on it"),
+                    format!("materialized view {} depends on schema {name}", views[0].qualified_name()),
+                ));
+            }
             return Err(Error::user_detail(
                 SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
                 format!("cannot drop schema {name} because other objects depend on it"),
                 format!("table {} depends on schema {name}", members[0].qualified_name()),
             ));
+        }
+        for t in &members {
+            for v in self.transitive_dependents(t.def.id) {
+                self.drop_view(&v, batch);
+            }
+        }
+        for v in self.views.values().filter(|v| v.def.schema == name).cloned().collect::<Vec<_>>() {
+            for d in self.transitive_dependents(v.def.id) {
+                self.drop_view(&d, batch);
+            }
+            self.drop_view(&v, batch);
         }
         for t in members {
             self.drop_table(&t, batch);
@@ -279,7 +464,7 @@ impl Catalog {
                 format!("schema \"{}\" does not exist", def.schema),
             ));
         }
-        if self.tables.contains_key(&(def.schema.clone(), def.name.clone())) {
+        if self.name_taken(&def.schema, &def.name) {
             return Err(Error::user(
                 SqlState::DUPLICATE_TABLE,
                 format!("relation \"{}\" already exists", def.name),
@@ -316,6 +501,12 @@ impl Catalog {
             ));
         }
         put_json(batch, KIND_TABLE, def.id, &def);
+        if def.name != old.def.name && self.view(&def.schema, &def.name).is_some() {
+            return Err(Error::user(
+                SqlState::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", def.name),
+            ));
+        }
         self.tables.remove(&(old.def.schema.clone(), old.def.name.clone()));
         let t = Arc::new(Table::new(def, old.row_id_seq.clone())?);
         self.tables

@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::changes::Changes;
+use super::graph::ViewDataflow;
+use super::operator::EpochContext;
 use super::Epoch;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result, SqlState};
@@ -29,6 +32,16 @@ pub struct Committed {
     pub epoch: Epoch,
     pub snapshot: Arc<dyn StateSnapshot>,
     pub catalog: Arc<Catalog>,
+    /// When the epoch was committed (µs since the Unix epoch; process start for a reopened one).
+    pub committed_at_micros: i64,
+}
+
+/// Now, in µs since the Unix epoch.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 /// One buffered row write of a transaction.
@@ -94,6 +107,10 @@ pub struct DdlChange {
     pub base_version: u64,
     pub catalog: Catalog,
     pub batch: WriteBatch,
+    /// Dataflows of views this change creates: backfilled in the same epoch.
+    pub created_views: Vec<ViewDataflow>,
+    /// Views this change drops.
+    pub dropped_views: Vec<u32>,
 }
 
 struct CommitRequest {
@@ -133,8 +150,8 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Opens the store's committed state and starts the coordinator thread.
-    pub fn start(store: Arc<dyn StateStore>, sync: bool) -> Result<Arc<Coordinator>> {
+    /// The committed state of `store` (bootstrapping a new store), before the coordinator runs.
+    pub fn open_state(store: &Arc<dyn StateStore>) -> Result<Committed> {
         let snapshot = store.snapshot();
         let epoch = match snapshot.get(&keys::epoch_key())? {
             Some(b) => u64::from_be_bytes(
@@ -155,11 +172,23 @@ impl Coordinator {
         } else {
             (snapshot, epoch)
         };
-        let current = Arc::new(RwLock::new(Arc::new(Committed {
+        Ok(Committed {
             epoch,
             snapshot,
             catalog: Arc::new(catalog),
-        })));
+            committed_at_micros: now_micros(),
+        })
+    }
+
+    /// Starts the coordinator thread over `state` (from [`Coordinator::open_state`]), maintaining
+    /// the given view dataflows.
+    pub fn start(
+        store: Arc<dyn StateStore>,
+        state: Committed,
+        views: Vec<ViewDataflow>,
+        sync: bool,
+    ) -> Result<Arc<Coordinator>> {
+        let current = Arc::new(RwLock::new(Arc::new(state)));
         let (tx, rx) = mpsc::unbounded_channel();
         let open = Arc::new(OpenSnapshots::default());
         let worker = Worker {
@@ -168,6 +197,7 @@ impl Coordinator {
             current: current.clone(),
             open: open.clone(),
             last_write: HashMap::new(),
+            views: views.into_iter().map(|v| (v.view, v)).collect(),
         };
         std::thread::Builder::new()
             .name("freshet-commit".into())
@@ -220,6 +250,8 @@ struct Worker {
     open: Arc<OpenSnapshots>,
     /// Key → epoch of its last write, for conflict checks (pruned below the oldest snapshot).
     last_write: HashMap<Vec<u8>, Epoch>,
+    /// The dataflow of every materialized view, by view id (id order is dependency order).
+    views: BTreeMap<u32, ViewDataflow>,
 }
 
 const MAX_GROUP: usize = 1024;
@@ -234,63 +266,193 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            // A bug in an operator must not take the whole server down: the epoch fails, its
+            // buffered state is dropped, and the coordinator goes on.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_group(group)));
+            if outcome.is_err() {
+                tracing::error!("epoch processing panicked; the epoch was not committed");
+                for v in self.views.values_mut() {
+                    v.flush(&mut WriteBatch::default());
+                }
+            }
         }
     }
 
     fn commit_group(&mut self, group: Vec<CommitRequest>) {
+        // DDL commits alone (a created view backfills from everything committed before it).
+        let mut segment = Vec::new();
+        for req in group {
+            if req.ddl.is_some() {
+                self.commit_segment(std::mem::take(&mut segment));
+                self.commit_segment(vec![req]);
+            } else {
+                segment.push(req);
+            }
+        }
+        self.commit_segment(segment);
+    }
+
+    /// Commits `segment` as one epoch. If maintaining the views fails, the requests are retried
+    /// one per epoch so that only the offending one fails.
+    fn commit_segment(&mut self, segment: Vec<CommitRequest>) {
+        if segment.is_empty() {
+            return;
+        }
+        let single = segment.len() == 1;
+        match self.try_commit(segment) {
+            Ok(()) => {}
+            Err((requests, e)) => {
+                if single {
+                    for r in requests {
+                        let _ = r.reply.send(Err(e.clone()));
+                    }
+                } else {
+                    for r in requests {
+                        self.commit_segment(vec![r]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn try_commit(&mut self, segment: Vec<CommitRequest>) -> std::result::Result<(), (Vec<CommitRequest>, Error)> {
         let prev = self.current.read().expect("lock").clone();
         let epoch = prev.epoch + 1;
         let mut catalog = prev.catalog.clone();
         let mut batch = WriteBatch::default();
-        // Writes accepted so far in this group (later requests must see them).
-        let mut overlay: HashMap<Vec<u8>, bool> = HashMap::new();
-        let mut accepted = Vec::with_capacity(group.len());
-        for req in group {
-            match self.validate(&req, &prev, &catalog, &overlay, epoch) {
-                Ok(()) => {
-                    if let Some(ddl) = req.ddl {
-                        batch.ops.extend(ddl.batch.ops);
-                        catalog = Arc::new(ddl.catalog);
-                    }
-                    for (k, w) in req.writes.rows {
-                        overlay.insert(k.clone(), w.value().is_some());
-                        self.last_write.insert(k.clone(), epoch);
-                        match w {
-                            RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(k, v),
-                            RowWrite::Delete => batch.delete(k),
-                        }
-                    }
-                    accepted.push(req.reply);
+        // Writes accepted so far in this epoch: key → new value.
+        let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        // Row changes of tables that views read: table → (old, new) values.
+        let mut table_changes: BTreeMap<u32, Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>> = BTreeMap::new();
+        let watched: std::collections::HashSet<u32> = self.views.values().flat_map(|v| v.sources()).collect();
+        let mut accepted: Vec<CommitRequest> = Vec::with_capacity(segment.len());
+        let mut created: Vec<ViewDataflow> = Vec::new();
+        let mut last_write_updates: Vec<Vec<u8>> = Vec::new();
+        for mut req in segment {
+            if let Err(e) = self.validate(&req, &prev, &catalog, &overlay, epoch) {
+                let _ = req.reply.send(Err(e));
+                continue;
+            }
+            if let Some(ddl) = req.ddl.as_mut() {
+                batch.ops.extend(std::mem::take(&mut ddl.batch.ops));
+                catalog = Arc::new(std::mem::take(&mut ddl.catalog));
+                created.extend(std::mem::take(&mut ddl.created_views));
+            }
+            for (k, w) in std::mem::take(&mut req.writes.rows) {
+                let table = table_of_key(&k);
+                if table.is_some_and(|t| watched.contains(&t)) {
+                    let old = match overlay.get(&k) {
+                        Some(v) => v.clone(),
+                        None => match prev.snapshot.get(&k) {
+                            Ok(v) => v,
+                            Err(e) => return Err((accepted.into_iter().chain([req]).collect(), e)),
+                        },
+                    };
+                    table_changes
+                        .entry(table.expect("checked"))
+                        .or_default()
+                        .push((old, w.value().map(|v| v.to_vec())));
                 }
-                Err(e) => {
-                    let _ = req.reply.send(Err(e));
+                overlay.insert(k.clone(), w.value().map(|v| v.to_vec()));
+                last_write_updates.push(k.clone());
+                match w {
+                    RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(k, v),
+                    RowWrite::Delete => batch.delete(k),
+                }
+            }
+            accepted.push(req);
+        }
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        // Dropped views stop being maintained.
+        for req in &accepted {
+            if let Some(ddl) = &req.ddl {
+                for v in &ddl.dropped_views {
+                    self.views.remove(v);
                 }
             }
         }
-        if accepted.is_empty() {
-            return;
+        let ctx = EpochContext {
+            snapshot: prev.snapshot.clone(),
+        };
+        if let Err(e) = self.maintain_views(&catalog, &ctx, table_changes, created, &mut batch) {
+            // Throw away the operators' buffered state of the failed epoch.
+            for v in self.views.values_mut() {
+                v.flush(&mut WriteBatch::default());
+            }
+            return Err((accepted, e));
         }
         batch.put(keys::epoch_key(), epoch.to_be_bytes().to_vec());
         if let Err(e) = self.store.commit(batch, self.sync) {
             tracing::error!(epoch, error = %e, "epoch commit failed");
-            for reply in accepted {
-                let _ = reply.send(Err(Error::io("commit failed", &e)));
+            for req in accepted {
+                let _ = req.reply.send(Err(Error::io("commit failed", &e)));
             }
-            // The conflict bookkeeping now names an epoch that never committed; being
-            // conservative (spurious 40001 at worst) is safe.
-            return;
+            return Ok(());
+        }
+        for k in last_write_updates {
+            self.last_write.insert(k, epoch);
         }
         let committed = Arc::new(Committed {
             epoch,
             snapshot: self.store.snapshot(),
             catalog,
+            committed_at_micros: now_micros(),
         });
         *self.current.write().expect("lock") = committed;
-        for reply in accepted {
-            let _ = reply.send(Ok(epoch));
+        for req in accepted {
+            let _ = req.reply.send(Ok(epoch));
         }
         self.prune(epoch);
+        Ok(())
+    }
+
+    /// Runs every view over this epoch's changes and writes view rows and operator state.
+    fn maintain_views(
+        &mut self,
+        catalog: &Arc<Catalog>,
+        ctx: &EpochContext,
+        table_changes: BTreeMap<u32, Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>>,
+        created: Vec<ViewDataflow>,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        let mut deltas: HashMap<u32, Changes> = HashMap::new();
+        for (table_id, changes) in table_changes {
+            if let Some(t) = catalog.table_by_id(table_id) {
+                deltas.insert(table_id, table_delta(t, &changes)?);
+            }
+        }
+        let mut view_rows: HashMap<Vec<u8>, i64> = HashMap::new();
+        if !deltas.is_empty() {
+            for (id, df) in self.views.iter_mut() {
+                if !df.sources().iter().any(|s| deltas.contains_key(s)) {
+                    continue;
+                }
+                let out = df.run(&deltas, ctx, false)?;
+                if let Some(v) = catalog.view_by_id(*id) {
+                    let out = apply_view_delta(v, &out, ctx, &mut view_rows, batch)?;
+                    deltas.insert(*id, out);
+                }
+            }
+        }
+        for mut df in created {
+            // Backfill: the full current contents of every source.
+            let mut full: HashMap<u32, Changes> = HashMap::new();
+            for s in df.sources() {
+                full.insert(s, relation_contents(catalog, s, ctx)?);
+            }
+            let out = df.run(&full, ctx, true)?;
+            if let Some(v) = catalog.view_by_id(df.view) {
+                apply_view_delta(v, &out, ctx, &mut view_rows, batch)?;
+            }
+            self.views.insert(df.view, df);
+        }
+        for df in self.views.values_mut() {
+            df.flush(batch);
+        }
+        Ok(())
     }
 
     fn validate(
@@ -298,7 +460,7 @@ impl Worker {
         req: &CommitRequest,
         prev: &Committed,
         catalog: &Arc<Catalog>,
-        overlay: &HashMap<Vec<u8>, bool>,
+        overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>,
         epoch: Epoch,
     ) -> Result<()> {
         if let Some(ddl) = &req.ddl {
@@ -340,7 +502,7 @@ impl Worker {
             }
             if matches!(w, RowWrite::Insert(_)) {
                 let exists = match overlay.get(k) {
-                    Some(present) => *present,
+                    Some(present) => present.is_some(),
                     None => prev.snapshot.get(k)?.is_some(),
                 };
                 if exists {
@@ -373,4 +535,119 @@ impl Worker {
             .unwrap_or(epoch);
         self.last_write.retain(|_, e| *e > oldest);
     }
+}
+
+/// The table id of a table-row key.
+fn table_of_key(k: &[u8]) -> Option<u32> {
+    if k.first() != Some(&keys::TABLE_ROWS) || k.len() < 5 {
+        return None;
+    }
+    Some(u32::from_be_bytes([k[1], k[2], k[3], k[4]]))
+}
+
+/// The visible-column changes of a table from (old, new) stored values.
+fn table_delta(table: &crate::catalog::Table, changes: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) -> Result<Changes> {
+    let mut values: Vec<&[u8]> = Vec::new();
+    let mut weights: Vec<i64> = Vec::new();
+    for (old, new) in changes {
+        if old == new {
+            continue;
+        }
+        if let Some(o) = old {
+            values.push(o);
+            weights.push(-1);
+        }
+        if let Some(n) = new {
+            values.push(n);
+            weights.push(1);
+        }
+    }
+    let visible: Vec<usize> = (0..table.def.columns.len()).filter(|i| !table.def.columns[*i].hidden).collect();
+    if values.is_empty() {
+        return Ok(Changes::empty(table.visible_schema.clone()));
+    }
+    let cols = table.row_codec.decode(values)?;
+    let cols: Vec<_> = visible.iter().map(|i| cols[*i].clone()).collect();
+    let batch = datafusion::arrow::array::RecordBatch::try_new(table.visible_schema.clone(), cols)?;
+    Changes::new(batch, weights)?.consolidate()
+}
+
+/// Every row of a table or view, as insertions.
+fn relation_contents(catalog: &Catalog, id: u32, ctx: &EpochContext) -> Result<Changes> {
+    if let Some(t) = catalog.table_by_id(id) {
+        let (from, to) = keys::table_range(id);
+        let mut rows = Vec::new();
+        for kv in ctx.snapshot.scan(&from, &to) {
+            rows.push((None, Some(kv?.1.to_vec())));
+        }
+        return table_delta(t, &rows);
+    }
+    if let Some(v) = catalog.view_by_id(id) {
+        let (from, to) = keys::view_range(id);
+        let mut rows: Vec<Box<[u8]>> = Vec::new();
+        let mut weights = Vec::new();
+        for kv in ctx.snapshot.scan(&from, &to) {
+            let (k, c) = kv?;
+            rows.push(k);
+            weights.push(super::operator::decode_i64(&c));
+        }
+        let n = from.len();
+        if rows.is_empty() {
+            return Ok(Changes::empty(v.schema.clone()));
+        }
+        let cols = v.row_codec.decode(rows.iter().map(|r| &r[n..]))?;
+        let batch = datafusion::arrow::array::RecordBatch::try_new(v.schema.clone(), cols)?;
+        return Changes::new(batch, weights);
+    }
+    Err(Error::internal(format!("relation {id} read by a view does not exist")))
+}
+
+/// Applies a view's changes to its stored rows; returns them cast to the view's types.
+fn apply_view_delta(
+    view: &crate::catalog::View,
+    delta: &Changes,
+    ctx: &EpochContext,
+    counts: &mut HashMap<Vec<u8>, i64>,
+    batch: &mut WriteBatch,
+) -> Result<Changes> {
+    if delta.is_empty() {
+        return Ok(Changes::empty(view.schema.clone()));
+    }
+    let cols = delta
+        .columns()
+        .iter()
+        .zip(view.schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                Ok(datafusion::arrow::compute::cast(c, f.data_type())?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows = view.row_codec.encode(&cols)?;
+    let prefix = keys::view_prefix(view.def.id);
+    for (i, w) in delta.weights().values().iter().enumerate() {
+        let mut k = prefix.clone();
+        k.extend_from_slice(rows.row(i).as_ref());
+        let old = match counts.get(&k) {
+            Some(c) => *c,
+            None => ctx.snapshot.get(&k)?.map(|v| super::operator::decode_i64(&v)).unwrap_or(0),
+        };
+        let new = old + w;
+        if new < 0 {
+            return Err(Error::internal(format!(
+                "materialized view {} would hold a row {} times",
+                view.def.name, new
+            )));
+        }
+        if new == 0 {
+            batch.delete(k.clone());
+        } else {
+            batch.put(k.clone(), new.to_be_bytes().to_vec());
+        }
+        counts.insert(k, new);
+    }
+    let data = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;
+    Changes::new(data, delta.weights().values().to_vec())
 }

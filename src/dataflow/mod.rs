@@ -6,7 +6,11 @@
 //! incremental operators of materialized views will run inside the same epoch, so that view
 //! deltas, operator state and source offsets land in that same batch.
 
+pub mod changes;
 pub mod coordinator;
+pub mod graph;
+pub mod operator;
+pub mod ops;
 
 /// A commit epoch: a monotonically increasing number, persisted with the data it committed.
 pub type Epoch = u64;

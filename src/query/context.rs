@@ -170,15 +170,15 @@ impl SchemaProvider for FreshetSchema {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            _ => self
-                .env
-                .view
-                .committed
-                .catalog
-                .tables()
-                .filter(|t| t.def.schema == self.name)
-                .map(|t| t.def.name.clone())
-                .collect(),
+            _ => {
+                let catalog = &self.env.view.committed.catalog;
+                catalog
+                    .tables()
+                    .filter(|t| t.def.schema == self.name)
+                    .map(|t| t.def.name.clone())
+                    .chain(catalog.views().filter(|v| v.def.schema == self.name).map(|v| v.def.name.clone()))
+                    .collect()
+            }
         }
     }
 
@@ -190,6 +190,7 @@ impl SchemaProvider for FreshetSchema {
         match self.name.as_str() {
             "pg_catalog" => return pg_catalog::system_table(&self.env, "pg_catalog", name),
             "information_schema" => return pg_catalog::system_table(&self.env, "information_schema", name),
+            crate::catalog::system::SCHEMA => return crate::catalog::system::system_table(&self.env, name),
             _ => {}
         }
         if let Some(t) = catalog.table(&self.name, name) {
@@ -198,6 +199,12 @@ impl SchemaProvider for FreshetSchema {
                 t.clone(),
                 self.env.view.clone(),
                 hidden,
+            ))));
+        }
+        if let Some(v) = catalog.view(&self.name, name) {
+            return Ok(Some(Arc::new(super::view_provider::ViewTable::new(
+                v.clone(),
+                self.env.view.committed.snapshot.clone(),
             ))));
         }
         if self.falls_back_to_pg_catalog {

@@ -55,6 +55,11 @@ impl StoredTable {
         }
     }
 
+    /// The table this provider reads.
+    pub fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
+
     fn output_schema(&self) -> SchemaRef {
         if self.with_hidden {
             self.table.full_schema.clone()

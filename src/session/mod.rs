@@ -281,6 +281,11 @@ impl Session {
                 t.savepoints.truncate(pos);
                 Ok(Output::command("RELEASE"))
             }
+            Statement::Explain { statement, .. } if matches!(statement.as_ref(), Statement::CreateView(_)) => {
+                let Statement::CreateView(cv) = statement.as_ref() else { unreachable!() };
+                let lines = sql::view::explain(&self.query_env(), cv).await?;
+                sql::dml::rows_output(sql::dml::text_batch("QUERY PLAN", lines)?, "EXPLAIN")
+            }
             Statement::Query(_) | Statement::Explain { .. } => {
                 let env = self.query_env();
                 if let Some(lookup) = crate::query::point_lookup::match_lookup(&env, &stmt) {
@@ -307,7 +312,9 @@ impl Session {
                 self.settings.reset_all();
                 Ok(Output::command("DISCARD ALL"))
             }
+            Statement::ShowViews { materialized: true, .. } => sql::show::show_views(self),
             Statement::CreateSchema { .. }
+            | Statement::CreateView(_)
             | Statement::CreateTable(_)
             | Statement::AlterTable(_)
             | Statement::Drop { .. } => self.ddl(stmt).await,

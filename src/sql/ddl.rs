@@ -31,7 +31,60 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
     let mut catalog: Catalog = (*env.view.committed.catalog).clone();
     let base_version = catalog.version;
     let mut batch = WriteBatch::default();
+    let mut created_views = Vec::new();
+    let mut dropped_views = Vec::new();
     let out = match stmt {
+        Statement::CreateView(cv) => {
+            let (def, planned) = super::view::plan_create(env, cv).await?;
+            if catalog.resolve_relation(&[def.schema.clone(), def.name.clone()], &[]).is_some() && cv.if_not_exists {
+                session.notice("NOTICE", "42P07", format!("relation \"{}\" already exists, skipping", def.name));
+                return Ok(Planned::Done(Output::command("CREATE MATERIALIZED VIEW")));
+            }
+            let view = catalog.create_view(def, &mut batch)?;
+            created_views.push(crate::planner::build_dataflow(view.def.id, &planned.plan)?);
+            Output::command("CREATE MATERIALIZED VIEW")
+        }
+        Statement::Drop {
+            object_type: ObjectType::MaterializedView,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => {
+            for name in names {
+                let parts = super::object_name_parts(name);
+                let view = match catalog.resolve_view(&parts, &env.search_path) {
+                    Ok(v) => v,
+                    Err(e) if *if_exists && e.code() == SqlState::UNDEFINED_TABLE => {
+                        session.notice(
+                            "NOTICE",
+                            "00000",
+                            format!("materialized view \"{}\" does not exist, skipping", parts.join(".")),
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let deps = catalog.transitive_dependents(view.def.id);
+                if !deps.is_empty() && !cascade {
+                    return Err(Error::user_detail(
+                        SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                        format!("cannot drop materialized view {} because other objects depend on it", view.def.name),
+                        format!("materialized view {} depends on materialized view {}", deps[0].def.name, view.def.name),
+                    ));
+                }
+                for d in deps {
+                    dropped_views.push(d.def.id);
+                    catalog.drop_view(&d, &mut batch);
+                }
+                dropped_views.push(view.def.id);
+                catalog.drop_view(&view, &mut batch);
+            }
+            if batch.is_empty() {
+                return Ok(Planned::Done(Output::command("DROP MATERIALIZED VIEW")));
+            }
+            Output::command("DROP MATERIALIZED VIEW")
+        }
         Statement::CreateSchema {
             schema_name,
             if_not_exists,
@@ -75,7 +128,21 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
                     for name in names {
                         let parts = super::object_name_parts(name);
                         match catalog.resolve_table(&parts, &env.search_path) {
-                            Ok(t) => catalog.drop_table(&t, &mut batch),
+                            Ok(t) => {
+                                let deps = catalog.transitive_dependents(t.def.id);
+                                if !deps.is_empty() && !cascade {
+                                    return Err(Error::user_detail(
+                                        SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                                        format!("cannot drop table {} because other objects depend on it", t.def.name),
+                                        format!("materialized view {} depends on table {}", deps[0].def.name, t.def.name),
+                                    ));
+                                }
+                                for d in deps {
+                                    dropped_views.push(d.def.id);
+                                    catalog.drop_view(&d, &mut batch);
+                                }
+                                catalog.drop_table(&t, &mut batch)
+                            }
                             Err(_) if *if_exists => session.notice(
                                 "NOTICE",
                                 "00000",
@@ -88,6 +155,10 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
                 ObjectType::Schema => {
                     for name in names {
                         let n = super::object_name_parts(name).pop().unwrap_or_default();
+                        dropped_views.extend(catalog.views().filter(|v| v.def.schema == n).map(|v| v.def.id));
+                        for t in catalog.tables().filter(|t| t.def.schema == n) {
+                            dropped_views.extend(catalog.transitive_dependents(t.def.id).iter().map(|v| v.def.id));
+                        }
                         if catalog.schema(&n).is_none() && *if_exists {
                             session.notice("NOTICE", "00000", format!("schema \"{n}\" does not exist, skipping"));
                             continue;
@@ -119,6 +190,12 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(v) = catalog.dependents(table.def.id).first() {
+                return Err(Error::unsupported(format!(
+                    "ALTER TABLE {} while materialized view {} reads it",
+                    table.def.name, v.def.name
+                )));
+            }
             let mut current = table;
             for op in &at.operations {
                 current = alter(session, env, &mut catalog, &current, op, &mut batch).await?;
@@ -133,6 +210,8 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
             base_version,
             catalog,
             batch,
+            created_views,
+            dropped_views,
         },
     ))
 }

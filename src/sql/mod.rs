@@ -9,6 +9,7 @@ pub mod dml;
 pub mod params;
 pub mod rewrite;
 pub mod show;
+pub mod view;
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;

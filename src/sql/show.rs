@@ -181,3 +181,19 @@ fn describe(session: &Session, name: &sqlparser::ast::ObjectName) -> Result<Outp
     )?;
     rows_output(batch, "DESCRIBE")
 }
+
+/// `SHOW MATERIALIZED VIEWS`: the views of the current schema.
+pub fn show_views(session: &Session) -> Result<Output> {
+    let env = session.query_env();
+    let schema = env.default_schema();
+    let names: Vec<String> = env
+        .view
+        .committed
+        .catalog
+        .views_in_order()
+        .into_iter()
+        .filter(|v| v.def.schema == schema)
+        .map(|v| v.def.name.clone())
+        .collect();
+    rows_output(text_batch("Name", names)?, "SHOW")
+}

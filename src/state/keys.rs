@@ -4,12 +4,16 @@
 //! 0x01 kind:u8 id:u32be            catalog object (JSON)
 //! 0x02 name                        metadata (e.g. the last committed epoch)
 //! 0x10 table:u32be pk-bytes        a table row; pk-bytes is the order-preserving row encoding
+//! 0x11 view:u32be row-bytes         a materialized view row -> its multiplicity (i64be)
+//! 0x12 view:u32be op:u32be part:u8 .. state of one operator of a view's dataflow
 //! ```
 //! Big-endian ids keep one relation's rows contiguous and ordered by primary key.
 
 pub const CATALOG: u8 = 0x01;
 pub const META: u8 = 0x02;
 pub const TABLE_ROWS: u8 = 0x10;
+pub const VIEW_ROWS: u8 = 0x11;
+pub const OPERATOR_STATE: u8 = 0x12;
 
 /// The key of the last committed epoch number.
 pub fn epoch_key() -> Vec<u8> {
@@ -46,6 +50,38 @@ pub fn row_key(table: u32, pk: &[u8]) -> Vec<u8> {
 /// `[from, to)` covering every row of `table`.
 pub fn table_range(table: u32) -> (Vec<u8>, Vec<u8>) {
     (table_prefix(table), table_prefix(table + 1))
+}
+
+/// The prefix of every row of materialized view `view`.
+pub fn view_prefix(view: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5);
+    k.push(VIEW_ROWS);
+    k.extend_from_slice(&view.to_be_bytes());
+    k
+}
+
+/// `[from, to)` covering every row of view `view`.
+pub fn view_range(view: u32) -> (Vec<u8>, Vec<u8>) {
+    (view_prefix(view), view_prefix(view + 1))
+}
+
+/// The prefix of the state of operator `op` (part `part`) of view `view`.
+pub fn operator_prefix(view: u32, op: u32, part: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10);
+    k.push(OPERATOR_STATE);
+    k.extend_from_slice(&view.to_be_bytes());
+    k.extend_from_slice(&op.to_be_bytes());
+    k.push(part);
+    k
+}
+
+/// `[from, to)` covering every operator state of view `view`.
+pub fn operator_range(view: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut from = vec![OPERATOR_STATE];
+    from.extend_from_slice(&view.to_be_bytes());
+    let mut to = vec![OPERATOR_STATE];
+    to.extend_from_slice(&(view + 1).to_be_bytes());
+    (from, to)
 }
 
 /// The smallest key greater than every key starting with `prefix` (None if there is none).

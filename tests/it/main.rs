@@ -6,3 +6,4 @@ mod copy;
 mod crash;
 mod harness;
 mod slt;
+mod views;

@@ -1,0 +1,490 @@
+//! `GroupAggregateOp`: grouped and global aggregation with retraction.
+//!
+//! State (per view operator):
+//! - part 0: group key → [`GroupState`] (row count and one accumulator per aggregate);
+//! - part 1: (group, aggregate, value) → multiplicity, for aggregates that must survive the
+//!   deletion of any row: MIN / MAX (the next extreme is the next key), COUNT(DISTINCT),
+//!   STRING_AGG / ARRAY_AGG.
+//!
+//! For each group touched in an epoch the operator emits `-old row, +new row` (nothing when the
+//! row did not change). A global aggregate (no GROUP BY) always has exactly one row, as in
+//! PostgreSQL: over an empty input COUNT is 0 and SUM is NULL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use serde::{Deserialize, Serialize};
+
+use super::Exprs;
+use crate::dataflow::changes::Changes;
+use crate::dataflow::operator::{EpochContext, Operator, StateTable};
+use crate::error::{Error, Result};
+use crate::state::row_codec::RowCodec;
+
+/// Which aggregate function.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AggKind {
+    CountStar,
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    CountDistinct,
+    BoolAnd,
+    BoolOr,
+    /// STRING_AGG(value, separator): values joined in ascending order.
+    StringAgg(String),
+    /// ARRAY_AGG(value): values (NULLs included) in ascending order.
+    ArrayAgg,
+}
+
+impl AggKind {
+    fn uses_multiset(&self) -> bool {
+        matches!(
+            self,
+            AggKind::Min | AggKind::Max | AggKind::CountDistinct | AggKind::StringAgg(_) | AggKind::ArrayAgg
+        )
+    }
+}
+
+/// One aggregate of the operator.
+#[derive(Clone, Debug)]
+pub struct AggSpec {
+    pub kind: AggKind,
+    /// Index of the argument among the evaluated argument expressions.
+    pub arg: Option<usize>,
+    /// The output type (from the plan).
+    pub output: DataType,
+    /// The argument's type.
+    pub input: DataType,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+struct Acc {
+    /// Non-null inputs (COUNT, SUM, AVG) or distinct values (COUNT DISTINCT).
+    n: i64,
+    /// Exact sum of integer / decimal inputs (as unscaled i128).
+    int_sum: i128,
+    float_sum: f64,
+    trues: i64,
+    falses: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+struct GroupState {
+    rows: i64,
+    accs: Vec<Acc>,
+}
+
+pub struct GroupAggregateOp {
+    groups: StateTable,
+    values: StateTable,
+    group_exprs: Exprs,
+    arg_exprs: Exprs,
+    aggs: Vec<AggSpec>,
+    /// Output schema: group columns, then one column per aggregate.
+    schema: SchemaRef,
+    group_types: Vec<DataType>,
+    /// Codec of each aggregate's argument values (multiset keys).
+    value_codecs: Vec<Option<RowCodec>>,
+    group_codec: Option<RowCodec>,
+    /// Whether the global (no GROUP BY) row has been emitted.
+    global: bool,
+}
+
+impl GroupAggregateOp {
+    pub fn new(
+        groups: StateTable,
+        values: StateTable,
+        group_exprs: Exprs,
+        arg_exprs: Exprs,
+        aggs: Vec<AggSpec>,
+        schema: SchemaRef,
+    ) -> Result<GroupAggregateOp> {
+        let ngroups = schema.fields().len() - aggs.len();
+        let group_types: Vec<DataType> = schema.fields()[..ngroups].iter().map(|f| f.data_type().clone()).collect();
+        let value_codecs = aggs
+            .iter()
+            .map(|a| if a.kind.uses_multiset() { RowCodec::new(&[a.input.clone()]).map(Some) } else { Ok(None) })
+            .collect::<Result<_>>()?;
+        Ok(GroupAggregateOp {
+            groups,
+            values,
+            group_codec: if group_types.is_empty() { None } else { Some(RowCodec::new(&group_types)?) },
+            group_exprs,
+            arg_exprs,
+            aggs,
+            schema,
+            group_types,
+            value_codecs,
+            global: ngroups == 0,
+        })
+    }
+
+    /// The changes that create the global row over an empty input (called at backfill).
+    pub fn initial(&mut self, ctx: &EpochContext) -> Result<Changes> {
+        if !self.global || self.groups.get(ctx, &[])?.is_some() {
+            return Ok(Changes::empty(self.schema.clone()));
+        }
+        let state = GroupState {
+            rows: 0,
+            accs: vec![Acc::default(); self.aggs.len()],
+        };
+        let row = self.output_row(ctx, &[], &state)?;
+        self.groups.put(&[], serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?);
+        let batch = self.rows_to_batch(vec![row])?;
+        Changes::new(batch, vec![1])
+    }
+
+    fn multiset_key(group: &[u8], agg: usize, value: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(4 + group.len() + 2 + value.len());
+        k.extend_from_slice(&(group.len() as u32).to_be_bytes());
+        k.extend_from_slice(group);
+        k.extend_from_slice(&(agg as u16).to_be_bytes());
+        k.extend_from_slice(value);
+        k
+    }
+
+    fn multiset_prefix(group: &[u8], agg: usize) -> Vec<u8> {
+        Self::multiset_key(group, agg, &[])
+    }
+
+    fn decode_value(&self, agg: usize, bytes: &[u8]) -> Result<ScalarValue> {
+        let codec = self.value_codecs[agg].as_ref().ok_or_else(|| Error::internal("no value codec"))?;
+        let arr = codec.decode([bytes])?;
+        Ok(ScalarValue::try_from_array(&arr[0], 0)?)
+    }
+
+    /// The output row (group values + aggregate values) of a group in `state`.
+    fn output_row(&self, ctx: &EpochContext, group: &[u8], state: &GroupState) -> Result<Vec<ScalarValue>> {
+        let mut row = Vec::with_capacity(self.schema.fields().len());
+        if let Some(codec) = &self.group_codec {
+            let cols = codec.decode([group])?;
+            for c in cols {
+                row.push(ScalarValue::try_from_array(&c, 0)?);
+            }
+        }
+        for (i, spec) in self.aggs.iter().enumerate() {
+            let acc = &state.accs[i];
+            let v = match &spec.kind {
+                AggKind::CountStar => ScalarValue::Int64(Some(state.rows)),
+                AggKind::Count | AggKind::CountDistinct => ScalarValue::Int64(Some(acc.n)),
+                AggKind::Sum => {
+                    if acc.n == 0 {
+                        ScalarValue::try_from(&spec.output)?
+                    } else {
+                        sum_value(acc, &spec.input, &spec.output)?
+                    }
+                }
+                AggKind::Avg => {
+                    if acc.n == 0 {
+                        ScalarValue::try_from(&spec.output)?
+                    } else {
+                        avg_value(acc, &spec.input, &spec.output)?
+                    }
+                }
+                AggKind::BoolAnd | AggKind::BoolOr => {
+                    if acc.trues + acc.falses == 0 {
+                        ScalarValue::Boolean(None)
+                    } else if spec.kind == AggKind::BoolAnd {
+                        ScalarValue::Boolean(Some(acc.falses == 0))
+                    } else {
+                        ScalarValue::Boolean(Some(acc.trues > 0))
+                    }
+                }
+                AggKind::Min | AggKind::Max => {
+                    let last = spec.kind == AggKind::Max;
+                    match self.values.first_under(ctx, &Self::multiset_prefix(group, i), last)? {
+                        Some((k, _)) => {
+                            let p = Self::multiset_prefix(group, i).len();
+                            self.decode_value(i, &k[p..])?
+                        }
+                        None => ScalarValue::try_from(&spec.output)?,
+                    }
+                }
+                AggKind::StringAgg(sep) => {
+                    let p = Self::multiset_prefix(group, i);
+                    let mut parts: Vec<String> = Vec::new();
+                    for (k, count) in self.values.scan_prefix(ctx, &p)? {
+                        let v = self.decode_value(i, &k[p.len()..])?;
+                        let s = match v.cast_to(&DataType::Utf8)? {
+                            ScalarValue::Utf8(Some(s)) => s,
+                            _ => continue,
+                        };
+                        for _ in 0..crate::dataflow::operator::decode_i64(&count).max(0) {
+                            parts.push(s.clone());
+                        }
+                    }
+                    if parts.is_empty() {
+                        ScalarValue::Utf8(None)
+                    } else {
+                        ScalarValue::Utf8(Some(parts.join(sep)))
+                    }
+                }
+                AggKind::ArrayAgg => {
+                    let p = Self::multiset_prefix(group, i);
+                    let mut items: Vec<ScalarValue> = Vec::new();
+                    for (k, count) in self.values.scan_prefix(ctx, &p)? {
+                        let v = self.decode_value(i, &k[p.len()..])?;
+                        for _ in 0..crate::dataflow::operator::decode_i64(&count).max(0) {
+                            items.push(v.clone());
+                        }
+                    }
+                    if items.is_empty() {
+                        ScalarValue::try_from(&spec.output)?
+                    } else {
+                        ScalarValue::List(ScalarValue::new_list_nullable(&items, &spec.input))
+                    }
+                }
+            };
+            let v = if v.data_type() == spec.output || v.is_null() { v } else { v.cast_to(&spec.output)? };
+            row.push(v);
+        }
+        Ok(row)
+    }
+
+    fn rows_to_batch(&self, rows: Vec<Vec<ScalarValue>>) -> Result<RecordBatch> {
+        let schema = Arc::new(super::project::relaxed(&self.schema));
+        if rows.is_empty() {
+            return Ok(RecordBatch::new_empty(schema));
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for (c, f) in schema.fields().iter().enumerate() {
+            let values = rows.iter().map(|r| {
+                let v = r[c].clone();
+                if v.is_null() {
+                    ScalarValue::try_from(f.data_type()).unwrap_or(v)
+                } else {
+                    v
+                }
+            });
+            let arr = ScalarValue::iter_to_array(values)?;
+            columns.push(if arr.data_type() == f.data_type() {
+                arr
+            } else {
+                datafusion::arrow::compute::cast(&arr, f.data_type())?
+            });
+        }
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    fn load(&self, ctx: &EpochContext, group: &[u8]) -> Result<Option<GroupState>> {
+        match self.groups.get(ctx, group)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| Error::internal(format!("corrupt aggregate state: {e}")))?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn sum_value(acc: &Acc, input: &DataType, output: &DataType) -> Result<ScalarValue> {
+    Ok(match input {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => ScalarValue::Float64(Some(acc.float_sum)),
+        DataType::Decimal128(_, s) | DataType::Decimal64(_, s) | DataType::Decimal32(_, s) => match output {
+            DataType::Decimal128(p, os) => ScalarValue::Decimal128(Some(rescale(acc.int_sum, *s, *os)), *p, *os),
+            _ => ScalarValue::Decimal128(Some(acc.int_sum), 38, *s),
+        },
+        _ => ScalarValue::Int64(Some(acc.int_sum as i64)),
+    })
+}
+
+fn avg_value(acc: &Acc, input: &DataType, output: &DataType) -> Result<ScalarValue> {
+    Ok(match (input, output) {
+        (DataType::Decimal128(_, s), DataType::Decimal128(p, os)) => {
+            // DataFusion: avg of a decimal keeps the exact quotient at the output scale.
+            let scaled = rescale(acc.int_sum, *s, *os);
+            ScalarValue::Decimal128(Some(scaled / acc.n as i128), *p, *os)
+        }
+        (DataType::Float16 | DataType::Float32 | DataType::Float64, _) => ScalarValue::Float64(Some(acc.float_sum / acc.n as f64)),
+        _ => ScalarValue::Float64(Some(acc.int_sum as f64 / acc.n as f64)),
+    })
+}
+
+fn rescale(v: i128, from: i8, to: i8) -> i128 {
+    if to >= from {
+        v * 10i128.pow((to - from) as u32)
+    } else {
+        v / 10i128.pow((from - to) as u32)
+    }
+}
+
+/// Adds one input value (weight `w`) to an accumulator of `kind`.
+fn accumulate(acc: &mut Acc, kind: &AggKind, v: &ScalarValue, w: i64) -> Result<()> {
+    if v.is_null() {
+        return Ok(());
+    }
+    match kind {
+        AggKind::Count => acc.n += w,
+        AggKind::Sum | AggKind::Avg => {
+            acc.n += w;
+            match v {
+                ScalarValue::Float16(Some(x)) => acc.float_sum += f64::from(*x) * w as f64,
+                ScalarValue::Float32(Some(x)) => acc.float_sum += *x as f64 * w as f64,
+                ScalarValue::Float64(Some(x)) => acc.float_sum += x * w as f64,
+                ScalarValue::Decimal128(Some(x), _, _) => acc.int_sum += x * w as i128,
+                other => {
+                    let x = match other.cast_to(&DataType::Int64)? {
+                        ScalarValue::Int64(Some(x)) => x,
+                        _ => return Err(Error::internal(format!("cannot sum {other:?}"))),
+                    };
+                    acc.int_sum += x as i128 * w as i128;
+                }
+            }
+        }
+        AggKind::BoolAnd | AggKind::BoolOr => match v {
+            ScalarValue::Boolean(Some(true)) => acc.trues += w,
+            ScalarValue::Boolean(Some(false)) => acc.falses += w,
+            _ => {}
+        },
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Operator for GroupAggregateOp {
+    fn process(&mut self, _port: usize, input: Changes, ctx: &EpochContext) -> Result<Changes> {
+        if input.is_empty() {
+            // The backfill epoch creates the global row even over an empty input.
+            return self.initial(ctx);
+        }
+        let data = input.data();
+        let weights = input.weights().values().to_vec();
+        let group_cols = self.group_exprs.eval(&data)?;
+        let arg_cols = self.arg_exprs.eval(&data)?;
+        let group_keys: Vec<Vec<u8>> = if self.group_types.is_empty() {
+            vec![Vec::new(); data.num_rows()]
+        } else {
+            let cols: Vec<ArrayRef> = group_cols
+                .iter()
+                .zip(&self.group_types)
+                .map(|(c, t)| if c.data_type() == t { Ok(c.clone()) } else { Ok(datafusion::arrow::compute::cast(c, t)?) })
+                .collect::<Result<_>>()?;
+            let rows = self.group_codec.as_ref().expect("grouped").encode(&cols)?;
+            (0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect()
+        };
+        // Multiset keys of every (row, aggregate) that needs one.
+        let mut value_keys: Vec<Option<Vec<Vec<u8>>>> = Vec::with_capacity(self.aggs.len());
+        for (a, spec) in self.aggs.iter().enumerate() {
+            match (&self.value_codecs[a], spec.arg) {
+                (Some(codec), Some(arg)) => {
+                    let col = &arg_cols[arg];
+                    let col = if col.data_type() == &spec.input { col.clone() } else { datafusion::arrow::compute::cast(col, &spec.input)? };
+                    let rows = codec.encode(&[col])?;
+                    value_keys.push(Some((0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect()));
+                }
+                _ => value_keys.push(None),
+            }
+        }
+        // Touched groups in first-seen order, with their state before this epoch's changes.
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        let mut touched: HashMap<Vec<u8>, (Option<Vec<ScalarValue>>, GroupState)> = HashMap::new();
+        for (i, g) in group_keys.iter().enumerate() {
+            if !touched.contains_key(g) {
+                let state = self.load(ctx, g)?;
+                let old = match &state {
+                    Some(s) if s.rows > 0 || self.global => Some(self.output_row(ctx, g, s)?),
+                    _ => None,
+                };
+                let state = state.unwrap_or_else(|| GroupState {
+                    rows: 0,
+                    accs: vec![Acc::default(); self.aggs.len()],
+                });
+                touched.insert(g.clone(), (old, state));
+                order.push(g.clone());
+            }
+            let w = weights[i];
+            let entry = touched.get_mut(g).expect("inserted");
+            entry.1.rows += w;
+            for (a, spec) in self.aggs.iter().enumerate() {
+                let v = match spec.arg {
+                    Some(arg) => ScalarValue::try_from_array(&arg_cols[arg], i)?,
+                    None => ScalarValue::Null,
+                };
+                match &spec.kind {
+                    AggKind::CountStar => {}
+                    AggKind::Min | AggKind::Max | AggKind::StringAgg(_) => {
+                        if !v.is_null() {
+                            let key = Self::multiset_key(g, a, &value_keys[a].as_ref().expect("multiset")[i]);
+                            self.values.add_count(ctx, &key, w)?;
+                        }
+                    }
+                    AggKind::ArrayAgg => {
+                        let key = Self::multiset_key(g, a, &value_keys[a].as_ref().expect("multiset")[i]);
+                        self.values.add_count(ctx, &key, w)?;
+                    }
+                    AggKind::CountDistinct => {
+                        if !v.is_null() {
+                            let key = Self::multiset_key(g, a, &value_keys[a].as_ref().expect("multiset")[i]);
+                            let (old, new) = self.values.add_count(ctx, &key, w)?;
+                            if old <= 0 && new > 0 {
+                                entry.1.accs[a].n += 1;
+                            } else if old > 0 && new <= 0 {
+                                entry.1.accs[a].n -= 1;
+                            }
+                        }
+                    }
+                    kind => accumulate(&mut entry.1.accs[a], kind, &v, w)?,
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        let mut out_weights = Vec::new();
+        for g in order {
+            let (old, state) = touched.remove(&g).expect("touched");
+            let exists = state.rows > 0 || self.global;
+            let new = if exists { Some(self.output_row(ctx, &g, &state)?) } else { None };
+            if old == new {
+                if exists {
+                    self.groups.put(&g, serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?);
+                }
+                continue;
+            }
+            if let Some(o) = old {
+                rows.push(o);
+                out_weights.push(-1);
+            }
+            if let Some(n) = new {
+                rows.push(n);
+                out_weights.push(1);
+            }
+            if exists {
+                self.groups.put(&g, serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?);
+            } else {
+                self.groups.delete(&g);
+            }
+        }
+        let batch = self.rows_to_batch(rows)?;
+        Changes::new(batch, out_weights)
+    }
+
+    fn flush(&mut self, batch: &mut crate::state::WriteBatch) {
+        self.groups.flush(batch);
+        self.values.flush(batch);
+    }
+
+    fn describe(&self) -> String {
+        let aggs: Vec<String> = self.aggs.iter().map(|a| format!("{:?}", a.kind)).collect();
+        format!(
+            "GroupAggregate: group by [{}], aggregates [{}] (state: group -> accumulators; min/max/distinct/string_agg values)",
+            self.group_exprs.display.join(", "),
+            aggs.join(", ")
+        )
+    }
+}
+
+/// Field of a sort key for arrow-row.
+pub fn sort_field(t: &DataType) -> SortField {
+    SortField::new(t.clone())
+}
+
+/// A row converter for `types` (helper for operators keying state by several columns).
+pub fn converter(types: &[DataType]) -> Result<RowConverter> {
+    Ok(RowConverter::new(types.iter().map(sort_field).collect())?)
+}
+
+#[allow(dead_code)]
+fn _array_is_used(_: &dyn Array) {}

@@ -1,0 +1,55 @@
+//! `DistinctOp`: a row is in the output once while its multiplicity in the input is positive.
+//! State: row → multiplicity. Emits +1 when it goes 0 → n, -1 when it goes n → 0.
+
+use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::row::{RowConverter, SortField};
+
+use crate::dataflow::changes::Changes;
+use crate::dataflow::operator::{EpochContext, Operator, StateTable};
+use crate::error::Result;
+
+pub struct DistinctOp {
+    state: StateTable,
+}
+
+impl DistinctOp {
+    pub fn new(state: StateTable) -> DistinctOp {
+        DistinctOp { state }
+    }
+}
+
+impl Operator for DistinctOp {
+    fn process(&mut self, _port: usize, input: Changes, ctx: &EpochContext) -> Result<Changes> {
+        let input = input.consolidate()?;
+        if input.is_empty() {
+            return Ok(input);
+        }
+        let data = input.data();
+        let converter =
+            RowConverter::new(data.schema().fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
+        let rows = converter.convert_columns(data.columns())?;
+        let mut idx = Vec::new();
+        let mut weights = Vec::new();
+        for (i, w) in input.weights().values().iter().enumerate() {
+            let (old, new) = self.state.add_count(ctx, rows.row(i).as_ref(), *w)?;
+            if old <= 0 && new > 0 {
+                idx.push(i as u32);
+                weights.push(1);
+            } else if old > 0 && new <= 0 {
+                idx.push(i as u32);
+                weights.push(-1);
+            }
+        }
+        let out = take_record_batch(&data, &UInt32Array::from(idx))?;
+        Changes::new(out, weights)
+    }
+
+    fn flush(&mut self, batch: &mut crate::state::WriteBatch) {
+        self.state.flush(batch);
+    }
+
+    fn describe(&self) -> String {
+        "Distinct (state: row -> multiplicity)".into()
+    }
+}

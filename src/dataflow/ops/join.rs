@@ -1,0 +1,245 @@
+//! `HashJoinOp`: inner, left, right and full outer equi-joins, with an optional extra
+//! condition on inner joins.
+//!
+//! State: each side's rows indexed by join key ((key, row) → multiplicity), and per key the
+//! number of rows on each side (for outer joins). A change on one side is joined with the other
+//! side's state: `Δ(L ⋈ R) = ΔL ⋈ R + L' ⋈ ΔR` (L' = L after ΔL), which is exactly what
+//! processing port 0 before port 1 in an epoch computes. Outer joins emit a NULL-padded row for
+//! a row whose key has no match, retract it when the first match appears and emit it again when
+//! the last match goes.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, take};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::logical_expr::JoinType;
+
+use super::Exprs;
+use crate::dataflow::changes::Changes;
+use crate::dataflow::operator::{decode_i64, EpochContext, Operator, StateTable};
+use crate::error::{Error, Result};
+use crate::state::row_codec::RowCodec;
+
+/// One side of the join.
+pub struct JoinSide {
+    pub keys: Exprs,
+    /// Rows by key: (key, row) → multiplicity.
+    pub rows: StateTable,
+    /// Rows per key: key → count.
+    pub counts: StateTable,
+    pub types: Vec<DataType>,
+    codec: RowCodec,
+}
+
+impl JoinSide {
+    pub fn new(keys: Exprs, rows: StateTable, counts: StateTable, types: Vec<DataType>) -> Result<JoinSide> {
+        Ok(JoinSide {
+            codec: RowCodec::new(&types)?,
+            keys,
+            rows,
+            counts,
+            types,
+        })
+    }
+}
+
+pub struct HashJoinOp {
+    sides: [JoinSide; 2],
+    key_types: Vec<DataType>,
+    key_codec: RowCodec,
+    filter: Option<Exprs>,
+    join_type: JoinType,
+    /// Output schema: left columns then right columns.
+    schema: SchemaRef,
+}
+
+fn row_key(key: &[u8], row: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len() + row.len());
+    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    k.extend_from_slice(key);
+    k.extend_from_slice(row);
+    k
+}
+
+fn key_prefix(key: &[u8]) -> Vec<u8> {
+    row_key(key, &[])
+}
+
+impl HashJoinOp {
+    pub fn new(
+        left: JoinSide,
+        right: JoinSide,
+        key_types: Vec<DataType>,
+        filter: Option<Exprs>,
+        join_type: JoinType,
+        schema: SchemaRef,
+    ) -> Result<HashJoinOp> {
+        if !matches!(join_type, JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full) {
+            return Err(Error::unsupported(format!("{join_type} join in materialized views")));
+        }
+        if filter.is_some() && join_type != JoinType::Inner {
+            return Err(Error::unsupported(
+                "an outer join with a non-equality join condition in materialized views",
+            ));
+        }
+        Ok(HashJoinOp {
+            key_codec: RowCodec::new(&key_types)?,
+            sides: [left, right],
+            key_types,
+            filter,
+            join_type,
+            schema,
+        })
+    }
+
+    /// Whether rows of `side` without a match are NULL-padded into the output.
+    fn pads(&self, side: usize) -> bool {
+        matches!(
+            (side, self.join_type),
+            (0, JoinType::Left) | (0, JoinType::Full) | (1, JoinType::Right) | (1, JoinType::Full)
+        )
+    }
+
+    /// Joined output from `this` side's columns and the other side's columns.
+    fn assemble(&self, side: usize, this: Vec<ArrayRef>, other: Vec<ArrayRef>, weights: Vec<i64>) -> Result<Changes> {
+        let (left, right) = if side == 0 { (this, other) } else { (other, this) };
+        let mut columns = left;
+        columns.extend(right);
+        let schema = Arc::new(super::project::relaxed(&self.schema));
+        let columns = columns
+            .into_iter()
+            .zip(schema.fields())
+            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { Ok(cast(&c, f.data_type())?) })
+            .collect::<Result<Vec<_>>>()?;
+        let opts = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(weights.len()));
+        Changes::new(RecordBatch::try_new_with_options(schema, columns, &opts)?, weights)
+    }
+
+    fn nulls_of(&self, side: usize, n: usize) -> Vec<ArrayRef> {
+        self.sides[side].types.iter().map(|t| new_null_array(t, n)).collect()
+    }
+}
+
+impl Operator for HashJoinOp {
+    fn process(&mut self, port: usize, input: Changes, ctx: &EpochContext) -> Result<Changes> {
+        let input = input.consolidate()?;
+        if input.is_empty() {
+            return Ok(Changes::empty(self.schema.clone()));
+        }
+        let this = port;
+        let other = 1 - port;
+        let data = input.data();
+        let weights = input.weights().values().to_vec();
+        let key_cols = self.sides[this].keys.eval(&data)?;
+        let key_cols: Vec<ArrayRef> = key_cols
+            .iter()
+            .zip(&self.key_types)
+            .map(|(c, t)| if c.data_type() == t { Ok(c.clone()) } else { Ok(cast(c, t)?) })
+            .collect::<Result<_>>()?;
+        let keys = self.key_codec.encode(&key_cols)?;
+        let rows = self.sides[this].codec.encode(data.columns())?;
+        let has_null_key: Vec<bool> =
+            (0..data.num_rows()).map(|i| key_cols.iter().any(|c| c.is_null(i))).collect();
+
+        // Matches against the other side's current state.
+        let mut match_this: Vec<u32> = Vec::new();
+        let mut match_other: Vec<Vec<u8>> = Vec::new();
+        let mut match_w: Vec<i64> = Vec::new();
+        // This side's rows padded with NULLs (their key has no match).
+        let mut pad_this: Vec<u32> = Vec::new();
+        let mut pad_w: Vec<i64> = Vec::new();
+        // Other side's padded rows retracted / re-emitted as this side's key counts move.
+        let mut flip_other: Vec<Vec<u8>> = Vec::new();
+        let mut flip_w: Vec<i64> = Vec::new();
+        for i in 0..data.num_rows() {
+            let w = weights[i];
+            let key = keys.row(i);
+            if has_null_key[i] {
+                if self.pads(this) {
+                    pad_this.push(i as u32);
+                    pad_w.push(w);
+                }
+                continue;
+            }
+            let prefix = key_prefix(key.as_ref());
+            let others = self.sides[other].rows.scan_prefix(ctx, &prefix)?;
+            for (k, count) in &others {
+                match_this.push(i as u32);
+                match_other.push(k[prefix.len()..].to_vec());
+                match_w.push(w * decode_i64(count));
+            }
+            if self.pads(this) && others.is_empty() {
+                pad_this.push(i as u32);
+                pad_w.push(w);
+            }
+            let (old, new) = self.sides[this].counts.add_count(ctx, key.as_ref(), w)?;
+            if self.pads(other) && (old <= 0) != (new <= 0) {
+                let sign = if new > 0 { -1 } else { 1 };
+                for (k, count) in &others {
+                    flip_other.push(k[prefix.len()..].to_vec());
+                    flip_w.push(sign * decode_i64(count));
+                }
+            }
+            self.sides[this].rows.add_count(ctx, &row_key(key.as_ref(), rows.row(i).as_ref()), w)?;
+        }
+
+        let mut parts = Vec::new();
+        if !match_this.is_empty() {
+            let idx = UInt32Array::from(match_this);
+            let this_cols: Vec<ArrayRef> =
+                data.columns().iter().map(|c| take(c.as_ref(), &idx, None)).collect::<std::result::Result<_, _>>()?;
+            let other_cols = self.sides[other].codec.decode(match_other.iter().map(|r| r.as_slice()))?;
+            let joined = self.assemble(this, this_cols, other_cols, match_w)?;
+            let joined = match &self.filter {
+                Some(f) => {
+                    let mask = f.eval(&joined.data())?.remove(0);
+                    let mask = mask
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                        .ok_or_else(|| Error::internal("join filter is not boolean"))?;
+                    let mask = crate::dataflow::ops::nulls_are_false(mask);
+                    Changes::from_weighted(filter_record_batch(joined.batch(), &mask)?)?
+                }
+                None => joined,
+            };
+            parts.push(joined);
+        }
+        if !pad_this.is_empty() {
+            let idx = UInt32Array::from(pad_this);
+            let this_cols: Vec<ArrayRef> =
+                data.columns().iter().map(|c| take(c.as_ref(), &idx, None)).collect::<std::result::Result<_, _>>()?;
+            let n = idx.len();
+            parts.push(self.assemble(this, this_cols, self.nulls_of(other, n), pad_w)?);
+        }
+        if !flip_other.is_empty() {
+            let other_cols = self.sides[other].codec.decode(flip_other.iter().map(|r| r.as_slice()))?;
+            let n = flip_other.len();
+            parts.push(self.assemble(other, other_cols, self.nulls_of(this, n), flip_w)?);
+        }
+        let out = Changes::concat(&self.schema, &parts)?;
+        if out.is_empty() {
+            return Ok(Changes::empty(Arc::new(super::project::relaxed(&self.schema))));
+        }
+        let schema = out.batch().schema();
+        let batches: Vec<RecordBatch> = vec![out.batch().clone()];
+        Changes::from_weighted(concat_batches(&schema, &batches)?)?.consolidate()
+    }
+
+    fn flush(&mut self, batch: &mut crate::state::WriteBatch) {
+        for s in &mut self.sides {
+            s.rows.flush(batch);
+            s.counts.flush(batch);
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "HashJoin ({}): on [{}] = [{}]{} (state: rows of both sides by key)",
+            self.join_type,
+            self.sides[0].keys.display.join(", "),
+            self.sides[1].keys.display.join(", "),
+            self.filter.as_ref().map(|f| format!(", filter {}", f.display.join(" AND "))).unwrap_or_default()
+        )
+    }
+}

@@ -1,0 +1,58 @@
+//! Incremental operators, one per file. Each consumes and produces [`Changes`].
+//!
+//! [`Changes`]: super::changes::Changes
+
+pub mod aggregate;
+pub mod distinct;
+pub mod filter;
+pub mod join;
+pub mod project;
+pub mod union;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::execution_props::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
+
+use crate::error::Result;
+
+/// Scalar expressions compiled once and evaluated on whole batches by DataFusion.
+pub struct Exprs {
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    pub display: Vec<String>,
+}
+
+impl Exprs {
+    pub fn new(exprs: &[Expr], input: &DFSchema) -> Result<Exprs> {
+        let props = ExecutionProps::new();
+        let ctx = PhysicalPlanningContext::default();
+        Ok(Exprs {
+            exprs: exprs
+                .iter()
+                .map(|e| create_physical_expr(e, input, &props, &ctx))
+                .collect::<datafusion::error::Result<_>>()?,
+            display: exprs.iter().map(|e| e.to_string()).collect(),
+        })
+    }
+
+    pub fn eval(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        self.exprs
+            .iter()
+            .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))
+            .collect()
+    }
+}
+
+/// A filter mask where NULL counts as false (SQL's WHERE semantics).
+pub fn nulls_are_false(mask: &datafusion::arrow::array::BooleanArray) -> datafusion::arrow::array::BooleanArray {
+    use datafusion::arrow::array::Array;
+    if mask.null_count() == 0 {
+        mask.clone()
+    } else {
+        datafusion::arrow::compute::prep_null_mask_filter(mask)
+    }
+}

@@ -1,0 +1,289 @@
+//! The view planner: a `CREATE MATERIALIZED VIEW` query, planned and optimised by DataFusion
+//! into a `LogicalPlan`, becomes a [`ViewDataflow`] of incremental operators, node by node.
+//!
+//! | plan node | operator |
+//! |---|---|
+//! | TableScan | source (a table's or view's changes), projected |
+//! | Projection | `ProjectOp` |
+//! | Filter | `FilterOp` |
+//! | Aggregate | `GroupAggregateOp` |
+//! | Join (inner / left / right / full, equi + extra condition) | `HashJoinOp` |
+//! | Union | `UnionOp` |
+//! | Distinct | `DistinctOp` |
+//! | SubqueryAlias, Sort without LIMIT | pass-through |
+//!
+//! Anything else is refused with 0A000 naming the construct.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, LogicalPlan};
+
+use crate::dataflow::graph::{Node, NodeKind, ViewDataflow};
+use crate::dataflow::operator::StateTable;
+use crate::dataflow::ops::aggregate::{AggKind, AggSpec, GroupAggregateOp};
+use crate::dataflow::ops::distinct::DistinctOp;
+use crate::dataflow::ops::filter::FilterOp;
+use crate::dataflow::ops::join::{HashJoinOp, JoinSide};
+use crate::dataflow::ops::project::ProjectOp;
+use crate::dataflow::ops::union::UnionOp;
+use crate::dataflow::ops::Exprs;
+use crate::error::{Error, Result};
+use crate::query::provider::StoredTable;
+use crate::query::view_provider::ViewTable;
+
+struct Builder {
+    view: u32,
+    nodes: Vec<Node>,
+    next_op: u32,
+}
+
+/// Builds the dataflow of view `view` from its optimised logical plan.
+pub fn build_dataflow(view: u32, plan: &LogicalPlan) -> Result<ViewDataflow> {
+    let mut b = Builder {
+        view,
+        nodes: Vec::new(),
+        next_op: 0,
+    };
+    b.build(plan)?;
+    Ok(ViewDataflow { view, nodes: b.nodes })
+}
+
+fn arrow_schema(s: &DFSchema) -> SchemaRef {
+    Arc::new(s.as_arrow().clone())
+}
+
+impl Builder {
+    fn state(&mut self, part: u8) -> StateTable {
+        StateTable::new(self.view, self.next_op, part)
+    }
+
+    fn push(&mut self, kind: NodeKind, schema: SchemaRef) -> usize {
+        if let NodeKind::Op { .. } = kind {
+            self.next_op += 1;
+        }
+        self.nodes.push(Node { kind, schema });
+        self.nodes.len() - 1
+    }
+
+    fn build(&mut self, plan: &LogicalPlan) -> Result<usize> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                if scan.fetch.is_some() {
+                    return Err(Error::unsupported("LIMIT pushed into a scan in materialized views"));
+                }
+                let provider = source_as_provider(&scan.source)?;
+                let relation = if let Some(t) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<StoredTable>() {
+                    t.table().def.id
+                } else if let Some(v) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<ViewTable>() {
+                    v.view().def.id
+                } else {
+                    return Err(Error::unsupported(format!(
+                        "reading {} (a system table) in a materialized view",
+                        scan.table_name
+                    )));
+                };
+                Ok(self.push(
+                    NodeKind::Source {
+                        relation,
+                        columns: scan.projection.clone(),
+                    },
+                    arrow_schema(&scan.projected_schema),
+                ))
+            }
+            LogicalPlan::Projection(p) => {
+                let input = self.build(&p.input)?;
+                let exprs = Exprs::new(&p.expr, p.input.schema())?;
+                let schema = arrow_schema(&p.schema);
+                let op = ProjectOp::new(exprs, schema.clone());
+                Ok(self.push(
+                    NodeKind::Op {
+                        op: Box::new(op),
+                        inputs: vec![input],
+                    },
+                    schema,
+                ))
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.build(&f.input)?;
+                let exprs = Exprs::new(std::slice::from_ref(&f.predicate), f.input.schema())?;
+                Ok(self.push(
+                    NodeKind::Op {
+                        op: Box::new(FilterOp::new(exprs)),
+                        inputs: vec![input],
+                    },
+                    arrow_schema(f.input.schema()),
+                ))
+            }
+            LogicalPlan::SubqueryAlias(a) => self.build(&a.input),
+            LogicalPlan::Sort(s) if s.fetch.is_none() => self.build(&s.input),
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
+                Err(Error::unsupported("ORDER BY ... LIMIT (top-N) in materialized views"))
+            }
+            LogicalPlan::Aggregate(a) => self.aggregate(a),
+            LogicalPlan::Join(j) => {
+                let left = self.build(&j.left)?;
+                let right = self.build(&j.right)?;
+                let (lk, rk): (Vec<Expr>, Vec<Expr>) = if j.on.is_empty() {
+                    // A cross join (or a join on a condition only): one shared key.
+                    (vec![Expr::Literal(true.into(), None)], vec![Expr::Literal(true.into(), None)])
+                } else {
+                    j.on.iter().cloned().unzip()
+                };
+                let key_types: Vec<DataType> =
+                    lk.iter().map(|e| e.get_type(j.left.schema())).collect::<datafusion::error::Result<_>>()?;
+                let left_types: Vec<DataType> = j.left.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+                let right_types: Vec<DataType> =
+                    j.right.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+                let ls = JoinSide::new(Exprs::new(&lk, j.left.schema())?, self.state(0), self.state(1), left_types)?;
+                let rs = JoinSide::new(Exprs::new(&rk, j.right.schema())?, self.state(2), self.state(3), right_types)?;
+                let filter = match &j.filter {
+                    Some(f) => {
+                        let joined = j.left.schema().join(j.right.schema())?;
+                        Some(Exprs::new(std::slice::from_ref(f), &joined)?)
+                    }
+                    None => None,
+                };
+                let schema = arrow_schema(&j.schema);
+                let op = HashJoinOp::new(ls, rs, key_types, filter, j.join_type, schema.clone())?;
+                Ok(self.push(
+                    NodeKind::Op {
+                        op: Box::new(op),
+                        inputs: vec![left, right],
+                    },
+                    schema,
+                ))
+            }
+            LogicalPlan::Union(u) => {
+                let inputs = u.inputs.iter().map(|i| self.build(i)).collect::<Result<Vec<_>>>()?;
+                let schema = arrow_schema(&u.schema);
+                Ok(self.push(
+                    NodeKind::Op {
+                        op: Box::new(UnionOp::new(inputs.len())),
+                        inputs,
+                    },
+                    schema,
+                ))
+            }
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                let i = self.build(input)?;
+                let state = self.state(0);
+                Ok(self.push(
+                    NodeKind::Op {
+                        op: Box::new(DistinctOp::new(state)),
+                        inputs: vec![i],
+                    },
+                    arrow_schema(input.schema()),
+                ))
+            }
+            LogicalPlan::Distinct(Distinct::On(_)) => Err(Error::unsupported("DISTINCT ON in materialized views")),
+            LogicalPlan::Window(w) => {
+                let name = w
+                    .window_expr
+                    .first()
+                    .map(|e| e.schema_name().to_string())
+                    .unwrap_or_else(|| "window".into());
+                Err(Error::unsupported(format!("window function {name} in materialized views")))
+            }
+            other => Err(Error::unsupported(format!("{} in materialized views", other.display()))),
+        }
+    }
+
+    fn aggregate(&mut self, a: &datafusion::logical_expr::Aggregate) -> Result<usize> {
+        if a.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Err(Error::unsupported("GROUPING SETS / ROLLUP / CUBE in materialized views"));
+        }
+        let input_schema = a.input.schema();
+        let input = self.build(&a.input)?;
+        let mut args: Vec<Expr> = Vec::new();
+        let mut specs = Vec::new();
+        let ngroups = a.group_expr.len();
+        for (i, e) in a.aggr_expr.iter().enumerate() {
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(e) else {
+                return Err(Error::unsupported(format!("aggregate expression {e} in materialized views")));
+            };
+            if params.filter.is_some() {
+                return Err(Error::unsupported("aggregate FILTER clauses in materialized views"));
+            }
+            let name = func.name().to_lowercase();
+            let output = a.schema.field(ngroups + i).data_type().clone();
+            let first = params.args.first();
+            let is_literal = |e: Option<&Expr>| matches!(e, Some(Expr::Literal(v, _)) if !v.is_null());
+            let kind = match name.as_str() {
+                "count" if params.distinct => AggKind::CountDistinct,
+                "count" if params.args.is_empty() || is_literal(first) => AggKind::CountStar,
+                "count" => AggKind::Count,
+                "sum" => AggKind::Sum,
+                "avg" | "mean" => AggKind::Avg,
+                "min" => AggKind::Min,
+                "max" => AggKind::Max,
+                "bool_and" => AggKind::BoolAnd,
+                "bool_or" => AggKind::BoolOr,
+                "string_agg" => {
+                    let sep = match params.args.get(1) {
+                        Some(Expr::Literal(v, _)) => match v.cast_to(&DataType::Utf8)? {
+                            datafusion::common::ScalarValue::Utf8(Some(s)) => s,
+                            _ => String::new(),
+                        },
+                        _ => return Err(Error::unsupported("STRING_AGG with a non-constant separator in materialized views")),
+                    };
+                    AggKind::StringAgg(sep)
+                }
+                "array_agg" => AggKind::ArrayAgg,
+                other => return Err(Error::unsupported(format!("aggregate function {other}() in materialized views"))),
+            };
+            if params.distinct && kind != AggKind::CountDistinct && !matches!(kind, AggKind::Min | AggKind::Max) {
+                return Err(Error::unsupported(format!("{name}(DISTINCT ...) in materialized views")));
+            }
+            if !params.order_by.is_empty() {
+                let ok = matches!(kind, AggKind::StringAgg(_) | AggKind::ArrayAgg)
+                    && params.order_by.len() == 1
+                    && params.order_by[0].asc
+                    && Some(&params.order_by[0].expr) == first;
+                if !ok {
+                    return Err(Error::unsupported(format!(
+                        "{name}(... ORDER BY ...) other than ascending by its argument in materialized views"
+                    )));
+                }
+            }
+            let (arg, input_type) = match kind {
+                AggKind::CountStar => (None, DataType::Null),
+                _ => {
+                    let e = first.cloned().ok_or_else(|| Error::internal("aggregate without argument"))?;
+                    let t = e.get_type(input_schema)?;
+                    args.push(e);
+                    (Some(args.len() - 1), t)
+                }
+            };
+            specs.push(AggSpec {
+                kind,
+                arg,
+                output,
+                input: input_type,
+            });
+        }
+        let group_exprs = Exprs::new(&a.group_expr, input_schema)?;
+        let arg_exprs = Exprs::new(&args, input_schema)?;
+        let schema = arrow_schema(&a.schema);
+        let groups = self.state(0);
+        let values = self.state(1);
+        let op = GroupAggregateOp::new(groups, values, group_exprs, arg_exprs, specs, schema.clone())?;
+        Ok(self.push(
+            NodeKind::Op {
+                op: Box::new(op),
+                inputs: vec![input],
+            },
+            schema,
+        ))
+    }
+}
+
+fn unalias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => unalias(&a.expr),
+        other => other,
+    }
+}
