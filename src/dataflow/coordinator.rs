@@ -493,10 +493,13 @@ impl Worker {
             }
         }
         for (k, w) in &req.writes.rows {
-            let written_after = match self.last_write.get(k) {
-                Some(e) => *e > req.snapshot_epoch,
-                None => false,
-            };
+            // Written by a committed epoch newer than the snapshot, or by an earlier request of
+            // this epoch (which no snapshot can have seen).
+            let written_after = overlay.contains_key(k)
+                || match self.last_write.get(k) {
+                    Some(e) => *e > req.snapshot_epoch,
+                    None => false,
+                };
             if !written_after {
                 continue;
             }
