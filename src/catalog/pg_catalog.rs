@@ -284,9 +284,104 @@ pub fn format_type(oid: i64, typmod: i64) -> Option<String> {
     })
 }
 
+/// `to_regtype(name)`: the OID of a type named as in SQL (`int4`, `integer`, `text[]`,
+/// `character varying(10)`), or `None` for a type Freshet does not have.
+pub fn type_oid(name: &str) -> Option<i64> {
+    let name = name.trim();
+    let bare = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    if let Some(quoted) = bare.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        return builtin_types().into_iter().find(|t| t.1 == quoted).map(|t| t.0);
+    }
+    let lower = bare.to_ascii_lowercase();
+    if let Some(t) = builtin_types().into_iter().find(|t| t.1 == lower && t.1 != "char") {
+        return Some(t.0);
+    }
+    SqlType::parse(&lower).ok().map(|t| t.pg_type().oid() as i64)
+}
+
 /// The OID of a relation named by `parts`, resolved along `search_path`.
 pub fn relation_oid(catalog: &Catalog, parts: &[String], search_path: &[String]) -> Option<i64> {
     catalog.resolve_table(parts, search_path).ok().map(|t| t.oid() as i64)
+}
+
+/// Splits `schema.name` (either part possibly double-quoted) into its parts.
+pub fn split_qualified_name(name: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c if quoted => cur.push(c),
+            c => cur.push(c.to_ascii_lowercase()),
+        }
+    }
+    parts.push(cur);
+    parts
+}
+
+/// The OID of a schema (`pg_namespace.oid`).
+pub fn namespace_oid(catalog: &Catalog, name: &str) -> Option<i64> {
+    match name {
+        "pg_catalog" => Some(PG_CATALOG_OID),
+        "information_schema" => Some(INFORMATION_SCHEMA_OID),
+        _ => catalog.schema(name).map(|s| s.oid() as i64),
+    }
+}
+
+/// The name of the schema with OID `oid`.
+pub fn namespace_name(catalog: &Catalog, oid: i64) -> Option<String> {
+    match oid {
+        PG_CATALOG_OID => Some("pg_catalog".into()),
+        INFORMATION_SCHEMA_OID => Some("information_schema".into()),
+        _ => catalog
+            .schemas()
+            .find(|s| s.oid() as i64 == oid)
+            .map(|s| s.name.clone()),
+    }
+}
+
+/// The name `oid::regclass` prints for a table or its primary-key index: bare when its schema
+/// is on `search_path`, qualified otherwise, quoted where needed.
+pub fn relation_name(catalog: &Catalog, oid: i64, search_path: &[String]) -> Option<String> {
+    let (t, name) = catalog.tables().find_map(|t| {
+        if t.oid() as i64 == oid {
+            Some((t, t.def.name.clone()))
+        } else if user_pk(t) && pk_index_oid(t) == oid {
+            Some((t, format!("{}_pkey", t.def.name)))
+        } else {
+            None
+        }
+    })?;
+    // Visible when no earlier schema on the path holds a table of the same name.
+    let visible = search_path
+        .iter()
+        .find(|s| catalog.table(s, &t.def.name).is_some())
+        .is_some_and(|s| *s == t.def.schema);
+    Some(if visible {
+        quote_ident(&name)
+    } else {
+        format!("{}.{}", quote_ident(&t.def.schema), quote_ident(&name))
+    })
+}
+
+/// `quote_ident()`: double-quotes a name unless it is a plain lower-case identifier.
+pub fn quote_ident(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit());
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
 }
 
 fn table_by_index_oid(catalog: &Catalog, oid: i64) -> Option<Arc<Table>> {
@@ -305,9 +400,14 @@ fn pk_columns(t: &Table) -> String {
         .join(", ")
 }
 
-/// `pg_get_indexdef(index_oid)`.
-pub fn index_def(catalog: &Catalog, oid: i64) -> Option<String> {
+/// `pg_get_indexdef(index_oid [, column, pretty])`: the index's definition, or with a column
+/// number above 0 that column's definition (its name).
+pub fn index_def(catalog: &Catalog, oid: i64, column: i64) -> Option<String> {
     let t = table_by_index_oid(catalog, oid)?;
+    if column > 0 {
+        let k = *t.def.primary_key.get(column as usize - 1)?;
+        return Some(quote_ident(&t.def.columns[k].name));
+    }
     Some(format!(
         "CREATE UNIQUE INDEX {}_pkey ON {} USING btree ({})",
         t.def.name,
@@ -532,6 +632,34 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                         s("x"),
                         s("i"),
                     ]);
+                }
+                // The primary-key index's own columns (psql's `\d t_pkey` lists them).
+                if user_pk(t) {
+                    for (n, k) in t.def.primary_key.iter().enumerate() {
+                        let c = &t.def.columns[*k];
+                        let pg = c.ty.pg_type();
+                        rows.push(vec![
+                            i(pk_index_oid(t)),
+                            s(c.name.clone()),
+                            i(pg.oid() as i64),
+                            i2(type_len(&pg)),
+                            i2(n as i16 + 1),
+                            i4(c.ty.typmod()),
+                            i4(0),
+                            b(false),
+                            b(false),
+                            b(false),
+                            s(""),
+                            s(""),
+                            b(false),
+                            b(true),
+                            i4(0),
+                            i(0),
+                            i2(-1),
+                            s("p"),
+                            s("i"),
+                        ]);
+                    }
                 }
             }
             build(cols, rows)?
@@ -916,7 +1044,7 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                         s(t.def.name.clone()),
                         s(format!("{}_pkey", t.def.name)),
                         ScalarValue::Null,
-                        s(index_def(cat, pk_index_oid(t)).unwrap_or_default()),
+                        s(index_def(cat, pk_index_oid(t), 0).unwrap_or_default()),
                     ]
                 })
                 .collect();

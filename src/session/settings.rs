@@ -84,7 +84,7 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     ),
     (
         "server_version_num",
-        "150000",
+        "140000",
         "Shows the server version as an integer.",
     ),
     (

@@ -30,6 +30,19 @@ fn psql(server: &TestServer, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The cells of psql's aligned output: every line with a `|`, split and trimmed.
+fn cells(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .filter(|l| l.contains('|'))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+/// Asserts that psql's aligned output `out` of `cmd` has the row `row`.
+fn assert_row(cmd: &str, out: &str, row: &[&str]) {
+    assert!(cells(out).iter().any(|r| r == row), "{cmd}: no row {row:?} in\n{out}");
+}
+
 #[tokio::test]
 async fn psql_describes_and_queries() {
     let server = TestServer::start();
@@ -37,34 +50,127 @@ async fn psql_describes_and_queries() {
         &server,
         &[
             "-c",
-            "CREATE TABLE accounts (id INT PRIMARY KEY, owner VARCHAR(20) NOT NULL, balance NUMERIC(12,2) DEFAULT 0)",
+            "CREATE TABLE accounts (id INT PRIMARY KEY, owner VARCHAR(20) NOT NULL, balance NUMERIC(12,2) DEFAULT 0, tags TEXT[])",
             "-c",
-            "INSERT INTO accounts VALUES (1, 'ada', 10.5), (2, 'bob', DEFAULT)",
+            "CREATE TABLE events (at TIMESTAMP, payload TEXT)",
+            "-c",
+            "INSERT INTO accounts VALUES (1, 'ada', 10.5, '{x}'), (2, 'bob', DEFAULT, NULL)",
         ],
     );
     assert!(ok, "{out}");
-    let (ok, out) = psql(&server, &["-c", "\\dt"]);
-    assert!(ok && out.contains("accounts") && out.contains("table"), "\\dt: {out}");
-    let (ok, out) = psql(&server, &["-c", "\\d accounts"]);
-    assert!(ok, "\\d accounts failed: {out}");
-    assert!(
-        out.contains("owner") && out.contains("character varying(20)") && out.contains("not null"),
-        "\\d: {out}"
-    );
-    assert!(
-        out.contains("numeric(12,2)") && out.contains("accounts_pkey"),
-        "\\d: {out}"
-    );
-    for cmd in ["\\dn", "\\l", "\\df", "\\d"] {
+    let run = |cmd: &str| {
         let (ok, out) = psql(&server, &["-c", cmd]);
-        assert!(ok, "{cmd} failed: {out}");
+        assert!(ok && !out.contains("ERROR"), "{cmd} failed: {out}");
+        out
+    };
+    for cmd in ["\\dt", "\\d"] {
+        let out = run(cmd);
+        assert!(out.contains("List of relations"), "{cmd}: {out}");
+        assert_row(cmd, &out, &["Schema", "Name", "Type", "Owner"]);
+        assert_row(cmd, &out, &["public", "accounts", "table", "freshet"]);
+        assert_row(cmd, &out, &["public", "events", "table", "freshet"]);
+        assert!(out.contains("(2 rows)"), "{cmd}: {out}");
     }
+    let out = run("\\d accounts");
+    assert!(out.contains("Table \"public.accounts\""), "\\d accounts: {out}");
+    assert_row(
+        "\\d accounts",
+        &out,
+        &["Column", "Type", "Collation", "Nullable", "Default"],
+    );
+    assert_row("\\d accounts", &out, &["id", "integer", "", "not null", ""]);
+    assert_row(
+        "\\d accounts",
+        &out,
+        &["owner", "character varying(20)", "", "not null", ""],
+    );
+    assert_row("\\d accounts", &out, &["balance", "numeric(12,2)", "", "", "0"]);
+    assert_row("\\d accounts", &out, &["tags", "text[]", "", "", ""]);
+    assert!(
+        out.contains("Indexes:\n    \"accounts_pkey\" PRIMARY KEY, btree (id)"),
+        "\\d accounts: {out}"
+    );
+    let out = run("\\d events");
+    assert!(out.contains("Table \"public.events\""), "\\d events: {out}");
+    assert_row("\\d events", &out, &["at", "timestamp without time zone", "", "", ""]);
+    assert_row("\\d events", &out, &["payload", "text", "", "", ""]);
+    assert!(
+        !out.contains("Indexes:") && !out.contains("row_id"),
+        "\\d events: {out}"
+    );
+    let out = run("\\d accounts_pkey");
+    assert!(
+        out.contains("Index \"public.accounts_pkey\""),
+        "\\d accounts_pkey: {out}"
+    );
+    assert!(
+        out.contains("primary key, btree, for table \"public.accounts\""),
+        "{out}"
+    );
+    let out = run("\\di");
+    assert_row(
+        "\\di",
+        &out,
+        &["public", "accounts_pkey", "index", "freshet", "accounts"],
+    );
+    assert!(out.contains("(1 row)"), "\\di: {out}");
+    let out = run("\\dn");
+    assert!(out.contains("List of schemas"), "\\dn: {out}");
+    assert_row("\\dn", &out, &["public", "freshet"]);
+    let out = run("\\l");
+    assert!(out.contains("List of databases"), "\\l: {out}");
+    let db = cells(&out).into_iter().find(|r| r[0] == "freshet");
+    assert!(
+        db.as_ref().is_some_and(|r| r[1] == "freshet" && r[2] == "UTF8"),
+        "\\l: {out}"
+    );
+    // Freshet has no user-defined functions, views or materialized views yet.
+    let out = run("\\df");
+    assert_row(
+        "\\df",
+        &out,
+        &["Schema", "Name", "Result data type", "Argument data types", "Type"],
+    );
+    assert!(out.contains("(0 rows)"), "\\df: {out}");
+    for cmd in ["\\dv", "\\dm"] {
+        assert!(run(cmd).contains("Did not find any relations."), "{cmd}");
+    }
+    let (ok, out) = psql(&server, &["-c", "\\d nosuch"]);
+    assert!(
+        !ok && out.contains("Did not find any relation named \"nosuch\""),
+        "\\d nosuch: {out}"
+    );
     let (ok, out) = psql(
         &server,
         &["-A", "-t", "-c", "SELECT owner, balance FROM accounts ORDER BY id"],
     );
     assert!(ok, "{out}");
     assert_eq!(out.trim(), "ada|10.50\nbob|0.00");
+}
+
+#[test]
+fn regclass_casts_resolve_names_and_refuse_unknown_ones() {
+    let server = TestServer::start();
+    let (ok, out) = psql(
+        &server,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "CREATE SCHEMA other",
+            "-c",
+            "CREATE TABLE other.t2 (id INT PRIMARY KEY)",
+            "-c",
+            "SELECT relname, oid::regclass, relnamespace::regnamespace FROM pg_class WHERE oid = 'other.t2'::regclass",
+            "-c",
+            "SELECT to_regclass('nosuch') IS NULL, to_regtype('integer') = 23, to_regtype('hstore') IS NULL",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("t2|other.t2|other\n"), "{out}");
+    assert!(out.contains("t|t|t"), "{out}");
+    let (ok, out) = psql(&server, &["-c", "SELECT 'nosuch'::regclass"]);
+    assert!(!ok && out.contains("relation \"nosuch\" does not exist"), "{out}");
 }
 
 #[tokio::test]
@@ -109,6 +215,157 @@ print("ok")
     assert!(
         out.status.success() && text.contains("ok"),
         "psycopg: {text}\n{}",
+        server.log_text()
+    );
+}
+
+/// A directory where `npm install pg` has been run (once per machine; later runs reuse it).
+/// Panics when npm cannot provide the package: the test must not pass without its client.
+fn node_pg_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("freshet-test-node-pg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let has_pg = |dir: &std::path::Path| {
+        Command::new("node")
+            .args(["-e", "require('pg')"])
+            .current_dir(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has_pg(&dir) {
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "pg"])
+            .current_dir(&dir)
+            .output()
+            .expect("npm is needed for the node-postgres test");
+        assert!(
+            out.status.success(),
+            "npm install pg: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(has_pg(&dir), "the pg package is not loadable after npm install");
+    dir
+}
+
+#[test]
+fn node_postgres_runs_parameterised_queries() {
+    let server = TestServer::start();
+    let dir = node_pg_dir();
+    let script = r#"
+const { Client } = require('pg');
+const assert = require('assert');
+(async () => {
+  const c = new Client({ host: '127.0.0.1', port: +process.argv[1], user: 'freshet', database: 'freshet' });
+  await c.connect();
+  await c.query('CREATE TABLE people (id INT PRIMARY KEY, name TEXT NOT NULL, score DOUBLE PRECISION, born DATE, tags TEXT[])');
+  for (let i = 1; i <= 4; i++) {
+    await c.query('INSERT INTO people VALUES ($1, $2, $3, $4, $5)', [i, `p${i}`, i * 1.5, `2000-01-0${i}`, ['x', `t${i}`]]);
+  }
+  const r = await c.query('SELECT id, name, score, tags FROM people WHERE id > $1 AND name <> $2 ORDER BY id', [1, 'p3']);
+  assert.deepStrictEqual(r.rows, [
+    { id: 2, name: 'p2', score: 3, tags: ['x', 't2'] },
+    { id: 4, name: 'p4', score: 6, tags: ['x', 't4'] },
+  ]);
+  const n = await c.query({ text: 'SELECT count(*) AS n FROM people WHERE score >= $1', values: [3], rowMode: 'array' });
+  assert.deepStrictEqual(n.rows, [['3']]);
+  const d = await c.query('SELECT born FROM people WHERE name = $1', ['p2']);
+  assert.strictEqual(d.rows[0].born.getDate(), 2);
+  let code = null;
+  try { await c.query('INSERT INTO people VALUES ($1, $2, $3, $4, $5)', [1, 'dup', 0, null, null]); }
+  catch (e) { code = e.code; }
+  assert.strictEqual(code, '23505');
+  const u = await c.query('UPDATE people SET score = $1 WHERE id = $2', [16, 4]);
+  assert.strictEqual(u.rowCount, 1);
+  const s = await c.query('SELECT score FROM people WHERE id = $1', [4]);
+  assert.strictEqual(s.rows[0].score, 16);
+  await c.end();
+  console.log('ok');
+})().catch(e => { console.error(e); process.exit(1); });
+"#;
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(server.pg_port.to_string())
+        .current_dir(&dir)
+        .output()
+        .expect("node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("ok"),
+        "node-postgres: {text}\n{}",
+        server.log_text()
+    );
+}
+
+/// A directory holding SQLAlchemy (`pip install --target`, once per machine), to put on
+/// PYTHONPATH beside the installed psycopg. Panics when pip cannot provide it.
+fn sqlalchemy_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("freshet-test-sqlalchemy");
+    let has_it = |dir: &std::path::Path| {
+        Command::new("python3")
+            .args(["-c", "import sqlalchemy, psycopg"])
+            .env("PYTHONPATH", dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has_it(&dir) {
+        let out = Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "--target"])
+            .arg(&dir)
+            .arg("sqlalchemy")
+            .output()
+            .expect("pip is needed for the SQLAlchemy test");
+        assert!(
+            out.status.success(),
+            "pip install sqlalchemy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        has_it(&dir),
+        "sqlalchemy (with psycopg) is not importable after pip install"
+    );
+    dir
+}
+
+#[test]
+fn sqlalchemy_connects_and_queries() {
+    let server = TestServer::start();
+    let dir = sqlalchemy_dir();
+    let script = r#"
+import sys
+from sqlalchemy import create_engine, text, inspect
+eng = create_engine(f"postgresql+psycopg://freshet@127.0.0.1:{sys.argv[1]}/freshet")
+with eng.connect() as conn:
+    conn.execute(text("CREATE TABLE sa_items (id INT PRIMARY KEY, name VARCHAR(30) NOT NULL, qty BIGINT)"))
+    conn.execute(text("INSERT INTO sa_items VALUES (:i, :n, :q)"), [{"i": 1, "n": "a", "q": 5}, {"i": 2, "n": "b", "q": None}])
+    conn.commit()
+    rows = conn.execute(text("SELECT name, qty FROM sa_items WHERE id >= :i ORDER BY id"), {"i": 1}).all()
+    assert [tuple(r) for r in rows] == [("a", 5), ("b", None)], rows
+insp = inspect(eng)
+assert "sa_items" in insp.get_table_names(), insp.get_table_names()
+assert insp.has_table("sa_items") and not insp.has_table("nosuch")
+print("ok")
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.pg_port.to_string())
+        .env("PYTHONPATH", &dir)
+        .output()
+        .expect("python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("ok"),
+        "sqlalchemy: {text}\n{}",
         server.log_text()
     );
 }

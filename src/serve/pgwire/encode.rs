@@ -77,7 +77,9 @@ pub fn encode_batch(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> PgWire
     for row in 0..batch.num_rows() {
         for (i, col) in batch.columns().iter().enumerate() {
             let info = &fields[i];
+            // A NullArray (an untyped `NULL` select item) has no null buffer: every row is NULL.
             let cell = match info.format() {
+                _ if col.data_type() == &datafusion::arrow::datatypes::DataType::Null => Cell::Null,
                 FieldFormat::Text => match format_cell(col, row) {
                     Some(s) => Cell::Bytes(s.into_bytes()),
                     None => Cell::Null,
