@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::SinkExt;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -249,7 +249,7 @@ async fn point_lookups(url: &str, table: &str, keys: u64, clients: usize, secs: 
                 .await
                 .unwrap();
             let mut lat = Vec::new();
-            let mut rng = rand::rng();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
             while Instant::now() < deadline {
                 let k = rng.random_range(0..keys) as i64;
                 let t = Instant::now();

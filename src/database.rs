@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use crate::dataflow::coordinator::{Committed, Coordinator, TxnWrites};
+use crate::error::Result;
 use crate::query::context::QueryEnv;
 use crate::query::ReadView;
-use crate::error::Result;
 use crate::state::rocks::RocksStore;
 use crate::state::StateStore;
 

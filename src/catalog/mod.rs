@@ -223,7 +223,8 @@ impl Catalog {
                 Some(&KIND_VIEW) => {
                     let def: ViewDef = serde_json::from_slice(&v).map_err(corrupt)?;
                     let view = View::new(def)?;
-                    cat.views.insert((view.def.schema.clone(), view.def.name.clone()), Arc::new(view));
+                    cat.views
+                        .insert((view.def.schema.clone(), view.def.name.clone()), Arc::new(view));
                 }
                 _ => return Err(Error::internal("unknown catalog entry kind")),
             }
@@ -290,7 +291,10 @@ impl Catalog {
 
     /// The names of the views reading relation `id` directly.
     pub fn dependents(&self, id: u32) -> Vec<Arc<View>> {
-        self.views_in_order().into_iter().filter(|v| v.def.depends_on.contains(&id)).collect()
+        self.views_in_order()
+            .into_iter()
+            .filter(|v| v.def.depends_on.contains(&id))
+            .collect()
     }
 
     /// Resolves a name to a table or view along `search_path`.
@@ -427,7 +431,10 @@ impl Catalog {
                 return Err(Error::user_detail(
                     SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
                     format!("cannot drop schema {name} because other objects depend on it"),
-                    format!("materialized view {} depends on schema {name}", views[0].qualified_name()),
+                    format!(
+                        "materialized view {} depends on schema {name}",
+                        views[0].qualified_name()
+                    ),
                 ));
             }
             return Err(Error::user_detail(
@@ -441,7 +448,13 @@ impl Catalog {
                 self.drop_view(&v, batch);
             }
         }
-        for v in self.views.values().filter(|v| v.def.schema == name).cloned().collect::<Vec<_>>() {
+        for v in self
+            .views
+            .values()
+            .filter(|v| v.def.schema == name)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
             for d in self.transitive_dependents(v.def.id) {
                 self.drop_view(&d, batch);
             }

@@ -62,7 +62,11 @@ pub fn system_table(env: &QueryEnv, name: &str) -> DfResult<Option<Arc<dyn Table
         Field::new("row_count", DataType::Int64, false),
         Field::new("state_bytes", DataType::Int64, false),
         Field::new("epoch", DataType::Int64, false),
-        Field::new("committed_at", DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), false),
+        Field::new(
+            "committed_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            false,
+        ),
     ]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(schemas)),

@@ -73,7 +73,9 @@ impl Changes {
     /// The rows without the weight column.
     pub fn data(&self) -> RecordBatch {
         let n = self.batch.num_columns() - 1;
-        self.batch.project(&(0..n).collect::<Vec<_>>()).expect("projection in range")
+        self.batch
+            .project(&(0..n).collect::<Vec<_>>())
+            .expect("projection in range")
     }
 
     /// The relation's schema (without the weight column).
@@ -149,8 +151,10 @@ impl Changes {
             return Ok(self.clone());
         }
         let idx = UInt32Array::from(order.iter().map(|(i, _)| *i).collect::<Vec<_>>());
-        let data: Vec<ArrayRef> =
-            cols.iter().map(|c| take(c.as_ref(), &idx, None)).collect::<std::result::Result<_, _>>()?;
+        let data: Vec<ArrayRef> = cols
+            .iter()
+            .map(|c| take(c.as_ref(), &idx, None))
+            .collect::<std::result::Result<_, _>>()?;
         let data = RecordBatch::try_new(self.data_schema(), data)?;
         Changes::new(data, order.iter().map(|(_, w)| *w).collect())
     }
@@ -193,7 +197,11 @@ mod tests {
 
     #[test]
     fn consolidate_sums_equal_rows_and_drops_zeros() {
-        let c = Changes::new(batch(vec![1, 2, 1, 3, 2], vec!["a", "b", "a", "c", "b"]), vec![1, 1, 1, 1, -1]).unwrap();
+        let c = Changes::new(
+            batch(vec![1, 2, 1, 3, 2], vec!["a", "b", "a", "c", "b"]),
+            vec![1, 1, 1, 1, -1],
+        )
+        .unwrap();
         let out = c.consolidate().unwrap();
         let ids = out.columns()[0].as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(ids.values().to_vec(), vec![1, 3]);

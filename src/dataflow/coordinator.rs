@@ -44,6 +44,9 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// A stored row before and after an epoch's write (None: absent).
+type RowChange = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// One buffered row write of a transaction.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowWrite {
@@ -324,7 +327,7 @@ impl Worker {
         // Writes accepted so far in this epoch: key → new value.
         let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         // Row changes of tables that views read: table → (old, new) values.
-        let mut table_changes: BTreeMap<u32, Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>> = BTreeMap::new();
+        let mut table_changes: BTreeMap<u32, Vec<RowChange>> = BTreeMap::new();
         let watched: std::collections::HashSet<u32> = self.views.values().flat_map(|v| v.sources()).collect();
         let mut accepted: Vec<CommitRequest> = Vec::with_capacity(segment.len());
         let mut created: Vec<ViewDataflow> = Vec::new();
@@ -414,7 +417,7 @@ impl Worker {
         &mut self,
         catalog: &Arc<Catalog>,
         ctx: &EpochContext,
-        table_changes: BTreeMap<u32, Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>>,
+        table_changes: BTreeMap<u32, Vec<RowChange>>,
         created: Vec<ViewDataflow>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
@@ -549,7 +552,7 @@ fn table_of_key(k: &[u8]) -> Option<u32> {
 }
 
 /// The visible-column changes of a table from (old, new) stored values.
-fn table_delta(table: &crate::catalog::Table, changes: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) -> Result<Changes> {
+fn table_delta(table: &crate::catalog::Table, changes: &[RowChange]) -> Result<Changes> {
     let mut values: Vec<&[u8]> = Vec::new();
     let mut weights: Vec<i64> = Vec::new();
     for (old, new) in changes {
@@ -565,7 +568,9 @@ fn table_delta(table: &crate::catalog::Table, changes: &[(Option<Vec<u8>>, Optio
             weights.push(1);
         }
     }
-    let visible: Vec<usize> = (0..table.def.columns.len()).filter(|i| !table.def.columns[*i].hidden).collect();
+    let visible: Vec<usize> = (0..table.def.columns.len())
+        .filter(|i| !table.def.columns[*i].hidden)
+        .collect();
     if values.is_empty() {
         return Ok(Changes::empty(table.visible_schema.clone()));
     }
@@ -635,7 +640,11 @@ fn apply_view_delta(
         k.extend_from_slice(rows.row(i).as_ref());
         let old = match counts.get(&k) {
             Some(c) => *c,
-            None => ctx.snapshot.get(&k)?.map(|v| super::operator::decode_i64(&v)).unwrap_or(0),
+            None => ctx
+                .snapshot
+                .get(&k)?
+                .map(|v| super::operator::decode_i64(&v))
+                .unwrap_or(0),
         };
         let new = old + w;
         if new < 0 {

@@ -17,8 +17,14 @@ use crate::state::WriteBatch;
 /// Where a node's input comes from.
 pub enum NodeKind {
     /// Changes of a table or view, projected to `columns` (indexes into its visible columns).
-    Source { relation: u32, columns: Option<Vec<usize>> },
-    Op { op: Box<dyn Operator>, inputs: Vec<usize> },
+    Source {
+        relation: u32,
+        columns: Option<Vec<usize>>,
+    },
+    Op {
+        op: Box<dyn Operator>,
+        inputs: Vec<usize>,
+    },
 }
 
 pub struct Node {
@@ -68,13 +74,17 @@ impl ViewDataflow {
                     None => None,
                 },
                 NodeKind::Op { op, inputs } => {
-                    let any = inputs.iter().any(|i| outputs[*i].as_ref().is_some_and(|c| !c.is_empty()));
+                    let any = inputs
+                        .iter()
+                        .any(|i| outputs[*i].as_ref().is_some_and(|c| !c.is_empty()));
                     if !any && !all {
                         None
                     } else {
                         let mut parts = Vec::with_capacity(inputs.len());
                         for (port, i) in inputs.iter().enumerate() {
-                            let input = outputs[*i].clone().unwrap_or_else(|| Changes::empty(schemas[*i].clone()));
+                            let input = outputs[*i]
+                                .clone()
+                                .unwrap_or_else(|| Changes::empty(schemas[*i].clone()));
                             parts.push(op.process(port, input, ctx)?);
                         }
                         Some(Changes::concat(&node.schema, &parts)?)

@@ -92,7 +92,10 @@ impl StateTable {
             let (k, v) = kv?;
             out.insert(k.to_vec(), v.to_vec());
         }
-        for (k, v) in self.dirty.range::<Vec<u8>, _>((Bound::Included(&from), Bound::Excluded(&to))) {
+        for (k, v) in self
+            .dirty
+            .range::<Vec<u8>, _>((Bound::Included(&from), Bound::Excluded(&to)))
+        {
             match v {
                 Some(v) => {
                     out.insert(k.clone(), v.clone());
@@ -110,7 +113,11 @@ impl StateTable {
     pub fn first_under(&self, ctx: &EpochContext, key_prefix: &[u8], last: bool) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         // Operator state under one group is usually small; the merged scan keeps this exact.
         let all = self.scan_prefix(ctx, key_prefix)?;
-        Ok(if last { all.into_iter().next_back() } else { all.into_iter().next() })
+        Ok(if last {
+            all.into_iter().next_back()
+        } else {
+            all.into_iter().next()
+        })
     }
 
     /// Moves this epoch's writes into `batch`.

@@ -76,7 +76,8 @@ impl Builder {
                     return Err(Error::unsupported("LIMIT pushed into a scan in materialized views"));
                 }
                 let provider = source_as_provider(&scan.source)?;
-                let relation = if let Some(t) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<StoredTable>() {
+                let relation = if let Some(t) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<StoredTable>()
+                {
                     t.table().def.id
                 } else if let Some(v) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<ViewTable>() {
                     v.view().def.id
@@ -129,17 +130,38 @@ impl Builder {
                 let right = self.build(&j.right)?;
                 let (lk, rk): (Vec<Expr>, Vec<Expr>) = if j.on.is_empty() {
                     // A cross join (or a join on a condition only): one shared key.
-                    (vec![Expr::Literal(true.into(), None)], vec![Expr::Literal(true.into(), None)])
+                    (
+                        vec![Expr::Literal(true.into(), None)],
+                        vec![Expr::Literal(true.into(), None)],
+                    )
                 } else {
                     j.on.iter().cloned().unzip()
                 };
-                let key_types: Vec<DataType> =
-                    lk.iter().map(|e| e.get_type(j.left.schema())).collect::<datafusion::error::Result<_>>()?;
-                let left_types: Vec<DataType> = j.left.schema().fields().iter().map(|f| f.data_type().clone()).collect();
-                let right_types: Vec<DataType> =
-                    j.right.schema().fields().iter().map(|f| f.data_type().clone()).collect();
-                let ls = JoinSide::new(Exprs::new(&lk, j.left.schema())?, self.state(0), self.state(1), left_types)?;
-                let rs = JoinSide::new(Exprs::new(&rk, j.right.schema())?, self.state(2), self.state(3), right_types)?;
+                let key_types: Vec<DataType> = lk
+                    .iter()
+                    .map(|e| e.get_type(j.left.schema()))
+                    .collect::<datafusion::error::Result<_>>()?;
+                let left_types: Vec<DataType> =
+                    j.left.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+                let right_types: Vec<DataType> = j
+                    .right
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect();
+                let ls = JoinSide::new(
+                    Exprs::new(&lk, j.left.schema())?,
+                    self.state(0),
+                    self.state(1),
+                    left_types,
+                )?;
+                let rs = JoinSide::new(
+                    Exprs::new(&rk, j.right.schema())?,
+                    self.state(2),
+                    self.state(3),
+                    right_types,
+                )?;
                 let filter = match &j.filter {
                     Some(f) => {
                         let joined = j.left.schema().join(j.right.schema())?;
@@ -186,7 +208,9 @@ impl Builder {
                     .first()
                     .map(|e| e.schema_name().to_string())
                     .unwrap_or_else(|| "window".into());
-                Err(Error::unsupported(format!("window function {name} in materialized views")))
+                Err(Error::unsupported(format!(
+                    "window function {name} in materialized views"
+                )))
             }
             other => Err(Error::unsupported(format!("{} in materialized views", other.display()))),
         }
@@ -194,7 +218,9 @@ impl Builder {
 
     fn aggregate(&mut self, a: &datafusion::logical_expr::Aggregate) -> Result<usize> {
         if a.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
-            return Err(Error::unsupported("GROUPING SETS / ROLLUP / CUBE in materialized views"));
+            return Err(Error::unsupported(
+                "GROUPING SETS / ROLLUP / CUBE in materialized views",
+            ));
         }
         let input_schema = a.input.schema();
         let input = self.build(&a.input)?;
@@ -203,7 +229,9 @@ impl Builder {
         let ngroups = a.group_expr.len();
         for (i, e) in a.aggr_expr.iter().enumerate() {
             let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(e) else {
-                return Err(Error::unsupported(format!("aggregate expression {e} in materialized views")));
+                return Err(Error::unsupported(format!(
+                    "aggregate expression {e} in materialized views"
+                )));
             };
             if params.filter.is_some() {
                 return Err(Error::unsupported("aggregate FILTER clauses in materialized views"));
@@ -228,15 +256,25 @@ impl Builder {
                             datafusion::common::ScalarValue::Utf8(Some(s)) => s,
                             _ => String::new(),
                         },
-                        _ => return Err(Error::unsupported("STRING_AGG with a non-constant separator in materialized views")),
+                        _ => {
+                            return Err(Error::unsupported(
+                                "STRING_AGG with a non-constant separator in materialized views",
+                            ))
+                        }
                     };
                     AggKind::StringAgg(sep)
                 }
                 "array_agg" => AggKind::ArrayAgg,
-                other => return Err(Error::unsupported(format!("aggregate function {other}() in materialized views"))),
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "aggregate function {other}() in materialized views"
+                    )))
+                }
             };
             if params.distinct && kind != AggKind::CountDistinct && !matches!(kind, AggKind::Min | AggKind::Max) {
-                return Err(Error::unsupported(format!("{name}(DISTINCT ...) in materialized views")));
+                return Err(Error::unsupported(format!(
+                    "{name}(DISTINCT ...) in materialized views"
+                )));
             }
             if !params.order_by.is_empty() {
                 let ok = matches!(kind, AggKind::StringAgg(_) | AggKind::ArrayAgg)
@@ -252,7 +290,9 @@ impl Builder {
             let (arg, input_type) = match kind {
                 AggKind::CountStar => (None, DataType::Null),
                 _ => {
-                    let e = first.cloned().ok_or_else(|| Error::internal("aggregate without argument"))?;
+                    let e = first
+                        .cloned()
+                        .ok_or_else(|| Error::internal("aggregate without argument"))?;
                     let t = e.get_type(input_schema)?;
                     args.push(e);
                     (Some(args.len() - 1), t)

@@ -176,7 +176,12 @@ impl SchemaProvider for FreshetSchema {
                     .tables()
                     .filter(|t| t.def.schema == self.name)
                     .map(|t| t.def.name.clone())
-                    .chain(catalog.views().filter(|v| v.def.schema == self.name).map(|v| v.def.name.clone()))
+                    .chain(
+                        catalog
+                            .views()
+                            .filter(|v| v.def.schema == self.name)
+                            .map(|v| v.def.name.clone()),
+                    )
                     .collect()
             }
         }

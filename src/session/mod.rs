@@ -282,7 +282,9 @@ impl Session {
                 Ok(Output::command("RELEASE"))
             }
             Statement::Explain { statement, .. } if matches!(statement.as_ref(), Statement::CreateView(_)) => {
-                let Statement::CreateView(cv) = statement.as_ref() else { unreachable!() };
+                let Statement::CreateView(cv) = statement.as_ref() else {
+                    unreachable!()
+                };
                 let lines = sql::view::explain(&self.query_env(), cv).await?;
                 sql::dml::rows_output(sql::dml::text_batch("QUERY PLAN", lines)?, "EXPLAIN")
             }

@@ -36,8 +36,16 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
     let out = match stmt {
         Statement::CreateView(cv) => {
             let (def, planned) = super::view::plan_create(env, cv).await?;
-            if catalog.resolve_relation(&[def.schema.clone(), def.name.clone()], &[]).is_some() && cv.if_not_exists {
-                session.notice("NOTICE", "42P07", format!("relation \"{}\" already exists, skipping", def.name));
+            if catalog
+                .resolve_relation(&[def.schema.clone(), def.name.clone()], &[])
+                .is_some()
+                && cv.if_not_exists
+            {
+                session.notice(
+                    "NOTICE",
+                    "42P07",
+                    format!("relation \"{}\" already exists, skipping", def.name),
+                );
                 return Ok(Planned::Done(Output::command("CREATE MATERIALIZED VIEW")));
             }
             let view = catalog.create_view(def, &mut batch)?;
@@ -69,8 +77,14 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
                 if !deps.is_empty() && !cascade {
                     return Err(Error::user_detail(
                         SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
-                        format!("cannot drop materialized view {} because other objects depend on it", view.def.name),
-                        format!("materialized view {} depends on materialized view {}", deps[0].def.name, view.def.name),
+                        format!(
+                            "cannot drop materialized view {} because other objects depend on it",
+                            view.def.name
+                        ),
+                        format!(
+                            "materialized view {} depends on materialized view {}",
+                            deps[0].def.name, view.def.name
+                        ),
                     ));
                 }
                 for d in deps {
@@ -134,7 +148,10 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
                                     return Err(Error::user_detail(
                                         SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
                                         format!("cannot drop table {} because other objects depend on it", t.def.name),
-                                        format!("materialized view {} depends on table {}", deps[0].def.name, t.def.name),
+                                        format!(
+                                            "materialized view {} depends on table {}",
+                                            deps[0].def.name, t.def.name
+                                        ),
                                     ));
                                 }
                                 for d in deps {

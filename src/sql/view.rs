@@ -27,7 +27,9 @@ pub async fn plan_query(env: &QueryEnv, query: &Query, column_names: &[String]) 
     super::rewrite::rewrite(&mut stmt);
     let ctx = session_context(env);
     let state = ctx.state();
-    let plan = state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))).await?;
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+        .await?;
     let plan = state.optimize(&plan)?;
     let mut depends_on = Vec::new();
     plan.apply(|node| {
@@ -92,7 +94,9 @@ pub async fn plan_query(env: &QueryEnv, query: &Query, column_names: &[String]) 
 /// every construct has an incremental operator.
 pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, PlannedQuery)> {
     if !cv.materialized {
-        return Err(Error::unsupported("CREATE VIEW (plain views); use CREATE MATERIALIZED VIEW"));
+        return Err(Error::unsupported(
+            "CREATE VIEW (plain views); use CREATE MATERIALIZED VIEW",
+        ));
     }
     if cv.or_replace || cv.or_alter {
         return Err(Error::unsupported("CREATE OR REPLACE MATERIALIZED VIEW"));
@@ -120,7 +124,12 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
 pub async fn rebuild(env: &QueryEnv, def: &ViewDef) -> Result<ViewDataflow> {
     let query = match super::parse(&def.query)?.pop() {
         Some(Statement::Query(q)) => q,
-        _ => return Err(Error::internal(format!("stored definition of view {} is not a query", def.name))),
+        _ => {
+            return Err(Error::internal(format!(
+                "stored definition of view {} is not a query",
+                def.name
+            )))
+        }
     };
     let planned = plan_query(env, &query, &[]).await?;
     crate::planner::build_dataflow(def.id, &planned.plan)
@@ -133,9 +142,12 @@ pub async fn explain(env: &QueryEnv, cv: &CreateView) -> Result<Vec<String>> {
     let mut lines = vec![format!(
         "Materialized view {} ({})",
         def.name,
-        def.columns.iter().map(|c| format!("{} {}", c.name, c.ty.name())).collect::<Vec<_>>().join(", ")
+        def.columns
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.ty.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
     )];
     lines.extend(df.explain().into_iter().map(|l| format!("  {l}")));
     Ok(lines)
 }
-

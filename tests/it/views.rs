@@ -16,13 +16,28 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT g, count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi, avg(v) AS mean, \
          count(DISTINCT s) AS ds, count(v) AS nv FROM t1 GROUP BY g",
     ),
-    ("v_global", "SELECT count(*) AS n, sum(v) AS total, max(s) AS ms, min(v) AS lo FROM t1"),
-    ("v_having", "SELECT g, sum(v) AS total FROM t1 GROUP BY g HAVING count(*) > 2"),
+    (
+        "v_global",
+        "SELECT count(*) AS n, sum(v) AS total, max(s) AS ms, min(v) AS lo FROM t1",
+    ),
+    (
+        "v_having",
+        "SELECT g, sum(v) AS total FROM t1 GROUP BY g HAVING count(*) > 2",
+    ),
     ("v_join", "SELECT t1.id, t1.g, t2.w FROM t1 JOIN t2 ON t1.id = t2.t1_id"),
-    ("v_join_cond", "SELECT t1.id, t2.id AS id2 FROM t1 JOIN t2 ON t1.g = t2.t1_id AND t1.v < t2.w"),
+    (
+        "v_join_cond",
+        "SELECT t1.id, t2.id AS id2 FROM t1 JOIN t2 ON t1.g = t2.t1_id AND t1.v < t2.w",
+    ),
     ("v_left", "SELECT t1.id, t2.w FROM t1 LEFT JOIN t2 ON t1.id = t2.t1_id"),
-    ("v_right", "SELECT t1.id, t2.id AS id2 FROM t1 RIGHT JOIN t2 ON t1.g = t2.t1_id"),
-    ("v_full", "SELECT t1.id AS a, t2.id AS b FROM t1 FULL JOIN t2 ON t1.v = t2.w"),
+    (
+        "v_right",
+        "SELECT t1.id, t2.id AS id2 FROM t1 RIGHT JOIN t2 ON t1.g = t2.t1_id",
+    ),
+    (
+        "v_full",
+        "SELECT t1.id AS a, t2.id AS b FROM t1 FULL JOIN t2 ON t1.v = t2.w",
+    ),
     (
         "v_join_agg",
         "SELECT t1.g, sum(t2.w) AS sw, count(*) AS n FROM t1 JOIN t2 ON t1.id = t2.t1_id GROUP BY t1.g",
@@ -31,10 +46,22 @@ const VIEWS: &[(&str, &str)] = &[
     ("v_union", "SELECT g FROM t1 UNION ALL SELECT w FROM t2"),
     ("v_union_distinct", "SELECT g FROM t1 UNION SELECT t1_id FROM t2"),
     ("v_on_view", "SELECT g, n FROM v_group WHERE n > 1"),
-    ("v_bool", "SELECT g, bool_and(v > 5) AS a, bool_or(v > 50) AS o FROM t1 GROUP BY g"),
-    ("v_strings", "SELECT g, string_agg(s, ',' ORDER BY s) AS ss FROM t1 GROUP BY g"),
-    ("v_subquery", "SELECT x.g, x.c FROM (SELECT g, count(*) AS c FROM t1 WHERE v IS NOT NULL GROUP BY g) x WHERE x.c >= 1"),
-    ("v_cte", "WITH big AS (SELECT * FROM t1 WHERE v > 20) SELECT big.g, count(*) AS n FROM big GROUP BY big.g"),
+    (
+        "v_bool",
+        "SELECT g, bool_and(v > 5) AS a, bool_or(v > 50) AS o FROM t1 GROUP BY g",
+    ),
+    (
+        "v_strings",
+        "SELECT g, string_agg(s, ',' ORDER BY s) AS ss FROM t1 GROUP BY g",
+    ),
+    (
+        "v_subquery",
+        "SELECT x.g, x.c FROM (SELECT g, count(*) AS c FROM t1 WHERE v IS NOT NULL GROUP BY g) x WHERE x.c >= 1",
+    ),
+    (
+        "v_cte",
+        "WITH big AS (SELECT * FROM t1 WHERE v > 20) SELECT big.g, count(*) AS n FROM big GROUP BY big.g",
+    ),
 ];
 
 /// A cell as text, floats rounded (incremental sums of floats may differ in the last bits).
@@ -93,10 +120,16 @@ async fn check_views(c: &tokio_postgres::Client, context: &str) {
 fn random_statement(rng: &mut StdRng) -> String {
     let id = rng.random_range(0..40);
     let g = rng.random_range(0..5);
-    let v = if rng.random_bool(0.1) { "NULL".to_string() } else { rng.random_range(0..60).to_string() };
+    let v = if rng.random_bool(0.1) {
+        "NULL".to_string()
+    } else {
+        rng.random_range(0..60).to_string()
+    };
     let s = ["'a'", "'b'", "'c'", "NULL", "'dd'"][rng.random_range(0..5)];
     match rng.random_range(0..8) {
-        0 | 1 => format!("INSERT INTO t1 VALUES ({id}, {g}, {v}, {s}) ON CONFLICT (id) DO UPDATE SET v = excluded.v, s = excluded.s"),
+        0 | 1 => format!(
+            "INSERT INTO t1 VALUES ({id}, {g}, {v}, {s}) ON CONFLICT (id) DO UPDATE SET v = excluded.v, s = excluded.s"
+        ),
         2 => format!("UPDATE t1 SET v = {v} WHERE id = {id}"),
         3 => format!("UPDATE t1 SET g = {g} WHERE id % 7 = {}", id % 7),
         4 => format!("DELETE FROM t1 WHERE id = {id}"),
@@ -135,7 +168,9 @@ async fn views_equal_batch_recomputation_under_random_dml() {
             } else {
                 stmts.join("; ")
             };
-            c.batch_execute(&sql).await.unwrap_or_else(|e| panic!("seed {seed} step {step}: {sql}: {e}"));
+            c.batch_execute(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("seed {seed} step {step}: {sql}: {e}"));
             check_views(&c, &format!("seed {seed} step {step} after `{sql}`")).await;
         }
     }
@@ -153,7 +188,9 @@ async fn views_recover_exactly_after_kill9() {
     for round in 0..3 {
         let url = server.pg_url();
         let writer = tokio::spawn(async move {
-            let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else { return };
+            let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else {
+                return;
+            };
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -182,8 +219,12 @@ async fn view_ddl_and_errors() {
     let server = TestServer::start();
     let c = server.connect().await;
     setup(&c).await;
-    c.batch_execute("CREATE MATERIALIZED VIEW a AS SELECT g, count(*) AS n FROM t1 GROUP BY g").await.unwrap();
-    c.batch_execute("CREATE MATERIALIZED VIEW b AS SELECT g FROM a").await.unwrap();
+    c.batch_execute("CREATE MATERIALIZED VIEW a AS SELECT g, count(*) AS n FROM t1 GROUP BY g")
+        .await
+        .unwrap();
+    c.batch_execute("CREATE MATERIALIZED VIEW b AS SELECT g FROM a")
+        .await
+        .unwrap();
     let code = |e: tokio_postgres::Error| e.code().map(|c| c.code().to_string()).unwrap_or_default();
     // Unsupported constructs are refused when the view is created, naming them.
     let e = c
@@ -192,20 +233,40 @@ async fn view_ddl_and_errors() {
         .unwrap_err();
     assert_eq!(code(e), "0A000");
     // Dependencies protect views.
-    assert_eq!(code(c.batch_execute("DROP MATERIALIZED VIEW a").await.unwrap_err()), "2BP01");
+    assert_eq!(
+        code(c.batch_execute("DROP MATERIALIZED VIEW a").await.unwrap_err()),
+        "2BP01"
+    );
     assert_eq!(code(c.batch_execute("DROP TABLE t1").await.unwrap_err()), "2BP01");
-    assert_eq!(code(c.batch_execute("CREATE MATERIALIZED VIEW a AS SELECT 1 AS x FROM t1").await.unwrap_err()), "42P07");
-    c.batch_execute("CREATE MATERIALIZED VIEW IF NOT EXISTS a AS SELECT g FROM t1").await.unwrap();
+    assert_eq!(
+        code(
+            c.batch_execute("CREATE MATERIALIZED VIEW a AS SELECT 1 AS x FROM t1")
+                .await
+                .unwrap_err()
+        ),
+        "42P07"
+    );
+    c.batch_execute("CREATE MATERIALIZED VIEW IF NOT EXISTS a AS SELECT g FROM t1")
+        .await
+        .unwrap();
     let shown = rows_of(&c, "SHOW MATERIALIZED VIEWS").await;
     assert_eq!(shown, vec!["a".to_string(), "b".to_string()]);
-    let plan = rows_of(&c, "EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT g, sum(v) FROM t1 GROUP BY g").await;
+    let plan = rows_of(
+        &c,
+        "EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT g, sum(v) FROM t1 GROUP BY g",
+    )
+    .await;
     assert!(plan.iter().any(|l| l.contains("GroupAggregate")), "{plan:?}");
     c.batch_execute("DROP MATERIALIZED VIEW a CASCADE").await.unwrap();
     assert!(rows_of(&c, "SHOW MATERIALIZED VIEWS").await.is_empty());
     c.batch_execute("DROP TABLE t1").await.unwrap();
     // A DML statement returns once its epoch (with the view change) is committed.
-    c.batch_execute("CREATE MATERIALIZED VIEW s AS SELECT count(*) AS n, sum(w) AS total FROM t2").await.unwrap();
+    c.batch_execute("CREATE MATERIALIZED VIEW s AS SELECT count(*) AS n, sum(w) AS total FROM t2")
+        .await
+        .unwrap();
     assert_eq!(rows_of(&c, "SELECT * FROM s").await, vec!["0|NULL".to_string()]);
-    c.batch_execute("INSERT INTO t2 VALUES (1, 1, 5), (2, 1, 7)").await.unwrap();
+    c.batch_execute("INSERT INTO t2 VALUES (1, 1, 5), (2, 1, 7)")
+        .await
+        .unwrap();
     assert_eq!(rows_of(&c, "SELECT * FROM s").await, vec!["2|12".to_string()]);
 }

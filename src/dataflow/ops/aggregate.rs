@@ -107,15 +107,28 @@ impl GroupAggregateOp {
         schema: SchemaRef,
     ) -> Result<GroupAggregateOp> {
         let ngroups = schema.fields().len() - aggs.len();
-        let group_types: Vec<DataType> = schema.fields()[..ngroups].iter().map(|f| f.data_type().clone()).collect();
+        let group_types: Vec<DataType> = schema.fields()[..ngroups]
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
         let value_codecs = aggs
             .iter()
-            .map(|a| if a.kind.uses_multiset() { RowCodec::new(&[a.input.clone()]).map(Some) } else { Ok(None) })
+            .map(|a| {
+                if a.kind.uses_multiset() {
+                    RowCodec::new(std::slice::from_ref(&a.input)).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
             .collect::<Result<_>>()?;
         Ok(GroupAggregateOp {
             groups,
             values,
-            group_codec: if group_types.is_empty() { None } else { Some(RowCodec::new(&group_types)?) },
+            group_codec: if group_types.is_empty() {
+                None
+            } else {
+                Some(RowCodec::new(&group_types)?)
+            },
             group_exprs,
             arg_exprs,
             aggs,
@@ -136,7 +149,10 @@ impl GroupAggregateOp {
             accs: vec![Acc::default(); self.aggs.len()],
         };
         let row = self.output_row(ctx, &[], &state)?;
-        self.groups.put(&[], serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?);
+        self.groups.put(
+            &[],
+            serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?,
+        );
         let batch = self.rows_to_batch(vec![row])?;
         Changes::new(batch, vec![1])
     }
@@ -155,7 +171,9 @@ impl GroupAggregateOp {
     }
 
     fn decode_value(&self, agg: usize, bytes: &[u8]) -> Result<ScalarValue> {
-        let codec = self.value_codecs[agg].as_ref().ok_or_else(|| Error::internal("no value codec"))?;
+        let codec = self.value_codecs[agg]
+            .as_ref()
+            .ok_or_else(|| Error::internal("no value codec"))?;
         let arr = codec.decode([bytes])?;
         Ok(ScalarValue::try_from_array(&arr[0], 0)?)
     }
@@ -242,7 +260,11 @@ impl GroupAggregateOp {
                     }
                 }
             };
-            let v = if v.data_type() == spec.output || v.is_null() { v } else { v.cast_to(&spec.output)? };
+            let v = if v.data_type() == spec.output || v.is_null() {
+                v
+            } else {
+                v.cast_to(&spec.output)?
+            };
             row.push(v);
         }
         Ok(row)
@@ -275,7 +297,11 @@ impl GroupAggregateOp {
 
     fn load(&self, ctx: &EpochContext, group: &[u8]) -> Result<Option<GroupState>> {
         match self.groups.get(ctx, group)? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| Error::internal(format!("corrupt aggregate state: {e}")))?)),
+            Some(v) => {
+                Ok(Some(serde_json::from_slice(&v).map_err(|e| {
+                    Error::internal(format!("corrupt aggregate state: {e}"))
+                })?))
+            }
             None => Ok(None),
         }
     }
@@ -299,7 +325,9 @@ fn avg_value(acc: &Acc, input: &DataType, output: &DataType) -> Result<ScalarVal
             let scaled = rescale(acc.int_sum, *s, *os);
             ScalarValue::Decimal128(Some(scaled / acc.n as i128), *p, *os)
         }
-        (DataType::Float16 | DataType::Float32 | DataType::Float64, _) => ScalarValue::Float64(Some(acc.float_sum / acc.n as f64)),
+        (DataType::Float16 | DataType::Float32 | DataType::Float64, _) => {
+            ScalarValue::Float64(Some(acc.float_sum / acc.n as f64))
+        }
         _ => ScalarValue::Float64(Some(acc.int_sum as f64 / acc.n as f64)),
     })
 }
@@ -361,7 +389,13 @@ impl Operator for GroupAggregateOp {
             let cols: Vec<ArrayRef> = group_cols
                 .iter()
                 .zip(&self.group_types)
-                .map(|(c, t)| if c.data_type() == t { Ok(c.clone()) } else { Ok(datafusion::arrow::compute::cast(c, t)?) })
+                .map(|(c, t)| {
+                    if c.data_type() == t {
+                        Ok(c.clone())
+                    } else {
+                        Ok(datafusion::arrow::compute::cast(c, t)?)
+                    }
+                })
                 .collect::<Result<_>>()?;
             let rows = self.group_codec.as_ref().expect("grouped").encode(&cols)?;
             (0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect()
@@ -372,9 +406,15 @@ impl Operator for GroupAggregateOp {
             match (&self.value_codecs[a], spec.arg) {
                 (Some(codec), Some(arg)) => {
                     let col = &arg_cols[arg];
-                    let col = if col.data_type() == &spec.input { col.clone() } else { datafusion::arrow::compute::cast(col, &spec.input)? };
+                    let col = if col.data_type() == &spec.input {
+                        col.clone()
+                    } else {
+                        datafusion::arrow::compute::cast(col, &spec.input)?
+                    };
                     let rows = codec.encode(&[col])?;
-                    value_keys.push(Some((0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect()));
+                    value_keys.push(Some(
+                        (0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect(),
+                    ));
                 }
                 _ => value_keys.push(None),
             }
@@ -436,10 +476,17 @@ impl Operator for GroupAggregateOp {
         for g in order {
             let (old, state) = touched.remove(&g).expect("touched");
             let exists = state.rows > 0 || self.global;
-            let new = if exists { Some(self.output_row(ctx, &g, &state)?) } else { None };
+            let new = if exists {
+                Some(self.output_row(ctx, &g, &state)?)
+            } else {
+                None
+            };
             if old == new {
                 if exists {
-                    self.groups.put(&g, serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?);
+                    self.groups.put(
+                        &g,
+                        serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?,
+                    );
                 }
                 continue;
             }
@@ -452,7 +499,10 @@ impl Operator for GroupAggregateOp {
                 out_weights.push(1);
             }
             if exists {
-                self.groups.put(&g, serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?);
+                self.groups.put(
+                    &g,
+                    serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?,
+                );
             } else {
                 self.groups.delete(&g);
             }

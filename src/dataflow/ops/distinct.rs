@@ -26,8 +26,13 @@ impl Operator for DistinctOp {
             return Ok(input);
         }
         let data = input.data();
-        let converter =
-            RowConverter::new(data.schema().fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
+        let converter = RowConverter::new(
+            data.schema()
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
         let rows = converter.convert_columns(data.columns())?;
         let mut idx = Vec::new();
         let mut weights = Vec::new();

@@ -75,7 +75,10 @@ impl HashJoinOp {
         join_type: JoinType,
         schema: SchemaRef,
     ) -> Result<HashJoinOp> {
-        if !matches!(join_type, JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full) {
+        if !matches!(
+            join_type,
+            JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
+        ) {
             return Err(Error::unsupported(format!("{join_type} join in materialized views")));
         }
         if filter.is_some() && join_type != JoinType::Inner {
@@ -110,7 +113,13 @@ impl HashJoinOp {
         let columns = columns
             .into_iter()
             .zip(schema.fields())
-            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { Ok(cast(&c, f.data_type())?) })
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c)
+                } else {
+                    Ok(cast(&c, f.data_type())?)
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
         let opts = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(weights.len()));
         Changes::new(RecordBatch::try_new_with_options(schema, columns, &opts)?, weights)
@@ -135,12 +144,19 @@ impl Operator for HashJoinOp {
         let key_cols: Vec<ArrayRef> = key_cols
             .iter()
             .zip(&self.key_types)
-            .map(|(c, t)| if c.data_type() == t { Ok(c.clone()) } else { Ok(cast(c, t)?) })
+            .map(|(c, t)| {
+                if c.data_type() == t {
+                    Ok(c.clone())
+                } else {
+                    Ok(cast(c, t)?)
+                }
+            })
             .collect::<Result<_>>()?;
         let keys = self.key_codec.encode(&key_cols)?;
         let rows = self.sides[this].codec.encode(data.columns())?;
-        let has_null_key: Vec<bool> =
-            (0..data.num_rows()).map(|i| key_cols.iter().any(|c| c.is_null(i))).collect();
+        let has_null_key: Vec<bool> = (0..data.num_rows())
+            .map(|i| key_cols.iter().any(|c| c.is_null(i)))
+            .collect();
 
         // Matches against the other side's current state.
         let mut match_this: Vec<u32> = Vec::new();
@@ -181,15 +197,22 @@ impl Operator for HashJoinOp {
                     flip_w.push(sign * decode_i64(count));
                 }
             }
-            self.sides[this].rows.add_count(ctx, &row_key(key.as_ref(), rows.row(i).as_ref()), w)?;
+            self.sides[this]
+                .rows
+                .add_count(ctx, &row_key(key.as_ref(), rows.row(i).as_ref()), w)?;
         }
 
         let mut parts = Vec::new();
         if !match_this.is_empty() {
             let idx = UInt32Array::from(match_this);
-            let this_cols: Vec<ArrayRef> =
-                data.columns().iter().map(|c| take(c.as_ref(), &idx, None)).collect::<std::result::Result<_, _>>()?;
-            let other_cols = self.sides[other].codec.decode(match_other.iter().map(|r| r.as_slice()))?;
+            let this_cols: Vec<ArrayRef> = data
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &idx, None))
+                .collect::<std::result::Result<_, _>>()?;
+            let other_cols = self.sides[other]
+                .codec
+                .decode(match_other.iter().map(|r| r.as_slice()))?;
             let joined = self.assemble(this, this_cols, other_cols, match_w)?;
             let joined = match &self.filter {
                 Some(f) => {
@@ -207,13 +230,18 @@ impl Operator for HashJoinOp {
         }
         if !pad_this.is_empty() {
             let idx = UInt32Array::from(pad_this);
-            let this_cols: Vec<ArrayRef> =
-                data.columns().iter().map(|c| take(c.as_ref(), &idx, None)).collect::<std::result::Result<_, _>>()?;
+            let this_cols: Vec<ArrayRef> = data
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &idx, None))
+                .collect::<std::result::Result<_, _>>()?;
             let n = idx.len();
             parts.push(self.assemble(this, this_cols, self.nulls_of(other, n), pad_w)?);
         }
         if !flip_other.is_empty() {
-            let other_cols = self.sides[other].codec.decode(flip_other.iter().map(|r| r.as_slice()))?;
+            let other_cols = self.sides[other]
+                .codec
+                .decode(flip_other.iter().map(|r| r.as_slice()))?;
             let n = flip_other.len();
             parts.push(self.assemble(other, other_cols, self.nulls_of(this, n), flip_w)?);
         }
@@ -239,7 +267,10 @@ impl Operator for HashJoinOp {
             self.join_type,
             self.sides[0].keys.display.join(", "),
             self.sides[1].keys.display.join(", "),
-            self.filter.as_ref().map(|f| format!(", filter {}", f.display.join(" AND "))).unwrap_or_default()
+            self.filter
+                .as_ref()
+                .map(|f| format!(", filter {}", f.display.join(" AND ")))
+                .unwrap_or_default()
         )
     }
 }

@@ -98,16 +98,26 @@ impl Handlers {
 #[async_trait]
 impl pgwire::api::cancel::CancelHandler for Backend {
     async fn on_cancel_request(&self, req: pgwire::messages::cancel::CancelRequest) {
-        let signal = self.cancels.lock().expect("lock").get(&(req.pid, req.secret_key.to_bytes())).cloned();
+        let signal = self
+            .cancels
+            .lock()
+            .expect("lock")
+            .get(&(req.pid, req.secret_key.to_bytes()))
+            .cloned();
         if let Some(s) = signal {
             s.0.send_modify(|n| *n += 1);
         }
-        DefaultCancelHandler::new(self.manager.clone()).on_cancel_request(req).await;
+        DefaultCancelHandler::new(self.manager.clone())
+            .on_cancel_request(req)
+            .await;
     }
 }
 
 /// Ends `stream` with 57014 as soon as the connection's cancel signal moves.
-fn cancellable<S>(stream: S, signal: Option<CancelSignal>) -> futures::stream::BoxStream<'static, PgWireResult<pgwire::messages::data::DataRow>>
+fn cancellable<S>(
+    stream: S,
+    signal: Option<CancelSignal>,
+) -> futures::stream::BoxStream<'static, PgWireResult<pgwire::messages::data::DataRow>>
 where
     S: futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static,
 {
