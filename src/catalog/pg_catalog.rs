@@ -301,7 +301,10 @@ pub fn type_oid(name: &str) -> Option<i64> {
 
 /// The OID of a relation named by `parts`, resolved along `search_path`.
 pub fn relation_oid(catalog: &Catalog, parts: &[String], search_path: &[String]) -> Option<i64> {
-    catalog.resolve_table(parts, search_path).ok().map(|t| t.oid() as i64)
+    match catalog.resolve_relation(parts, search_path)? {
+        super::Relation::Table(t) => Some(t.oid() as i64),
+        super::Relation::View(v) => Some(v.oid() as i64),
+    }
 }
 
 /// Splits `schema.name` (either part possibly double-quoted) into its parts.
@@ -576,6 +579,38 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                     ]);
                 }
             }
+            for v in cat.views() {
+                rows.push(vec![
+                    i(v.oid() as i64),
+                    s(v.def.name.clone()),
+                    i(schema_oid(cat, &v.def.schema)),
+                    i(0),
+                    i(0),
+                    i(OWNER_OID),
+                    i(HEAP_AM_OID),
+                    i(v.oid() as i64),
+                    i(0),
+                    i4(0),
+                    ScalarValue::Float32(Some(-1.0)),
+                    i4(0),
+                    i(0),
+                    b(false),
+                    b(false),
+                    s("p"),
+                    s("m"),
+                    i2(v.def.columns.len() as i16),
+                    i2(0),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(true),
+                    s("d"),
+                    b(false),
+                    i(0),
+                ]);
+            }
             build(cols, rows)?
         }
         "pg_attribute" => {
@@ -660,6 +695,37 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                             s("i"),
                         ]);
                     }
+                }
+            }
+            for v in cat.views() {
+                for (n, c) in v.def.columns.iter().enumerate() {
+                    let pg = c.ty.pg_type();
+                    let collation = if matches!(c.ty, SqlType::Text | SqlType::Varchar(_)) {
+                        100
+                    } else {
+                        0
+                    };
+                    rows.push(vec![
+                        i(v.oid() as i64),
+                        s(c.name.clone()),
+                        i(pg.oid() as i64),
+                        i2(type_len(&pg)),
+                        i2(n as i16 + 1),
+                        i4(c.ty.typmod()),
+                        i4(if matches!(c.ty, SqlType::Array(_)) { 1 } else { 0 }),
+                        b(false),
+                        b(false),
+                        b(false),
+                        s(""),
+                        s(""),
+                        b(false),
+                        b(true),
+                        i4(0),
+                        i(collation),
+                        i2(-1),
+                        s("x"),
+                        s("i"),
+                    ]);
                 }
             }
             build(cols, rows)?
@@ -1073,7 +1139,19 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                 boolc("ispopulated"),
                 txt("definition"),
             ],
-            vec![],
+            cat.views()
+                .map(|v| {
+                    vec![
+                        s(v.def.schema.clone()),
+                        s(v.def.name.clone()),
+                        s(env.user.clone()),
+                        ScalarValue::Null,
+                        b(false),
+                        b(true),
+                        s(format!(" {};", v.def.query)),
+                    ]
+                })
+                .collect(),
         )?,
         "pg_inherits" => build(
             vec![

@@ -160,7 +160,6 @@ pub fn static_udfs() -> Vec<ScalarUDF> {
         null_text("col_description", &[2]),
         null_text("shobj_description", &[2]),
         null_text("pg_get_triggerdef", &[1, 2]),
-        null_text("pg_get_viewdef", &[1, 2]),
         null_text("pg_get_function_identity_arguments", &[1]),
         null_text("pg_get_function_arguments", &[1]),
         null_text("pg_get_function_result", &[1]),
@@ -357,6 +356,7 @@ pub fn session_udfs(env: &QueryEnv) -> Vec<ScalarUDF> {
     let catalog6 = catalog.clone();
     let catalog7 = catalog.clone();
     let catalog8 = catalog.clone();
+    let catalog9 = catalog.clone();
     let search_path4 = search_path.clone();
     let search_path2 = search_path.clone();
     let search_path3 = search_path.clone();
@@ -446,6 +446,13 @@ pub fn session_udfs(env: &QueryEnv) -> Vec<ScalarUDF> {
         }),
         text_fn("pg_get_constraintdef", arities(&[1, 2]), move |a| {
             pg_catalog::constraint_def(&catalog, as_i64(&a[0])?)
+        }),
+        text_fn("pg_get_viewdef", arities(&[1, 2]), move |a| {
+            let oid = as_i64(&a[0])?;
+            catalog9
+                .views()
+                .find(|v| v.oid() as i64 == oid)
+                .map(|v| format!(" {};", v.def.query))
         }),
     ]
 }

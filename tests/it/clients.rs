@@ -124,7 +124,7 @@ async fn psql_describes_and_queries() {
         db.as_ref().is_some_and(|r| r[1] == "freshet" && r[2] == "UTF8"),
         "\\l: {out}"
     );
-    // Freshet has no user-defined functions, views or materialized views yet.
+    // Freshet has no user-defined functions or plain views.
     let out = run("\\df");
     assert_row(
         "\\df",
@@ -132,9 +132,23 @@ async fn psql_describes_and_queries() {
         &["Schema", "Name", "Result data type", "Argument data types", "Type"],
     );
     assert!(out.contains("(0 rows)"), "\\df: {out}");
-    for cmd in ["\\dv", "\\dm"] {
-        assert!(run(cmd).contains("Did not find any relations."), "{cmd}");
-    }
+    assert!(run("\\dv").contains("Did not find any relations."), "\\dv");
+    assert!(run("\\dm").contains("Did not find any relations."), "\\dm");
+    let (ok, out) = psql(
+        &server,
+        &[
+            "-c",
+            "CREATE MATERIALIZED VIEW rich AS SELECT owner, balance FROM accounts WHERE balance > 5",
+        ],
+    );
+    assert!(ok, "{out}");
+    let out = run("\\dm");
+    assert_row("\\dm", &out, &["public", "rich", "materialized view", "freshet"]);
+    let out = run("\\d rich");
+    assert!(
+        out.contains("Materialized view \"public.rich\"") && out.contains("numeric(12,2)"),
+        "\\d rich: {out}"
+    );
     let (ok, out) = psql(&server, &["-c", "\\d nosuch"]);
     assert!(
         !ok && out.contains("Did not find any relation named \"nosuch\""),
