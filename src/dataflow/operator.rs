@@ -109,6 +109,50 @@ impl StateTable {
         Ok(out.into_iter().map(|(k, v)| (k[n..].to_vec(), v)).collect())
     }
 
+    /// The first `limit` entries under `key_prefix` in key order (keys without the table
+    /// prefix), merging this epoch's writes over the snapshot lazily: O(limit), not O(state).
+    pub fn scan_first(&self, ctx: &EpochContext, key_prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let from = self.full(key_prefix);
+        let to = keys::prefix_end(&from).unwrap_or_else(|| vec![0xFF; from.len() + 1]);
+        let mut stored = ctx.snapshot.scan(&from, &to).peekable();
+        let mut dirty = self
+            .dirty
+            .range::<Vec<u8>, _>((Bound::Included(&from), Bound::Excluded(&to)))
+            .peekable();
+        let n = self.prefix.len();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let stored_key = match stored.peek() {
+                Some(Ok((k, _))) => Some(k.to_vec()),
+                Some(Err(_)) => {
+                    stored.next().transpose()?;
+                    continue;
+                }
+                None => None,
+            };
+            let dirty_key = dirty.peek().map(|(k, _)| (*k).clone());
+            let take_dirty = match (&stored_key, &dirty_key) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(s), Some(d)) => d <= s,
+            };
+            if take_dirty {
+                if stored_key == dirty_key {
+                    stored.next();
+                }
+                let (k, v) = dirty.next().expect("peeked");
+                if let Some(v) = v {
+                    out.push((k[n..].to_vec(), v.clone()));
+                }
+            } else {
+                let (k, v) = stored.next().expect("peeked")?;
+                out.push((k[n..].to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
     /// First (or last) entry under `key_prefix`.
     pub fn first_under(&self, ctx: &EpochContext, key_prefix: &[u8], last: bool) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         // Operator state under one group is usually small; the merged scan keeps this exact.

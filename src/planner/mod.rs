@@ -10,6 +10,7 @@
 //! | Join (inner / left / right / full, equi + extra condition) | `HashJoinOp` |
 //! | Union | `UnionOp` |
 //! | Distinct | `DistinctOp` |
+//! | Sort with LIMIT / OFFSET | `TopNOp` |
 //! | SubqueryAlias, Sort without LIMIT | pass-through |
 //!
 //! Anything else is refused with 0A000 naming the construct.
@@ -29,6 +30,7 @@ use crate::dataflow::ops::distinct::DistinctOp;
 use crate::dataflow::ops::filter::FilterOp;
 use crate::dataflow::ops::join::{HashJoinOp, JoinSide};
 use crate::dataflow::ops::project::ProjectOp;
+use crate::dataflow::ops::topn::TopNOp;
 use crate::dataflow::ops::union::UnionOp;
 use crate::dataflow::ops::Exprs;
 use crate::error::{Error, Result};
@@ -121,8 +123,28 @@ impl Builder {
             }
             LogicalPlan::SubqueryAlias(a) => self.build(&a.input),
             LogicalPlan::Sort(s) if s.fetch.is_none() => self.build(&s.input),
-            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
-                Err(Error::unsupported("ORDER BY ... LIMIT (top-N) in materialized views"))
+            LogicalPlan::Sort(s) => self.top_n(&s.input, &s.expr, 0, s.fetch.unwrap_or(usize::MAX)),
+            LogicalPlan::Limit(l) => {
+                use datafusion::logical_expr::{FetchType, SkipType};
+                let skip = match l.get_skip_type()? {
+                    SkipType::Literal(s) => s,
+                    SkipType::UnsupportedExpr => {
+                        return Err(Error::unsupported("a non-constant OFFSET in materialized views"))
+                    }
+                };
+                let fetch = match l.get_fetch_type()? {
+                    FetchType::Literal(f) => f.unwrap_or(usize::MAX),
+                    FetchType::UnsupportedExpr => {
+                        return Err(Error::unsupported("a non-constant LIMIT in materialized views"))
+                    }
+                };
+                match l.input.as_ref() {
+                    LogicalPlan::Sort(s) => {
+                        let fetch = s.fetch.map(|f| f.saturating_sub(skip)).unwrap_or(fetch).min(fetch);
+                        self.top_n(&s.input, &s.expr, skip, fetch)
+                    }
+                    _ => Err(Error::unsupported("LIMIT without ORDER BY in materialized views")),
+                }
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Join(j) => {
@@ -214,6 +236,46 @@ impl Builder {
             }
             other => Err(Error::unsupported(format!("{} in materialized views", other.display()))),
         }
+    }
+
+    fn top_n(
+        &mut self,
+        input: &LogicalPlan,
+        order: &[datafusion::logical_expr::SortExpr],
+        skip: usize,
+        fetch: usize,
+    ) -> Result<usize> {
+        let i = self.build(input)?;
+        let exprs: Vec<Expr> = order.iter().map(|s| s.expr.clone()).collect();
+        let types: Vec<DataType> = exprs
+            .iter()
+            .map(|e| e.get_type(input.schema()))
+            .collect::<datafusion::error::Result<_>>()?;
+        let options = order
+            .iter()
+            .map(|s| datafusion::arrow::compute::SortOptions {
+                descending: !s.asc,
+                nulls_first: s.nulls_first,
+            })
+            .collect();
+        let schema = arrow_schema(input.schema());
+        let op = TopNOp::new(
+            self.state(0),
+            self.state(1),
+            Exprs::new(&exprs, input.schema())?,
+            types,
+            options,
+            skip,
+            fetch,
+            schema.clone(),
+        )?;
+        Ok(self.push(
+            NodeKind::Op {
+                op: Box::new(op),
+                inputs: vec![i],
+            },
+            schema,
+        ))
     }
 
     fn aggregate(&mut self, a: &datafusion::logical_expr::Aggregate) -> Result<usize> {
