@@ -8,6 +8,7 @@
 //! | Filter | `FilterOp` |
 //! | Aggregate | `GroupAggregateOp` |
 //! | Join (inner / left / right / full, equi + extra condition) | `HashJoinOp` |
+//! | Join (left semi / anti, incl. null-aware NOT IN) | `SemiJoinOp` |
 //! | Union | `UnionOp` |
 //! | Distinct | `DistinctOp` |
 //! | Sort with LIMIT / OFFSET | `TopNOp` |
@@ -21,7 +22,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan};
 
 use crate::dataflow::graph::{Node, NodeKind, ViewDataflow};
 use crate::dataflow::operator::StateTable;
@@ -30,6 +31,7 @@ use crate::dataflow::ops::distinct::DistinctOp;
 use crate::dataflow::ops::filter::FilterOp;
 use crate::dataflow::ops::join::{HashJoinOp, JoinSide};
 use crate::dataflow::ops::project::ProjectOp;
+use crate::dataflow::ops::semi_join::SemiJoinOp;
 use crate::dataflow::ops::topn::TopNOp;
 use crate::dataflow::ops::union::UnionOp;
 use crate::dataflow::ops::Exprs;
@@ -147,6 +149,46 @@ impl Builder {
                 }
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
+            LogicalPlan::Join(j) if matches!(j.join_type, JoinType::LeftSemi | JoinType::LeftAnti) => {
+                if j.filter.is_some() {
+                    return Err(Error::unsupported(
+                        "IN / EXISTS subqueries with a non-equality correlation in materialized views",
+                    ));
+                }
+                let left = self.build(&j.left)?;
+                let right = self.build(&j.right)?;
+                let (lk, rk): (Vec<Expr>, Vec<Expr>) = if j.on.is_empty() {
+                    (
+                        vec![Expr::Literal(true.into(), None)],
+                        vec![Expr::Literal(true.into(), None)],
+                    )
+                } else {
+                    j.on.iter().cloned().unzip()
+                };
+                let key_types: Vec<DataType> = lk
+                    .iter()
+                    .map(|e| e.get_type(j.left.schema()))
+                    .collect::<datafusion::error::Result<_>>()?;
+                let schema = arrow_schema(&j.schema);
+                let op = SemiJoinOp::new(
+                    j.join_type == JoinType::LeftAnti,
+                    j.null_aware,
+                    Exprs::new(&lk, j.left.schema())?,
+                    Exprs::new(&rk, j.right.schema())?,
+                    key_types,
+                    self.state(0),
+                    self.state(1),
+                    self.state(2),
+                    schema.clone(),
+                )?;
+                Ok(self.push(
+                    NodeKind::Op {
+                        op: Box::new(op),
+                        inputs: vec![left, right],
+                    },
+                    schema,
+                ))
+            }
             LogicalPlan::Join(j) => {
                 let left = self.build(&j.left)?;
                 let right = self.build(&j.right)?;

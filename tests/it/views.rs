@@ -62,6 +62,19 @@ const VIEWS: &[(&str, &str)] = &[
         "v_cte",
         "WITH big AS (SELECT * FROM t1 WHERE v > 20) SELECT big.g, count(*) AS n FROM big GROUP BY big.g",
     ),
+    ("v_top", "SELECT id, v FROM t1 ORDER BY v DESC, id LIMIT 5"),
+    (
+        "v_top_offset",
+        "SELECT id, g FROM t1 ORDER BY g, id DESC LIMIT 4 OFFSET 2",
+    ),
+    ("v_in", "SELECT id FROM t1 WHERE g IN (SELECT t1_id FROM t2)"),
+    (
+        "v_not_exists",
+        "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.t1_id = t1.id)",
+    ),
+    ("v_not_in", "SELECT id FROM t1 WHERE v NOT IN (SELECT w FROM t2)"),
+    ("v_intersect", "SELECT g FROM t1 INTERSECT SELECT t1_id FROM t2"),
+    ("v_except", "SELECT g FROM t1 EXCEPT SELECT t1_id FROM t2"),
 ];
 
 /// A cell as text, floats rounded (incremental sums of floats may differ in the last bits).
@@ -136,7 +149,11 @@ fn random_statement(rng: &mut StdRng) -> String {
         5 => format!(
             "INSERT INTO t2 VALUES ({id}, {}, {}) ON CONFLICT (id) DO UPDATE SET w = excluded.w",
             rng.random_range(0..40),
-            rng.random_range(0..60)
+            if rng.random_bool(0.05) {
+                "NULL".to_string()
+            } else {
+                rng.random_range(0..60).to_string()
+            }
         ),
         6 => format!("DELETE FROM t2 WHERE id = {id}"),
         _ => format!("UPDATE t2 SET t1_id = {} WHERE id = {id}", rng.random_range(0..5)),

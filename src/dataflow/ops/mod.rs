@@ -7,6 +7,7 @@ pub mod distinct;
 pub mod filter;
 pub mod join;
 pub mod project;
+pub mod semi_join;
 pub mod topn;
 pub mod union;
 
