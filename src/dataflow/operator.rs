@@ -153,15 +153,9 @@ impl StateTable {
         Ok(out)
     }
 
-    /// First (or last) entry under `key_prefix`.
-    pub fn first_under(&self, ctx: &EpochContext, key_prefix: &[u8], last: bool) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        // Operator state under one group is usually small; the merged scan keeps this exact.
-        let all = self.scan_prefix(ctx, key_prefix)?;
-        Ok(if last {
-            all.into_iter().next_back()
-        } else {
-            all.into_iter().next()
-        })
+    /// The first entry under `key_prefix` (O(1) reads, not a scan of the prefix).
+    pub fn first_under(&self, ctx: &EpochContext, key_prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.scan_first(ctx, key_prefix, 1)?.into_iter().next())
     }
 
     /// Moves this epoch's writes into `batch`.

@@ -32,6 +32,21 @@ impl RowCodec {
         })
     }
 
+    /// A codec whose byte order is the reverse of the values' order (largest first).
+    pub fn descending(types: &[DataType]) -> Result<Self> {
+        let opts = datafusion::arrow::compute::SortOptions {
+            descending: true,
+            nulls_first: false,
+        };
+        let fields = types
+            .iter()
+            .map(|t| SortField::new_with_options(t.clone(), opts))
+            .collect();
+        Ok(RowCodec {
+            converter: RowConverter::new(fields)?,
+        })
+    }
+
     /// Encodes the rows of `columns` (all of the same length).
     pub fn encode(&self, columns: &[ArrayRef]) -> Result<Rows> {
         Ok(self.converter.convert_columns(columns)?)

@@ -114,7 +114,10 @@ impl GroupAggregateOp {
         let value_codecs = aggs
             .iter()
             .map(|a| {
-                if a.kind.uses_multiset() {
+                if a.kind == AggKind::Max {
+                    // Largest first: MAX is the first key, found without scanning the group.
+                    RowCodec::descending(std::slice::from_ref(&a.input)).map(Some)
+                } else if a.kind.uses_multiset() {
                     RowCodec::new(std::slice::from_ref(&a.input)).map(Some)
                 } else {
                     Ok(None)
@@ -215,16 +218,13 @@ impl GroupAggregateOp {
                         ScalarValue::Boolean(Some(acc.trues > 0))
                     }
                 }
-                AggKind::Min | AggKind::Max => {
-                    let last = spec.kind == AggKind::Max;
-                    match self.values.first_under(ctx, &Self::multiset_prefix(group, i), last)? {
-                        Some((k, _)) => {
-                            let p = Self::multiset_prefix(group, i).len();
-                            self.decode_value(i, &k[p..])?
-                        }
-                        None => ScalarValue::try_from(&spec.output)?,
+                AggKind::Min | AggKind::Max => match self.values.first_under(ctx, &Self::multiset_prefix(group, i))? {
+                    Some((k, _)) => {
+                        let p = Self::multiset_prefix(group, i).len();
+                        self.decode_value(i, &k[p..])?
                     }
-                }
+                    None => ScalarValue::try_from(&spec.output)?,
+                },
                 AggKind::StringAgg(sep) => {
                     let p = Self::multiset_prefix(group, i);
                     let mut parts: Vec<String> = Vec::new();
