@@ -326,24 +326,30 @@ impl Catalog {
         }
     }
 
+    /// A new table or view may be created as `schema.name`.
+    fn check_new_relation(&self, schema: &str, name: &str) -> Result<()> {
+        if !self.schemas.contains_key(schema) {
+            return Err(Error::user(
+                SqlState::INVALID_SCHEMA_NAME,
+                format!("schema \"{schema}\" does not exist"),
+            ));
+        }
+        if self.name_taken(schema, name) {
+            return Err(Error::user(
+                SqlState::DUPLICATE_TABLE,
+                format!("relation \"{name}\" already exists"),
+            ));
+        }
+        Ok(())
+    }
+
     fn name_taken(&self, schema: &str, name: &str) -> bool {
         self.table(schema, name).is_some() || self.view(schema, name).is_some()
     }
 
     /// Adds a materialized view; `def.id` is assigned here.
     pub fn create_view(&mut self, mut def: ViewDef, batch: &mut WriteBatch) -> Result<Arc<View>> {
-        if !self.schemas.contains_key(&def.schema) {
-            return Err(Error::user(
-                SqlState::INVALID_SCHEMA_NAME,
-                format!("schema \"{}\" does not exist", def.schema),
-            ));
-        }
-        if self.name_taken(&def.schema, &def.name) {
-            return Err(Error::user(
-                SqlState::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", def.name),
-            ));
-        }
+        self.check_new_relation(&def.schema, &def.name)?;
         def.id = self.allocate_id(batch);
         put_json(batch, KIND_VIEW, def.id, &def);
         let v = Arc::new(View::new(def)?);
@@ -471,18 +477,7 @@ impl Catalog {
 
     /// Adds a table; `def.id` is assigned here.
     pub fn create_table(&mut self, mut def: TableDef, batch: &mut WriteBatch) -> Result<Arc<Table>> {
-        if !self.schemas.contains_key(&def.schema) {
-            return Err(Error::user(
-                SqlState::INVALID_SCHEMA_NAME,
-                format!("schema \"{}\" does not exist", def.schema),
-            ));
-        }
-        if self.name_taken(&def.schema, &def.name) {
-            return Err(Error::user(
-                SqlState::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", def.name),
-            ));
-        }
+        self.check_new_relation(&def.schema, &def.name)?;
         def.id = self.allocate_id(batch);
         put_json(batch, KIND_TABLE, def.id, &def);
         let t = Arc::new(Table::new(def, Arc::new(AtomicI64::new(1)))?);

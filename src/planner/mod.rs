@@ -157,18 +157,7 @@ impl Builder {
                 }
                 let left = self.build(&j.left)?;
                 let right = self.build(&j.right)?;
-                let (lk, rk): (Vec<Expr>, Vec<Expr>) = if j.on.is_empty() {
-                    (
-                        vec![Expr::Literal(true.into(), None)],
-                        vec![Expr::Literal(true.into(), None)],
-                    )
-                } else {
-                    j.on.iter().cloned().unzip()
-                };
-                let key_types: Vec<DataType> = lk
-                    .iter()
-                    .map(|e| e.get_type(j.left.schema()))
-                    .collect::<datafusion::error::Result<_>>()?;
+                let (lk, rk, key_types) = join_keys(j)?;
                 let schema = arrow_schema(&j.schema);
                 let op = SemiJoinOp::new(
                     j.join_type == JoinType::LeftAnti,
@@ -192,19 +181,7 @@ impl Builder {
             LogicalPlan::Join(j) => {
                 let left = self.build(&j.left)?;
                 let right = self.build(&j.right)?;
-                let (lk, rk): (Vec<Expr>, Vec<Expr>) = if j.on.is_empty() {
-                    // A cross join (or a join on a condition only): one shared key.
-                    (
-                        vec![Expr::Literal(true.into(), None)],
-                        vec![Expr::Literal(true.into(), None)],
-                    )
-                } else {
-                    j.on.iter().cloned().unzip()
-                };
-                let key_types: Vec<DataType> = lk
-                    .iter()
-                    .map(|e| e.get_type(j.left.schema()))
-                    .collect::<datafusion::error::Result<_>>()?;
+                let (lk, rk, key_types) = join_keys(j)?;
                 let left_types: Vec<DataType> =
                     j.left.schema().fields().iter().map(|f| f.data_type().clone()).collect();
                 let right_types: Vec<DataType> = j
@@ -423,6 +400,24 @@ impl Builder {
             schema,
         ))
     }
+}
+
+/// The left and right key expressions of a join and the key types. A join without equality
+/// keys (a cross join, or a condition only) uses one constant key shared by every row.
+fn join_keys(j: &datafusion::logical_expr::Join) -> Result<(Vec<Expr>, Vec<Expr>, Vec<DataType>)> {
+    let (lk, rk): (Vec<Expr>, Vec<Expr>) = if j.on.is_empty() {
+        (
+            vec![Expr::Literal(true.into(), None)],
+            vec![Expr::Literal(true.into(), None)],
+        )
+    } else {
+        j.on.iter().cloned().unzip()
+    };
+    let key_types = lk
+        .iter()
+        .map(|e| e.get_type(j.left.schema()))
+        .collect::<datafusion::error::Result<_>>()?;
+    Ok((lk, rk, key_types))
 }
 
 fn unalias(e: &Expr) -> &Expr {

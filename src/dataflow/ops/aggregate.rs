@@ -386,17 +386,7 @@ impl Operator for GroupAggregateOp {
         let group_keys: Vec<Vec<u8>> = if self.group_types.is_empty() {
             vec![Vec::new(); data.num_rows()]
         } else {
-            let cols: Vec<ArrayRef> = group_cols
-                .iter()
-                .zip(&self.group_types)
-                .map(|(c, t)| {
-                    if c.data_type() == t {
-                        Ok(c.clone())
-                    } else {
-                        Ok(datafusion::arrow::compute::cast(c, t)?)
-                    }
-                })
-                .collect::<Result<_>>()?;
+            let cols: Vec<ArrayRef> = super::cast_columns(&group_cols, &self.group_types)?;
             let rows = self.group_codec.as_ref().expect("grouped").encode(&cols)?;
             (0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect()
         };

@@ -141,17 +141,7 @@ impl Operator for HashJoinOp {
         let data = input.data();
         let weights = input.weights().values().to_vec();
         let key_cols = self.sides[this].keys.eval(&data)?;
-        let key_cols: Vec<ArrayRef> = key_cols
-            .iter()
-            .zip(&self.key_types)
-            .map(|(c, t)| {
-                if c.data_type() == t {
-                    Ok(c.clone())
-                } else {
-                    Ok(cast(c, t)?)
-                }
-            })
-            .collect::<Result<_>>()?;
+        let key_cols: Vec<ArrayRef> = super::cast_columns(&key_cols, &self.key_types)?;
         let keys = self.key_codec.encode(&key_cols)?;
         let rows = self.sides[this].codec.encode(data.columns())?;
         let has_null_key: Vec<bool> = (0..data.num_rows())

@@ -58,3 +58,19 @@ pub fn nulls_are_false(mask: &datafusion::arrow::array::BooleanArray) -> datafus
         datafusion::arrow::compute::prep_null_mask_filter(mask)
     }
 }
+
+/// `columns` cast to `types` where they differ (expressions may yield a narrower or wider type
+/// than the one state is keyed by).
+pub fn cast_columns(columns: &[ArrayRef], types: &[datafusion::arrow::datatypes::DataType]) -> Result<Vec<ArrayRef>> {
+    columns
+        .iter()
+        .zip(types)
+        .map(|(c, t)| {
+            if c.data_type() == t {
+                Ok(c.clone())
+            } else {
+                Ok(datafusion::arrow::compute::cast(c, t)?)
+            }
+        })
+        .collect()
+}

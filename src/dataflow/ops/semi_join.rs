@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 
 use super::Exprs;
@@ -93,17 +93,7 @@ impl SemiJoinOp {
 
     fn keys_of(&self, exprs: &Exprs, data: &RecordBatch) -> Result<(Vec<Option<Vec<u8>>>, usize)> {
         let cols = exprs.eval(data)?;
-        let cols: Vec<ArrayRef> = cols
-            .iter()
-            .zip(&self.key_types)
-            .map(|(c, t)| {
-                if c.data_type() == t {
-                    Ok(c.clone())
-                } else {
-                    Ok(cast(c, t)?)
-                }
-            })
-            .collect::<Result<_>>()?;
+        let cols: Vec<ArrayRef> = super::cast_columns(&cols, &self.key_types)?;
         let rows = self.key_codec.encode(&cols)?;
         let n = data.num_rows();
         Ok((

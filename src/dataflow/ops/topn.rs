@@ -76,17 +76,7 @@ impl Operator for TopNOp {
         }
         let data = input.data();
         let sort_cols = self.sort_exprs.eval(&data)?;
-        let sort_cols: Vec<ArrayRef> = sort_cols
-            .iter()
-            .zip(&self.sort_types)
-            .map(|(c, t)| {
-                if c.data_type() == t {
-                    Ok(c.clone())
-                } else {
-                    Ok(datafusion::arrow::compute::cast(c, t)?)
-                }
-            })
-            .collect::<Result<_>>()?;
+        let sort_cols: Vec<ArrayRef> = super::cast_columns(&sort_cols, &self.sort_types)?;
         let sort_keys = self.sort_converter()?.convert_columns(&sort_cols)?;
         let rows = self.row_codec.encode(data.columns())?;
         for (i, w) in input.weights().values().iter().enumerate() {
