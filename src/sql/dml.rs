@@ -486,7 +486,13 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
         .filter(|i| !table.def.columns[*i].hidden)
         .collect();
     let targets: Vec<usize> = if ins.columns.is_empty() {
-        visible.clone()
+        // Without a column list, VALUES rows shorter than the table fill its first columns
+        // and the rest get their defaults, as in PostgreSQL.
+        let width = match ins.source.as_deref().map(|q| q.body.as_ref()) {
+            Some(SetExpr::Values(v)) => v.rows.iter().map(|r| r.len()).max().unwrap_or(visible.len()),
+            _ => visible.len(),
+        };
+        visible.iter().take(width.min(visible.len()).max(1)).copied().collect()
     } else {
         let mut seen = HashSet::new();
         ins.columns
