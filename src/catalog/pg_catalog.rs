@@ -436,6 +436,37 @@ fn schema_oid(catalog: &Catalog, name: &str) -> i64 {
         .unwrap_or(PUBLIC_SCHEMA_OID as i64)
 }
 
+/// One `pg_attribute` row: column `n` (0-based) of relation `relid`.
+fn attribute_row(relid: i64, n: usize, c: &super::ColumnDef) -> Vec<ScalarValue> {
+    let pg = c.ty.pg_type();
+    let collation = if matches!(c.ty, SqlType::Text | SqlType::Varchar(_)) {
+        100
+    } else {
+        0
+    };
+    vec![
+        i(relid),
+        s(c.name.clone()),
+        i(pg.oid() as i64),
+        i2(type_len(&pg)),
+        i2(n as i16 + 1),
+        i4(c.ty.typmod()),
+        i4(if matches!(c.ty, SqlType::Array(_)) { 1 } else { 0 }),
+        b(c.not_null),
+        b(c.default.is_some()),
+        b(false),
+        s(""),
+        s(""),
+        b(false),
+        b(true),
+        i4(0),
+        i(collation),
+        i2(-1),
+        s("x"),
+        s("i"),
+    ]
+}
+
 /// Builds the system table `schema.name` for the statement's catalog, if it exists.
 pub fn system_table(env: &QueryEnv, schema: &str, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
     let cat = env.view.committed.catalog.as_ref();
@@ -640,33 +671,7 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
             let mut rows = Vec::new();
             for t in cat.tables() {
                 for (n, c) in visible_cols(t) {
-                    let pg = c.ty.pg_type();
-                    let collation = if matches!(c.ty, SqlType::Text | SqlType::Varchar(_)) {
-                        100
-                    } else {
-                        0
-                    };
-                    rows.push(vec![
-                        i(t.oid() as i64),
-                        s(c.name.clone()),
-                        i(pg.oid() as i64),
-                        i2(type_len(&pg)),
-                        i2(n as i16 + 1),
-                        i4(c.ty.typmod()),
-                        i4(if matches!(c.ty, SqlType::Array(_)) { 1 } else { 0 }),
-                        b(c.not_null),
-                        b(c.default.is_some()),
-                        b(false),
-                        s(""),
-                        s(""),
-                        b(false),
-                        b(true),
-                        i4(0),
-                        i(collation),
-                        i2(-1),
-                        s("x"),
-                        s("i"),
-                    ]);
+                    rows.push(attribute_row(t.oid() as i64, n, &c));
                 }
                 // The primary-key index's own columns (psql's `\d t_pkey` lists them).
                 if user_pk(t) {
@@ -699,33 +704,7 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
             }
             for v in cat.views() {
                 for (n, c) in v.def.columns.iter().enumerate() {
-                    let pg = c.ty.pg_type();
-                    let collation = if matches!(c.ty, SqlType::Text | SqlType::Varchar(_)) {
-                        100
-                    } else {
-                        0
-                    };
-                    rows.push(vec![
-                        i(v.oid() as i64),
-                        s(c.name.clone()),
-                        i(pg.oid() as i64),
-                        i2(type_len(&pg)),
-                        i2(n as i16 + 1),
-                        i4(c.ty.typmod()),
-                        i4(if matches!(c.ty, SqlType::Array(_)) { 1 } else { 0 }),
-                        b(false),
-                        b(false),
-                        b(false),
-                        s(""),
-                        s(""),
-                        b(false),
-                        b(true),
-                        i4(0),
-                        i(collation),
-                        i2(-1),
-                        s("x"),
-                        s("i"),
-                    ]);
+                    rows.push(attribute_row(v.oid() as i64, n, c));
                 }
             }
             build(cols, rows)?
