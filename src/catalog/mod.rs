@@ -177,6 +177,18 @@ impl Table {
         self.def.columns.iter().any(|c| c.hidden && c.name == ROW_ID_COLUMN)
     }
 
+    /// The index of visible column `name`, or 42703.
+    pub fn visible_column(&self, name: &str) -> Result<usize> {
+        self.column_index(name)
+            .filter(|i| !self.def.columns[*i].hidden)
+            .ok_or_else(|| {
+                Error::user(
+                    SqlState::UNDEFINED_COLUMN,
+                    format!("column \"{name}\" of relation \"{}\" does not exist", self.def.name),
+                )
+            })
+    }
+
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.def.columns.iter().position(|c| c.name == name)
     }

@@ -94,15 +94,7 @@ fn target_columns(table: &Table, columns: &[sqlparser::ast::Ident]) -> Result<Ve
         .iter()
         .map(|c| {
             let n = super::ident_name(c);
-            table
-                .column_index(&n)
-                .filter(|i| !table.def.columns[*i].hidden)
-                .ok_or_else(|| {
-                    Error::user(
-                        SqlState::UNDEFINED_COLUMN,
-                        format!("column \"{n}\" of relation \"{}\" does not exist", table.def.name),
-                    )
-                })
+            table.visible_column(&n)
         })
         .collect()
 }

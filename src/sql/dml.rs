@@ -499,15 +499,7 @@ async fn insert(env: &QueryEnv, ins: &Insert, writes: &mut TxnWrites) -> Result<
             .iter()
             .map(|c| {
                 let n = super::object_name_parts(c).pop().unwrap_or_default();
-                let idx = table
-                    .column_index(&n)
-                    .filter(|i| !table.def.columns[*i].hidden)
-                    .ok_or_else(|| {
-                        Error::user(
-                            SqlState::UNDEFINED_COLUMN,
-                            format!("column \"{n}\" of relation \"{}\" does not exist", table.def.name),
-                        )
-                    })?;
+                let idx = table.visible_column(&n)?;
                 if !seen.insert(idx) {
                     return Err(Error::user(
                         SqlState::DUPLICATE_COLUMN,
@@ -846,15 +838,7 @@ fn assignment_column(table: &Table, target: &AssignmentTarget) -> Result<usize> 
         return Err(Error::unsupported("assigning to a tuple of columns"));
     };
     let n = super::object_name_parts(name).pop().unwrap_or_default();
-    table
-        .column_index(&n)
-        .filter(|i| !table.def.columns[*i].hidden)
-        .ok_or_else(|| {
-            Error::user(
-                SqlState::UNDEFINED_COLUMN,
-                format!("column \"{n}\" of relation \"{}\" does not exist", table.def.name),
-            )
-        })
+    table.visible_column(&n)
 }
 
 /// Name and alias of the target of UPDATE / DELETE.
