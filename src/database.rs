@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
+use crate::connectors::runtime::SourceRuntime;
 use crate::dataflow::coordinator::{Committed, Coordinator, TxnWrites};
 use crate::error::Result;
 use crate::query::context::QueryEnv;
@@ -26,6 +27,8 @@ impl Default for DatabaseOptions {
 
 pub struct Database {
     pub coordinator: Arc<Coordinator>,
+    /// The running source tasks and their status.
+    pub sources: SourceRuntime,
     next_session_id: AtomicI32,
 }
 
@@ -57,6 +60,7 @@ impl Database {
             user: "freshet".into(),
             database: "freshet".into(),
             expose_hidden_of: None,
+            sources: Arc::default(),
         };
         let mut views = Vec::new();
         for v in state.catalog.views_in_order() {
@@ -66,10 +70,14 @@ impl Database {
             tracing::info!(views = views.len(), epoch = state.epoch, "materialized views resumed");
         }
         let coordinator = Coordinator::start(store, state, views, opts.sync)?;
-        Ok(Arc::new(Database {
+        let db = Arc::new(Database {
             coordinator,
+            sources: SourceRuntime::default(),
             next_session_id: AtomicI32::new(1),
-        }))
+        });
+        // Sources resume from the positions committed with the last epoch.
+        db.sources.reconcile(&db.coordinator).await;
+        Ok(db)
     }
 
     pub fn next_session_id(&self) -> i32 {

@@ -44,6 +44,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     let _ = tx.send(true);
     let _ = pg_task.await;
     let _ = http_task.await;
+    db.sources.stop_all().await;
     Ok(())
 }
 

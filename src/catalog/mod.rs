@@ -1,10 +1,11 @@
-//! The catalog: schemas and tables (later sources, views, sinks), persisted in the store.
+//! The catalog: schemas, tables, sources and views (later sinks), persisted in the store.
 //!
 //! A [`Catalog`] value is immutable: DDL builds a new one and the commit path publishes it
 //! together with the data of the same epoch, so a reader always sees a catalog and data that
 //! belong together. Objects are stored as JSON under `keys::catalog_key(kind, id)`.
 
 pub mod pg_catalog;
+pub mod source;
 pub mod system;
 pub mod types;
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result, SqlState};
 use crate::state::row_codec::RowCodec;
 use crate::state::{keys, StateSnapshot, WriteBatch};
+pub use source::{SourceDef, TableSource};
 pub use types::SqlType;
 
 /// Name of the hidden key column of a table declared without a primary key.
@@ -34,6 +36,7 @@ pub const PUBLIC_SCHEMA_OID: u32 = 2200;
 const KIND_SCHEMA: u8 = 1;
 const KIND_TABLE: u8 = 2;
 const KIND_VIEW: u8 = 3;
+const KIND_SOURCE: u8 = 4;
 const KIND_COUNTER: u8 = 0;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,6 +62,9 @@ pub struct TableDef {
     /// Bumped by every ALTER: writes planned against an older version are refused.
     #[serde(default)]
     pub version: u64,
+    /// Set for a table written only by a source (CDC); DML on it is refused.
+    #[serde(default)]
+    pub source: Option<TableSource>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,6 +179,26 @@ impl Table {
         FIRST_USER_OID + self.def.id
     }
 
+    /// Refuses DML on a table written only by a source.
+    pub fn check_writable(&self, catalog: &Catalog) -> Result<()> {
+        match &self.def.source {
+            None => Ok(()),
+            Some(s) => {
+                let source = catalog
+                    .source_by_id(s.source)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                Err(Error::user(
+                    SqlState::WRONG_OBJECT_TYPE,
+                    format!(
+                        "cannot write to table {}: it is written only by source {source} (upstream table {})",
+                        self.def.name, s.external
+                    ),
+                ))
+            }
+        }
+    }
+
     pub fn has_row_id(&self) -> bool {
         self.def.columns.iter().any(|c| c.hidden && c.name == ROW_ID_COLUMN)
     }
@@ -207,6 +233,7 @@ pub struct Catalog {
     schemas: BTreeMap<String, Arc<SchemaDef>>,
     tables: BTreeMap<(String, String), Arc<Table>>,
     views: BTreeMap<(String, String), Arc<View>>,
+    sources: BTreeMap<(String, String), Arc<SourceDef>>,
 }
 
 impl Catalog {
@@ -231,6 +258,11 @@ impl Catalog {
                     let t = Table::new(def, seq)?;
                     cat.tables
                         .insert((t.def.schema.clone(), t.def.name.clone()), Arc::new(t));
+                }
+                Some(&KIND_SOURCE) => {
+                    let def: SourceDef = serde_json::from_slice(&v).map_err(corrupt)?;
+                    cat.sources
+                        .insert((def.schema.clone(), def.name.clone()), Arc::new(def));
                 }
                 Some(&KIND_VIEW) => {
                     let def: ViewDef = serde_json::from_slice(&v).map_err(corrupt)?;
@@ -359,6 +391,71 @@ impl Catalog {
         self.table(schema, name).is_some() || self.view(schema, name).is_some()
     }
 
+    pub fn sources(&self) -> impl Iterator<Item = &Arc<SourceDef>> {
+        self.sources.values()
+    }
+
+    pub fn source_by_id(&self, id: u32) -> Option<&Arc<SourceDef>> {
+        self.sources.values().find(|s| s.id == id)
+    }
+
+    /// The tables a source writes.
+    pub fn tables_of_source(&self, id: u32) -> Vec<Arc<Table>> {
+        self.tables
+            .values()
+            .filter(|t| t.def.source.as_ref().is_some_and(|s| s.source == id))
+            .cloned()
+            .collect()
+    }
+
+    /// Finds a source by (optionally schema-qualified) name along the search path.
+    pub fn resolve_source(&self, parts: &[String], search_path: &[String]) -> Result<Arc<SourceDef>> {
+        let found = match parts {
+            [schema, name] => self.sources.get(&(schema.clone(), name.clone())).cloned(),
+            [name] => search_path
+                .iter()
+                .find_map(|s| self.sources.get(&(s.clone(), name.clone())).cloned()),
+            _ => None,
+        };
+        found.ok_or_else(|| {
+            Error::user(
+                SqlState::UNDEFINED_OBJECT,
+                format!("source \"{}\" does not exist", parts.join(".")),
+            )
+        })
+    }
+
+    /// Adds a source; `def.id` is assigned here.
+    pub fn create_source(&mut self, mut def: SourceDef, batch: &mut WriteBatch) -> Result<Arc<SourceDef>> {
+        if !self.schemas.contains_key(&def.schema) {
+            return Err(Error::user(
+                SqlState::INVALID_SCHEMA_NAME,
+                format!("schema \"{}\" does not exist", def.schema),
+            ));
+        }
+        if self.sources.contains_key(&(def.schema.clone(), def.name.clone())) {
+            return Err(Error::user(
+                SqlState::DUPLICATE_OBJECT,
+                format!("source \"{}\" already exists", def.name),
+            ));
+        }
+        def.id = self.allocate_id(batch);
+        put_json(batch, KIND_SOURCE, def.id, &def);
+        let s = Arc::new(def);
+        self.sources.insert((s.schema.clone(), s.name.clone()), s.clone());
+        self.version += 1;
+        Ok(s)
+    }
+
+    /// Removes a source and its stored progress (the caller drops its tables first).
+    pub fn drop_source(&mut self, def: &SourceDef, batch: &mut WriteBatch) {
+        let (from, to) = keys::source_state_range(def.id);
+        batch.delete_range(from, to);
+        batch.delete(keys::catalog_key(KIND_SOURCE, def.id));
+        self.sources.remove(&(def.schema.clone(), def.name.clone()));
+        self.version += 1;
+    }
+
     /// Adds a materialized view; `def.id` is assigned here.
     pub fn create_view(&mut self, mut def: ViewDef, batch: &mut WriteBatch) -> Result<Arc<View>> {
         self.check_new_relation(&def.schema, &def.name)?;
@@ -444,6 +541,14 @@ impl Catalog {
         })?;
         let members: Vec<_> = self.tables.values().filter(|t| t.def.schema == name).cloned().collect();
         let views: Vec<_> = self.views.values().filter(|v| v.def.schema == name).cloned().collect();
+        let sources: Vec<_> = self.sources.values().filter(|s| s.schema == name).cloned().collect();
+        if let (Some(s), false) = (sources.first(), cascade) {
+            return Err(Error::user_detail(
+                SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("cannot drop schema {name} because other objects depend on it"),
+                format!("source {} depends on schema {name}", s.qualified_name()),
+            ));
+        }
         if (!members.is_empty() || !views.is_empty()) && !cascade {
             if members.is_empty() {
                 return Err(Error::user_detail(
@@ -481,6 +586,15 @@ impl Catalog {
         for t in members {
             self.drop_table(&t, batch);
         }
+        for s in sources {
+            for t in self.tables_of_source(s.id) {
+                for v in self.transitive_dependents(t.def.id) {
+                    self.drop_view(&v, batch);
+                }
+                self.drop_table(&t, batch);
+            }
+            self.drop_source(&s, batch);
+        }
         batch.delete(keys::catalog_key(KIND_SCHEMA, def.id));
         self.schemas.remove(name);
         self.version += 1;
@@ -499,10 +613,13 @@ impl Catalog {
         Ok(t)
     }
 
-    /// Removes a table and all of its rows.
+    /// Removes a table and all of its rows (and, for a source's table, its capture progress).
     pub fn drop_table(&mut self, table: &Table, batch: &mut WriteBatch) {
         let (from, to) = keys::table_range(table.def.id);
         batch.delete_range(from, to);
+        if let Some(s) = &table.def.source {
+            batch.delete(keys::source_table_key(s.source, table.def.id));
+        }
         batch.delete(keys::catalog_key(KIND_TABLE, table.def.id));
         self.tables.remove(&(table.def.schema.clone(), table.def.name.clone()));
         self.version += 1;

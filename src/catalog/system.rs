@@ -2,10 +2,15 @@
 //!
 //! - `materialized_views`: every view with its row count, state size (bytes of operator state
 //!   and rows), the epoch the statement reads and that epoch's commit time.
+//! - `sources`: every source with its state (starting, snapshotting, streaming, retrying,
+//!   failed), the reason of a failure or retry, its committed position and its lag.
+//! - `source_tables`: every table captured by a source, with its snapshot progress.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::Result as DfResult;
@@ -15,16 +20,125 @@ use crate::query::context::QueryEnv;
 use crate::state::keys;
 
 pub const SCHEMA: &str = "freshet_catalog";
-pub const TABLES: &[&str] = &["materialized_views"];
+pub const TABLES: &[&str] = &["materialized_views", "sources", "source_tables"];
 
 fn external(e: crate::error::Error) -> datafusion::error::DataFusionError {
     datafusion::error::DataFusionError::External(Box::new(e))
 }
 
 pub fn system_table(env: &QueryEnv, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-    if name != "materialized_views" {
-        return Ok(None);
+    match name {
+        "materialized_views" => materialized_views(env),
+        "sources" => sources(env),
+        "source_tables" => source_tables(env),
+        _ => Ok(None),
     }
+}
+
+fn mem_table(schema: Schema, columns: Vec<ArrayRef>) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    let schema = Arc::new(schema);
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?)))
+}
+
+fn sources(env: &QueryEnv) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    let catalog = &env.view.committed.catalog;
+    let (mut schemas, mut names, mut connectors, mut states, mut reasons) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut positions, mut lags, mut retries, mut tables, mut options) = (vec![], vec![], vec![], vec![], vec![]);
+    for s in catalog.sources() {
+        let status = env.sources.get(s.id);
+        let ntables = catalog.tables_of_source(s.id).len() as i64;
+        schemas.push(s.schema.clone());
+        names.push(s.name.clone());
+        connectors.push(s.connector.clone());
+        states.push(match &status {
+            Some(st) => st.state.as_str(),
+            None if ntables == 0 => "idle",
+            None => "starting",
+        });
+        reasons.push(status.as_ref().and_then(|st| st.reason.clone()));
+        positions.push(status.as_ref().map(|st| st.position.clone()).filter(|p| !p.is_empty()));
+        lags.push(status.as_ref().and_then(|st| st.lag_seconds()));
+        retries.push(status.as_ref().map(|st| st.retries as i64).unwrap_or(0));
+        tables.push(ntables);
+        options.push(s.display_options());
+    }
+    mem_table(
+        Schema::new(vec![
+            Field::new("schema", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("connector", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, true),
+            Field::new("position", DataType::Utf8, true),
+            Field::new("lag_seconds", DataType::Float64, true),
+            Field::new("retries", DataType::Int64, false),
+            Field::new("tables", DataType::Int64, false),
+            Field::new("options", DataType::Utf8, false),
+        ]),
+        vec![
+            Arc::new(StringArray::from(schemas)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(connectors)),
+            Arc::new(StringArray::from(states)),
+            Arc::new(StringArray::from(reasons)),
+            Arc::new(StringArray::from(positions)),
+            Arc::new(Float64Array::from(lags)),
+            Arc::new(Int64Array::from(retries)),
+            Arc::new(Int64Array::from(tables)),
+            Arc::new(StringArray::from(options)),
+        ],
+    )
+}
+
+fn source_tables(env: &QueryEnv) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    let catalog = &env.view.committed.catalog;
+    let (mut sources, mut tables, mut upstreams, mut states, mut reasons) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut done, mut estimated, mut rates) = (vec![], vec![], vec![]);
+    for s in catalog.sources() {
+        let status = env.sources.get(s.id);
+        for t in catalog.tables_of_source(s.id) {
+            let progress = status.as_ref().and_then(|st| st.tables.get(&t.def.id).cloned());
+            sources.push(s.name.clone());
+            tables.push(t.def.name.clone());
+            upstreams.push(t.def.source.as_ref().map(|x| x.external.clone()).unwrap_or_default());
+            states.push(
+                progress
+                    .as_ref()
+                    .map(|p| p.state.clone())
+                    .unwrap_or_else(|| "starting".into()),
+            );
+            reasons.push(progress.as_ref().and_then(|p| p.reason.clone()));
+            done.push(progress.as_ref().map(|p| p.snapshot_rows as i64).unwrap_or(0));
+            estimated.push(progress.as_ref().map(|p| p.snapshot_rows_estimated as i64).unwrap_or(0));
+            rates.push(progress.as_ref().map(|p| p.snapshot_rows_per_second).unwrap_or(0.0));
+        }
+    }
+    mem_table(
+        Schema::new(vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("table", DataType::Utf8, false),
+            Field::new("upstream", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, true),
+            Field::new("snapshot_rows", DataType::Int64, false),
+            Field::new("snapshot_rows_estimated", DataType::Int64, false),
+            Field::new("snapshot_rows_per_second", DataType::Float64, false),
+        ]),
+        vec![
+            Arc::new(StringArray::from(sources)),
+            Arc::new(StringArray::from(tables)),
+            Arc::new(StringArray::from(upstreams)),
+            Arc::new(StringArray::from(states)),
+            Arc::new(StringArray::from(reasons)),
+            Arc::new(Int64Array::from(done)),
+            Arc::new(Int64Array::from(estimated)),
+            Arc::new(Float64Array::from(rates)),
+        ],
+    )
+}
+
+fn materialized_views(env: &QueryEnv) -> DfResult<Option<Arc<dyn TableProvider>>> {
     let committed = &env.view.committed;
     let mut schemas = Vec::new();
     let mut names = Vec::new();

@@ -73,11 +73,25 @@ pub struct TxnWrites {
     pub rows: BTreeMap<Vec<u8>, RowWrite>,
     /// Tables written, with the definition version the writes were planned against.
     pub tables: BTreeMap<u32, u64>,
+    /// Other keys committed with the epoch (a source's resume position).
+    pub meta: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Set when a source writes: its tables have no other writer, so the writes are blind
+    /// (no conflict checks, in arrival order) and are refused only if the source was dropped.
+    pub source: Option<u32>,
 }
 
 impl TxnWrites {
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.is_empty() && self.meta.is_empty()
+    }
+
+    /// Adds the writes of a later statement of the same transaction.
+    pub fn merge(&mut self, later: TxnWrites) {
+        for (key, write) in later.rows {
+            self.record(key, write);
+        }
+        self.tables.extend(later.tables);
+        self.meta.extend(later.meta);
     }
 
     /// Records a write, keeping INSERT semantics when a row inserted by this transaction is
@@ -364,6 +378,9 @@ impl Worker {
                     RowWrite::Delete => batch.delete(k),
                 }
             }
+            for (k, v) in std::mem::take(&mut req.writes.meta) {
+                batch.put(k, v);
+            }
             accepted.push(req);
         }
         if accepted.is_empty() {
@@ -474,6 +491,14 @@ impl Worker {
                 ));
             }
         }
+        if let Some(source) = req.writes.source {
+            if catalog.source_by_id(source).is_none() {
+                return Err(Error::user(
+                    SqlState::UNDEFINED_OBJECT,
+                    "the source of these changes was dropped",
+                ));
+            }
+        }
         for (table, version) in &req.writes.tables {
             match catalog.table_by_id(*table) {
                 Some(t) if t.def.version == *version => {}
@@ -494,6 +519,9 @@ impl Worker {
                     ))
                 }
             }
+        }
+        if req.writes.source.is_some() {
+            return Ok(());
         }
         for (k, w) in &req.writes.rows {
             // Written by a committed epoch newer than the snapshot, or by an earlier request of

@@ -12,6 +12,7 @@
 //! | Union | `UnionOp` |
 //! | Distinct | `DistinctOp` |
 //! | Sort with LIMIT / OFFSET | `TopNOp` |
+//! | Filter `rn <= n` over Window `row_number() OVER (PARTITION BY .. ORDER BY ..) AS rn` | `TopNOp` per group |
 //! | SubqueryAlias, Sort without LIMIT | pass-through |
 //!
 //! Anything else is refused with 0A000 naming the construct.
@@ -32,7 +33,7 @@ use crate::dataflow::ops::filter::FilterOp;
 use crate::dataflow::ops::join::{HashJoinOp, JoinSide};
 use crate::dataflow::ops::project::ProjectOp;
 use crate::dataflow::ops::semi_join::SemiJoinOp;
-use crate::dataflow::ops::topn::TopNOp;
+use crate::dataflow::ops::topn::{TopNOp, TopNSpec};
 use crate::dataflow::ops::union::UnionOp;
 use crate::dataflow::ops::Exprs;
 use crate::error::{Error, Result};
@@ -43,6 +44,9 @@ struct Builder {
     view: u32,
     nodes: Vec<Node>,
     next_op: u32,
+    /// A Window node already built as a per-group top-N (see [`Builder::group_top_n`]), and its
+    /// dataflow node.
+    built_window: Option<(*const LogicalPlan, usize)>,
 }
 
 /// Builds the dataflow of view `view` from its optimised logical plan.
@@ -51,6 +55,7 @@ pub fn build_dataflow(view: u32, plan: &LogicalPlan) -> Result<ViewDataflow> {
         view,
         nodes: Vec::new(),
         next_op: 0,
+        built_window: None,
     };
     b.build(plan)?;
     Ok(ViewDataflow { view, nodes: b.nodes })
@@ -113,6 +118,9 @@ impl Builder {
                 ))
             }
             LogicalPlan::Filter(f) => {
+                if let Some(node) = self.group_top_n(f)? {
+                    return Ok(node);
+                }
                 let input = self.build(&f.input)?;
                 let exprs = Exprs::new(std::slice::from_ref(&f.predicate), f.input.schema())?;
                 Ok(self.push(
@@ -243,6 +251,9 @@ impl Builder {
                 ))
             }
             LogicalPlan::Distinct(Distinct::On(_)) => Err(Error::unsupported("DISTINCT ON in materialized views")),
+            LogicalPlan::Window(_) if self.built_window.is_some_and(|(p, _)| std::ptr::eq(p, plan)) => {
+                Ok(self.built_window.expect("checked").1)
+            }
             LogicalPlan::Window(w) => {
                 let name = w
                     .window_expr
@@ -278,16 +289,16 @@ impl Builder {
             })
             .collect();
         let schema = arrow_schema(input.schema());
-        let op = TopNOp::new(
-            self.state(0),
-            self.state(1),
-            Exprs::new(&exprs, input.schema())?,
-            types,
-            options,
+        let spec = TopNSpec {
+            sort_exprs: Exprs::new(&exprs, input.schema())?,
+            sort_types: types,
+            sort_options: options,
             skip,
             fetch,
-            schema.clone(),
-        )?;
+            partition_exprs: None,
+            rank: false,
+        };
+        let op = TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?;
         Ok(self.push(
             NodeKind::Op {
                 op: Box::new(op),
@@ -295,6 +306,151 @@ impl Builder {
             },
             schema,
         ))
+    }
+
+    /// `WHERE rn <= n` over `row_number() OVER (PARTITION BY .. ORDER BY ..) AS rn` (through
+    /// projections and aliases that pass `rn` on): a per-group top-N. `None` when the filter
+    /// does not have that shape (a Window below it is then refused as usual).
+    fn group_top_n(&mut self, f: &datafusion::logical_expr::Filter) -> Result<Option<usize>> {
+        use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+        use datafusion::logical_expr::{BinaryExpr, Operator as BinOp};
+        // Follow the filter's input down to a Window, tracking where each column comes from.
+        let mut plan = f.input.as_ref();
+        let mut origin: Vec<Option<usize>> = (0..plan.schema().fields().len()).map(Some).collect();
+        let window = loop {
+            match plan {
+                LogicalPlan::SubqueryAlias(a) => plan = a.input.as_ref(),
+                LogicalPlan::Projection(p) => {
+                    let mapped: Vec<Option<usize>> = p
+                        .expr
+                        .iter()
+                        .map(|e| match unalias(e) {
+                            Expr::Column(c) => p.input.schema().index_of_column(c).ok(),
+                            _ => None,
+                        })
+                        .collect();
+                    origin = origin.iter().map(|o| o.and_then(|i| mapped[i])).collect();
+                    plan = p.input.as_ref();
+                }
+                LogicalPlan::Window(w) => break w,
+                _ => return Ok(None),
+            }
+        };
+        let [wexpr] = window.window_expr.as_slice() else {
+            return Ok(None);
+        };
+        let Expr::WindowFunction(wf) = unalias(wexpr) else {
+            return Ok(None);
+        };
+        if wf.fun.name() != "row_number" || !wf.params.args.is_empty() || wf.params.order_by.is_empty() {
+            return Ok(None);
+        }
+        let rank_index = window.input.schema().fields().len();
+        let is_rank = |e: &Expr| match e {
+            Expr::Column(c) => f
+                .input
+                .schema()
+                .index_of_column(c)
+                .is_ok_and(|i| origin[i] == Some(rank_index)),
+            _ => false,
+        };
+        let int_of = |e: &Expr| match e {
+            Expr::Literal(v, _) => v.cast_to(&DataType::Int64).ok().and_then(|v| match v {
+                datafusion::common::ScalarValue::Int64(Some(n)) => Some(n),
+                _ => None,
+            }),
+            _ => None,
+        };
+        // The conjunct bounding the rank: rn <= n, rn < n, rn = 1 (either way round).
+        let mut fetch = None;
+        let mut rest = Vec::new();
+        for c in split_conjunction(&f.predicate) {
+            let bound = match c {
+                Expr::BinaryExpr(BinaryExpr { left, op, right }) if fetch.is_none() => {
+                    let (op, n) = if is_rank(left) {
+                        (Some(*op), int_of(right))
+                    } else if is_rank(right) {
+                        (op.swap(), int_of(left))
+                    } else {
+                        (None, None)
+                    };
+                    match (op, n) {
+                        (Some(BinOp::LtEq), Some(n)) => Some(n.max(0) as usize),
+                        (Some(BinOp::Lt), Some(n)) => Some((n - 1).max(0) as usize),
+                        (Some(BinOp::Eq), Some(1)) => Some(1),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match bound {
+                Some(n) => fetch = Some(n),
+                None => rest.push(c.clone()),
+            }
+        }
+        let Some(fetch) = fetch else { return Ok(None) };
+        let input_schema = window.input.schema();
+        let input = self.build(&window.input)?;
+        let order: Vec<Expr> = wf.params.order_by.iter().map(|s| s.expr.clone()).collect();
+        let sort_types = order
+            .iter()
+            .map(|e| e.get_type(input_schema))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let sort_options = wf
+            .params
+            .order_by
+            .iter()
+            .map(|s| datafusion::arrow::compute::SortOptions {
+                descending: !s.asc,
+                nulls_first: s.nulls_first,
+            })
+            .collect();
+        let partition_exprs = if wf.params.partition_by.is_empty() {
+            None
+        } else {
+            let types = wf
+                .params
+                .partition_by
+                .iter()
+                .map(|e| e.get_type(input_schema))
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            Some((Exprs::new(&wf.params.partition_by, input_schema)?, types))
+        };
+        let spec = TopNSpec {
+            sort_exprs: Exprs::new(&order, input_schema)?,
+            sort_types,
+            sort_options,
+            skip: 0,
+            fetch,
+            partition_exprs,
+            rank: true,
+        };
+        let schema = arrow_schema(&window.schema);
+        let op = TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?;
+        let top = self.push(
+            NodeKind::Op {
+                op: Box::new(op),
+                inputs: vec![input],
+            },
+            schema,
+        );
+        // The projections above the window, then what is left of the filter.
+        let window_plan = plan as *const LogicalPlan;
+        self.built_window = Some((window_plan, top));
+        let above = self.build(&f.input);
+        self.built_window = None;
+        let above = above?;
+        let Some(predicate) = conjunction(rest) else {
+            return Ok(Some(above));
+        };
+        let exprs = Exprs::new(std::slice::from_ref(&predicate), f.input.schema())?;
+        Ok(Some(self.push(
+            NodeKind::Op {
+                op: Box::new(FilterOp::new(exprs)),
+                inputs: vec![above],
+            },
+            arrow_schema(f.input.schema()),
+        )))
     }
 
     fn aggregate(&mut self, a: &datafusion::logical_expr::Aggregate) -> Result<usize> {

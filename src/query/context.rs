@@ -33,6 +33,8 @@ pub struct QueryEnv {
     pub database: String,
     /// Table (by id) whose hidden columns are exposed: the target of UPDATE / DELETE.
     pub expose_hidden_of: Option<u32>,
+    /// The status of running sources (for `freshet_catalog.sources`).
+    pub sources: Arc<crate::connectors::runtime::SourceStatusBoard>,
 }
 
 /// Statement-local tables (e.g. the rows RETURNING reads), visible in the default schema.

@@ -2,7 +2,8 @@
 //! whole primary key, reads one key from the view without planning through DataFusion.
 //!
 //! Point lookups are the most frequent query of serving workloads; planning them costs far more
-//! than the lookup itself. Anything that does not match the narrow shape below (joins, aliases
+//! than the lookup itself. A prepared statement of this shape (`WHERE pk = $1`) is matched once,
+//! at Parse, and each Execute then only binds the key: no AST copy, rewrite or table resolution. Anything that does not match the narrow shape below (joins, aliases
 //! in projections, expressions, ORDER BY, ...) goes the general way, so results are identical.
 
 use std::sync::Arc;
@@ -12,30 +13,57 @@ use datafusion::arrow::datatypes::Schema;
 use sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor, Value};
 
 use super::context::QueryEnv;
-use crate::catalog::Table;
+use super::ReadView;
+use crate::catalog::{SqlType, Table};
 use crate::error::Result;
+use crate::sql::params::BoundParam;
 use crate::state::keys;
 
-/// A matched lookup: the table, the projected column indexes, the key values as text.
+/// A matched lookup: the table, the projected column indexes, the key values.
+#[derive(Debug)]
 pub struct PointLookup {
     table: Arc<Table>,
     columns: Vec<usize>,
-    key_text: Vec<String>,
+    key: Vec<KeyValue>,
+    /// The catalog version and search path the table was resolved with: a prepared lookup run
+    /// after either changed goes the general way.
+    catalog_version: u64,
+    search_path: Vec<String>,
 }
 
-fn literal_text(e: &Expr) -> Option<String> {
+/// One primary-key value of a lookup.
+#[derive(Debug)]
+enum KeyValue {
+    /// A literal, as text (converted to the column's type when run).
+    Literal(String),
+    /// Parameter `$n` of a prepared statement (0-based index).
+    Param(usize),
+}
+
+fn key_value(e: &Expr) -> Option<KeyValue> {
     match e {
         Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => Some(n.clone()),
-            Value::SingleQuotedString(s) => Some(s.clone()),
+            Value::Number(n, _) => Some(KeyValue::Literal(n.clone())),
+            Value::SingleQuotedString(s) => Some(KeyValue::Literal(s.clone())),
+            Value::Placeholder(p) => {
+                let n: usize = p.strip_prefix('$')?.parse().ok()?;
+                Some(KeyValue::Param(n.checked_sub(1)?))
+            }
             _ => None,
         },
-        Expr::Cast { expr, .. } => literal_text(expr),
-        Expr::Nested(inner) => literal_text(inner),
+        Expr::Cast { expr, .. } => match key_value(expr)? {
+            // A cast of a parameter may change its value (`$1::int` of '1.5'): general path.
+            KeyValue::Param(_) => None,
+            literal => Some(literal),
+        },
+        Expr::Nested(inner) => key_value(inner),
         Expr::UnaryOp {
             op: sqlparser::ast::UnaryOperator::Minus,
             expr,
-        } => literal_text(expr).map(|t| format!("-{t}")),
+        } => match key_value(expr)? {
+            KeyValue::Literal(t) => Some(KeyValue::Literal(format!("-{t}"))),
+            KeyValue::Param(_) => None,
+        },
         _ => None,
     }
 }
@@ -50,7 +78,7 @@ fn column_of(e: &Expr, qualifier: &str) -> Option<String> {
     }
 }
 
-fn equalities(e: &Expr, qualifier: &str, out: &mut Vec<(String, String)>) -> bool {
+fn equalities(e: &Expr, qualifier: &str, out: &mut Vec<(String, KeyValue)>) -> bool {
     match e {
         Expr::BinaryOp {
             left,
@@ -64,9 +92,9 @@ fn equalities(e: &Expr, qualifier: &str, out: &mut Vec<(String, String)>) -> boo
             right,
         } => match (
             column_of(left, qualifier),
-            literal_text(right),
+            key_value(right),
             column_of(right, qualifier),
-            literal_text(left),
+            key_value(left),
         ) {
             (Some(c), Some(v), _, _) | (_, _, Some(c), Some(v)) => {
                 out.push((c, v));
@@ -152,33 +180,57 @@ pub fn match_lookup(env: &QueryEnv, stmt: &Statement) -> Option<PointLookup> {
     if !equalities(s.selection.as_ref()?, &qualifier, &mut eqs) {
         return None;
     }
-    let mut key_text = Vec::with_capacity(table.def.primary_key.len());
+    if eqs.len() != table.def.primary_key.len() {
+        return None;
+    }
+    let mut key = Vec::with_capacity(table.def.primary_key.len());
     for k in &table.def.primary_key {
         let name = &table.def.columns[*k].name;
         let mut matching = eqs.iter().filter(|(c, _)| c == name);
-        let (_, v) = matching.next()?;
+        matching.next()?;
         if matching.next().is_some() {
             return None;
         }
-        key_text.push(v.clone());
-    }
-    if eqs.len() != key_text.len() {
-        return None;
+        let at = eqs.iter().position(|(c, _)| c == name)?;
+        key.push(eqs.swap_remove(at).1);
     }
     Some(PointLookup {
         table,
         columns,
-        key_text,
+        key,
+        catalog_version: env.view.committed.catalog.version,
+        search_path: env.search_path.clone(),
     })
 }
 
 impl PointLookup {
-    /// Runs the lookup. `None` if a key value does not convert to its column's type (the
-    /// general path then reports the error exactly as it would).
-    pub fn run(&self, env: &QueryEnv) -> Result<Option<RecordBatch>> {
-        let mut key_cols: Vec<ArrayRef> = Vec::with_capacity(self.key_text.len());
-        for (k, text) in self.table.def.primary_key.iter().zip(&self.key_text) {
-            let raw: ArrayRef = Arc::new(StringArray::from(vec![text.as_str()]));
+    /// Whether the lookup can run against `view` with `search_path` (matched against the
+    /// same catalog version and search path).
+    pub fn still_valid(&self, view: &ReadView, search_path: &[String]) -> bool {
+        view.committed.catalog.version == self.catalog_version && self.search_path == search_path
+    }
+
+    /// Runs the lookup with the parameters of a prepared statement (none for a plain query).
+    /// `None` if the general path must run instead: a key value does not convert to its
+    /// column's type (the general path then reports the error exactly as it would) or is NULL.
+    pub fn run(&self, view: &ReadView, params: &[BoundParam]) -> Result<Option<RecordBatch>> {
+        let mut key_cols: Vec<ArrayRef> = Vec::with_capacity(self.key.len());
+        for (k, value) in self.table.def.primary_key.iter().zip(&self.key) {
+            let text = match value {
+                KeyValue::Literal(t) => t.as_str(),
+                KeyValue::Param(i) => match params.get(*i) {
+                    Some(BoundParam {
+                        text: Some(t),
+                        ty: None | Some(SqlType::Text | SqlType::Varchar(_)),
+                    }) => t.as_str(),
+                    Some(BoundParam {
+                        text: Some(t),
+                        ty: Some(ty),
+                    }) if *ty == self.table.def.columns[*k].ty => t.as_str(),
+                    _ => return Ok(None),
+                },
+            };
+            let raw: ArrayRef = Arc::new(StringArray::from(vec![text]));
             match crate::sql::coerce::coerce(&raw, &self.table.def.columns[*k].ty) {
                 Ok(a) => key_cols.push(a),
                 Err(_) => return Ok(None),
@@ -188,9 +240,9 @@ impl PointLookup {
             self.table.def.id,
             self.table.key_codec.encode_one(&key_cols)?.row().as_ref(),
         );
-        let value = match env.view.overlay.rows.get(&key) {
+        let value = match view.overlay.rows.get(&key) {
             Some(w) => w.value().map(|v| v.to_vec()),
-            None => env.view.committed.snapshot.get(&key)?,
+            None => view.committed.snapshot.get(&key)?,
         };
         let fields: Vec<_> = self
             .columns

@@ -19,8 +19,11 @@ use crate::database::Database;
 use crate::dataflow::coordinator::{Committed, SnapshotGuard, TxnWrites};
 use crate::error::{Error, Result, SqlState};
 use crate::query::context::QueryEnv;
+use crate::query::point_lookup::PointLookup;
 use crate::query::ReadView;
 use crate::sql;
+use crate::sql::params::BoundParam;
+use crate::sql::syntax::Stmt;
 use settings::Settings;
 
 /// What a statement returns to the client.
@@ -70,11 +73,13 @@ pub struct Notice {
 struct Txn {
     committed: Arc<Committed>,
     _guard: SnapshotGuard,
-    writes: TxnWrites,
+    /// Shared with the read views of the transaction's statements; a statement's writes are
+    /// merged in once it succeeds (copy-on-write, so a statement never copies the whole set).
+    writes: Arc<TxnWrites>,
     /// The session's settings at BEGIN: a rolled-back transaction undoes its SETs.
     settings: Settings,
     /// (name, writes, settings) at each SAVEPOINT.
-    savepoints: Vec<(String, TxnWrites, Settings)>,
+    savepoints: Vec<(String, Arc<TxnWrites>, Settings)>,
     /// An error happened: only ROLLBACK (or ROLLBACK TO SAVEPOINT) is accepted.
     failed: bool,
 }
@@ -89,6 +94,9 @@ pub struct Session {
     txn: Option<Txn>,
     pub(crate) copy_in: Option<sql::copy::CopyIn>,
     notices: Vec<Notice>,
+    /// Set when a result stream failed while its rows were being sent (after the statement
+    /// itself returned): the transaction is then failed, as in PostgreSQL.
+    stream_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long a statement outside a transaction keeps retrying after losing a write-write race.
@@ -113,6 +121,7 @@ impl Session {
             txn: None,
             copy_in: None,
             notices: Vec::new(),
+            stream_failed: Arc::default(),
         }
     }
 
@@ -122,6 +131,38 @@ impl Session {
 
     pub fn transaction_failed(&self) -> bool {
         self.txn.as_ref().is_some_and(|t| t.failed)
+    }
+
+    /// Fails the transaction if a result stream of an earlier statement failed.
+    fn note_stream_failures(&mut self) {
+        if self.stream_failed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.mark_failed();
+        }
+    }
+
+    /// Wraps a row stream so that an error in it fails the transaction.
+    fn watch_stream(&self, out: Output) -> Output {
+        match out {
+            Output::Rows { schema, stream, tag } if self.txn.is_some() => {
+                use futures::StreamExt;
+                let flag = self.stream_failed.clone();
+                let stream_schema = stream.schema();
+                let watched = stream.inspect(move |b| {
+                    if b.is_err() {
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+                Output::Rows {
+                    schema,
+                    stream: Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                        stream_schema,
+                        watched,
+                    )),
+                    tag,
+                }
+            }
+            other => other,
+        }
     }
 
     pub fn notice(&mut self, severity: &'static str, code: &'static str, message: impl Into<String>) {
@@ -141,7 +182,7 @@ impl Session {
         let view = match &self.txn {
             Some(t) => ReadView {
                 committed: t.committed.clone(),
-                overlay: Arc::new(t.writes.clone()),
+                overlay: t.writes.clone(),
             },
             None => ReadView {
                 committed: self.db.coordinator.current(),
@@ -154,13 +195,44 @@ impl Session {
             user: self.user.clone(),
             database: self.database.clone(),
             expose_hidden_of: None,
+            sources: self.db.sources.board.clone(),
+        }
+    }
+
+    /// Runs a point lookup matched when its statement was prepared; `None` when the general
+    /// path must run the statement instead (see [`PointLookup::run`]).
+    pub fn run_lookup(&mut self, lookup: &PointLookup, params: &[BoundParam]) -> Option<Result<Output>> {
+        self.note_stream_failures();
+        if self.transaction_failed() {
+            return None;
+        }
+        let view = match &self.txn {
+            Some(t) => ReadView {
+                committed: t.committed.clone(),
+                overlay: t.writes.clone(),
+            },
+            None => ReadView {
+                committed: self.db.coordinator.current(),
+                overlay: Arc::default(),
+            },
+        };
+        if !lookup.still_valid(&view, &self.settings.search_path(&self.user)) {
+            return None;
+        }
+        match lookup.run(&view, params) {
+            Ok(Some(batch)) => Some(sql::dml::rows_output(batch, "SELECT")),
+            Ok(None) => None,
+            Err(e) => {
+                self.mark_failed();
+                Some(Err(e))
+            }
         }
     }
 
     /// Parses and runs every statement of `sql` (the simple query protocol), stopping at the
     /// first error.
     pub async fn run_sql(&mut self, sql: &str) -> Vec<Result<Output>> {
-        let stmts = match sql::parse(sql) {
+        let stmts = match sql::syntax::parse(sql) {
             Ok(s) => s,
             Err(e) => {
                 self.mark_failed();
@@ -174,6 +246,10 @@ impl Session {
         let implicit = self.txn.is_none()
             && stmts.len() > 1
             && stmts.iter().all(|s| {
+                let Stmt::Pg(s) = s else {
+                    // Freshet's own statements are all DDL.
+                    return false;
+                };
                 !matches!(
                     s,
                     Statement::StartTransaction { .. }
@@ -204,7 +280,8 @@ impl Session {
             match self.txn.take() {
                 Some(t) if t.failed => self.settings = t.settings,
                 Some(t) if !t.writes.is_empty() => {
-                    if let Err(e) = self.db.coordinator.commit(t.committed.epoch, t.writes, None).await {
+                    let writes = Arc::unwrap_or_clone(t.writes);
+                    if let Err(e) = self.db.coordinator.commit(t.committed.epoch, writes, None).await {
                         self.settings = t.settings;
                         // The statements' results stand only if their writes committed.
                         out.clear();
@@ -225,7 +302,33 @@ impl Session {
     }
 
     /// Runs one statement, keeping the transaction state machine right.
-    pub async fn execute(&mut self, mut stmt: Statement) -> Result<Output> {
+    pub async fn execute(&mut self, stmt: Stmt) -> Result<Output> {
+        self.note_stream_failures();
+        let stmt = match stmt {
+            Stmt::Pg(s) => {
+                let out = self.execute_pg(s).await?;
+                return Ok(self.watch_stream(out));
+            }
+            other => other,
+        };
+        if self.transaction_failed() {
+            return Err(Error::user(
+                SqlState::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let r = match stmt {
+            Stmt::ShowSources => sql::show::show_sources(self),
+            ddl => self.ddl(ddl).await,
+        };
+        if r.is_err() {
+            self.mark_failed();
+        }
+        r
+    }
+
+    /// Runs one PostgreSQL statement.
+    async fn execute_pg(&mut self, mut stmt: Statement) -> Result<Output> {
         if self.transaction_failed() && !matches!(stmt, Statement::Rollback { .. } | Statement::Commit { .. }) {
             return Err(Error::user(
                 SqlState::IN_FAILED_TRANSACTION,
@@ -291,7 +394,7 @@ impl Session {
             Statement::Query(_) | Statement::Explain { .. } => {
                 let env = self.query_env();
                 if let Some(lookup) = crate::query::point_lookup::match_lookup(&env, &stmt) {
-                    if let Some(batch) = lookup.run(&env)? {
+                    if let Some(batch) = lookup.run(&env.view, &[])? {
                         return sql::dml::rows_output(batch, "SELECT");
                     }
                 }
@@ -319,7 +422,7 @@ impl Session {
             | Statement::CreateView(_)
             | Statement::CreateTable(_)
             | Statement::AlterTable(_)
-            | Statement::Drop { .. } => self.ddl(stmt).await,
+            | Statement::Drop { .. } => self.ddl(Stmt::Pg(stmt)).await,
             other => Err(Error::unsupported(format!(
                 "the statement \"{}\"",
                 first_words(&other.to_string())
@@ -342,7 +445,7 @@ impl Session {
         self.txn = Some(Txn {
             committed,
             _guard: guard,
-            writes: TxnWrites::default(),
+            writes: Arc::default(),
             settings: self.settings.clone(),
             savepoints: vec![],
             failed: false,
@@ -359,7 +462,8 @@ impl Session {
             return Ok(Output::TxnEnd("ROLLBACK".into()));
         }
         if !t.writes.is_empty() {
-            self.db.coordinator.commit(t.committed.epoch, t.writes, None).await?;
+            let writes = Arc::unwrap_or_clone(t.writes);
+            self.db.coordinator.commit(t.committed.epoch, writes, None).await?;
         }
         Ok(Output::TxnEnd("COMMIT".into()))
     }
@@ -417,17 +521,21 @@ impl Session {
             let mut env = QueryEnv {
                 view: ReadView {
                     committed: t.committed.clone(),
-                    overlay: Arc::new(t.writes.clone()),
+                    overlay: t.writes.clone(),
                 },
                 search_path: self.settings.search_path(&self.user),
                 user: self.user.clone(),
                 database: self.database.clone(),
                 expose_hidden_of: None,
+                sources: self.db.sources.board.clone(),
             };
-            let mut writes = t.writes.clone();
-            let out = job.run(&mut env, &mut writes).await?;
+            // The statement reads the transaction's writes so far and records its own apart:
+            // they join the transaction only if the whole statement succeeds.
+            let mut delta = TxnWrites::default();
+            let out = job.run(&mut env, &mut delta).await?;
+            drop(env);
             if let Some(t) = &mut self.txn {
-                t.writes = writes;
+                Arc::make_mut(&mut t.writes).merge(delta);
             }
             return Ok(out);
         }
@@ -445,6 +553,7 @@ impl Session {
                 user: self.user.clone(),
                 database: self.database.clone(),
                 expose_hidden_of: None,
+                sources: self.db.sources.board.clone(),
             };
             let mut writes = TxnWrites::default();
             let out = job.run(&mut env, &mut writes).await?;
@@ -464,7 +573,7 @@ impl Session {
 
     /// DDL runs as its own epoch. Inside a transaction it is allowed only before any write
     /// (it then commits on its own, with a notice), so a transaction is never half applied.
-    async fn ddl(&mut self, stmt: Statement) -> Result<Output> {
+    async fn ddl(&mut self, stmt: Stmt) -> Result<Output> {
         if let Some(t) = &self.txn {
             if !t.writes.is_empty() {
                 return Err(Error::user(
@@ -495,6 +604,8 @@ impl Session {
                 .await
             {
                 Ok(_) => {
+                    // Source tasks follow the catalog: started, restarted or stopped.
+                    self.db.sources.reconcile(&self.db.coordinator).await;
                     if let Some(t) = &mut self.txn {
                         // Later statements of the transaction see the new catalog.
                         let (committed, guard) = self.db.coordinator.pin();

@@ -142,6 +142,7 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<Output> {
             .committed
             .catalog
             .resolve_table(&super::object_name_parts(&table_name), &env.search_path)?;
+        table.check_writable(&env.view.committed.catalog)?;
         let targets = target_columns(&table, &columns)?;
         let columns = targets.len();
         session.copy_in = Some(CopyIn {

@@ -18,6 +18,7 @@ use crate::dataflow::coordinator::DdlChange;
 use crate::error::{Error, Result, SqlState};
 use crate::query::context::{session_context, QueryEnv};
 use crate::session::{Output, Session};
+use crate::sql::syntax::Stmt;
 use crate::state::{keys, WriteBatch};
 
 /// The outcome of planning a DDL statement.
@@ -27,12 +28,69 @@ pub enum Planned {
     Change(Output, DdlChange),
 }
 
-pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Result<Planned> {
+pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Stmt) -> Result<Planned> {
     let mut catalog: Catalog = (*env.view.committed.catalog).clone();
     let base_version = catalog.version;
     let mut batch = WriteBatch::default();
     let mut created_views = Vec::new();
     let mut dropped_views = Vec::new();
+    let stmt = match stmt {
+        Stmt::Pg(s) => s,
+        Stmt::CreateSource(cs) => {
+            let Some(out) = super::source::create_source(session, env, &mut catalog, cs, &mut batch).await? else {
+                return Ok(Planned::Done(Output::command("CREATE SOURCE")));
+            };
+            return Ok(Planned::Change(
+                out,
+                DdlChange {
+                    base_version,
+                    catalog,
+                    batch,
+                    created_views,
+                    dropped_views,
+                },
+            ));
+        }
+        Stmt::CreateTableFrom(ct) => {
+            let Some(def) = super::source::table_from_source(env, &catalog, ct).await? else {
+                let name = super::object_name_parts(&ct.create.name).pop().unwrap_or_default();
+                session.notice(
+                    "NOTICE",
+                    "42P07",
+                    format!("relation \"{name}\" already exists, skipping"),
+                );
+                return Ok(Planned::Done(Output::command("CREATE TABLE")));
+            };
+            catalog.create_table(def, &mut batch)?;
+            return Ok(Planned::Change(
+                Output::command("CREATE TABLE"),
+                DdlChange {
+                    base_version,
+                    catalog,
+                    batch,
+                    created_views,
+                    dropped_views,
+                },
+            ));
+        }
+        Stmt::DropSource(ds) => {
+            super::source::drop_sources(session, env, &mut catalog, ds, &mut batch, &mut dropped_views)?;
+            if batch.is_empty() {
+                return Ok(Planned::Done(Output::command("DROP SOURCE")));
+            }
+            return Ok(Planned::Change(
+                Output::command("DROP SOURCE"),
+                DdlChange {
+                    base_version,
+                    catalog,
+                    batch,
+                    created_views,
+                    dropped_views,
+                },
+            ));
+        }
+        Stmt::ShowSources => return Err(Error::internal("SHOW SOURCES is not DDL")),
+    };
     let out = match stmt {
         Statement::CreateView(cv) => {
             let (def, planned) = super::view::plan_create(env, cv).await?;
@@ -207,6 +265,16 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Statement) -> Re
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(src) = &table.def.source {
+                let source = catalog
+                    .source_by_id(src.source)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                return Err(Error::unsupported(format!(
+                    "ALTER TABLE {} (its columns follow upstream table {} of source {source})",
+                    table.def.name, src.external
+                )));
+            }
             if let Some(v) = catalog.dependents(table.def.id).first() {
                 return Err(Error::unsupported(format!(
                     "ALTER TABLE {} while materialized view {} reads it",
@@ -291,7 +359,7 @@ async fn check_defaults(env: &QueryEnv, defaults: &[String]) -> Result<()> {
     Ok(())
 }
 
-async fn table_def(env: &QueryEnv, ct: &CreateTable) -> Result<TableDef> {
+pub(crate) async fn table_def(env: &QueryEnv, ct: &CreateTable) -> Result<TableDef> {
     if ct.query.is_some() {
         return Err(Error::unsupported(
             "CREATE TABLE ... AS (create the table, then INSERT ... SELECT)",
@@ -380,6 +448,7 @@ async fn table_def(env: &QueryEnv, ct: &CreateTable) -> Result<TableDef> {
         columns,
         primary_key,
         version: 0,
+        source: None,
     })
 }
 

@@ -379,7 +379,10 @@ fn target_table(env: &QueryEnv, name: &sqlparser::ast::ObjectName) -> Result<Arc
             format!("permission denied: {} is a system table", parts.join(".")),
         ));
     }
-    env.view.committed.catalog.resolve_table(&parts, &env.search_path)
+    let catalog = &env.view.committed.catalog;
+    let table = catalog.resolve_table(&parts, &env.search_path)?;
+    table.check_writable(catalog)?;
+    Ok(table)
 }
 
 fn quote(name: &str) -> String {
@@ -434,16 +437,17 @@ fn encode_rows(table: &Table, columns: &[ArrayRef]) -> Result<Vec<(Vec<u8>, Vec<
         .collect())
 }
 
-/// Whether `key` holds a row in the view (the transaction's writes first).
+/// Whether `key` holds a row: this statement's writes first, then the transaction's earlier
+/// writes, then the committed snapshot.
 fn exists(env: &QueryEnv, writes: &TxnWrites, key: &[u8]) -> Result<bool> {
-    match writes.rows.get(key) {
+    match writes.rows.get(key).or_else(|| env.view.overlay.rows.get(key)) {
         Some(w) => Ok(w.value().is_some()),
         None => Ok(env.view.committed.snapshot.get(key)?.is_some()),
     }
 }
 
 fn row_value(env: &QueryEnv, writes: &TxnWrites, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    match writes.rows.get(key) {
+    match writes.rows.get(key).or_else(|| env.view.overlay.rows.get(key)) {
         Some(w) => Ok(w.value().map(|v| v.to_vec())),
         None => env.view.committed.snapshot.get(key),
     }

@@ -9,6 +9,8 @@ pub mod dml;
 pub mod params;
 pub mod rewrite;
 pub mod show;
+pub mod source;
+pub mod syntax;
 pub mod view;
 
 use sqlparser::ast::Statement;
@@ -17,7 +19,8 @@ use sqlparser::parser::Parser;
 
 use crate::error::Result;
 
-/// Parses a query string into statements (empty statements dropped).
+/// Parses PostgreSQL statements (empty statements dropped). Client input goes through
+/// [`syntax::parse`], which also knows Freshet's own statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let stmts = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)?

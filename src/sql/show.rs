@@ -183,6 +183,44 @@ fn describe(session: &Session, name: &sqlparser::ast::ObjectName) -> Result<Outp
 }
 
 /// `SHOW MATERIALIZED VIEWS`: the views of the current schema.
+/// SHOW SOURCES: the sources of the current schema, their connector and state.
+pub fn show_sources(session: &Session) -> Result<Output> {
+    let env = session.query_env();
+    let schema = env.default_schema();
+    let catalog = &env.view.committed.catalog;
+    let mut names = Vec::new();
+    let mut connectors = Vec::new();
+    let mut states = Vec::new();
+    for s in catalog.sources().filter(|s| s.schema == schema) {
+        names.push(s.name.clone());
+        connectors.push(s.connector.clone());
+        let state = match env.sources.get(s.id) {
+            Some(st) => st.state.as_str(),
+            None if catalog.tables_of_source(s.id).is_empty() => "idle",
+            None => "starting",
+        };
+        states.push(state);
+    }
+    let schema = std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(
+        SOURCES_COLUMNS
+            .iter()
+            .map(|n| datafusion::arrow::datatypes::Field::new(*n, datafusion::arrow::datatypes::DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = datafusion::arrow::array::RecordBatch::try_new(
+        schema,
+        vec![
+            std::sync::Arc::new(datafusion::arrow::array::StringArray::from(names)),
+            std::sync::Arc::new(datafusion::arrow::array::StringArray::from(connectors)),
+            std::sync::Arc::new(datafusion::arrow::array::StringArray::from(states)),
+        ],
+    )?;
+    rows_output(batch, "SHOW")
+}
+
+/// The columns of SHOW SOURCES (all text).
+pub const SOURCES_COLUMNS: [&str; 3] = ["Name", "Connector", "State"];
+
 pub fn show_views(session: &Session) -> Result<Output> {
     let env = session.query_env();
     let schema = env.default_schema();

@@ -3,6 +3,8 @@
 //! ```text
 //! 0x01 kind:u8 id:u32be            catalog object (JSON)
 //! 0x02 name                        metadata (e.g. the last committed epoch)
+//! 0x03 source:u32be 0x00            a source's resume position (JSON, the connector's own)
+//! 0x03 source:u32be 0x01 table:u32be a source table's capture progress (JSON)
 //! 0x10 table:u32be pk-bytes        a table row; pk-bytes is the order-preserving row encoding
 //! 0x11 view:u32be row-bytes         a materialized view row -> its multiplicity (i64be)
 //! 0x12 view:u32be op:u32be part:u8 .. state of one operator of a view's dataflow
@@ -11,6 +13,7 @@
 
 pub const CATALOG: u8 = 0x01;
 pub const META: u8 = 0x02;
+pub const SOURCE_STATE: u8 = 0x03;
 pub const TABLE_ROWS: u8 = 0x10;
 pub const VIEW_ROWS: u8 = 0x11;
 pub const OPERATOR_STATE: u8 = 0x12;
@@ -31,6 +34,35 @@ pub fn catalog_key(kind: u8, id: u32) -> Vec<u8> {
 /// `[from, to)` covering every catalog key.
 pub fn catalog_range() -> (Vec<u8>, Vec<u8>) {
     (vec![CATALOG], vec![CATALOG + 1])
+}
+
+/// The resume position of source `source`, committed with each epoch that applies its changes.
+pub fn source_position_key(source: u32) -> Vec<u8> {
+    let mut k = vec![SOURCE_STATE];
+    k.extend_from_slice(&source.to_be_bytes());
+    k.push(0);
+    k
+}
+
+/// The capture progress of `table` in `source` (e.g. where its snapshot ended).
+pub fn source_table_key(source: u32, table: u32) -> Vec<u8> {
+    let mut k = vec![SOURCE_STATE];
+    k.extend_from_slice(&source.to_be_bytes());
+    k.push(1);
+    k.extend_from_slice(&table.to_be_bytes());
+    k
+}
+
+/// `[from, to)` covering every key of source `source`'s state.
+pub fn source_state_range(source: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut from = vec![SOURCE_STATE];
+    from.extend_from_slice(&source.to_be_bytes());
+    let mut to = vec![SOURCE_STATE];
+    to.extend_from_slice(&(source as u64 + 1).to_be_bytes()[4..]);
+    if source == u32::MAX {
+        to = vec![SOURCE_STATE + 1];
+    }
+    (from, to)
 }
 
 /// The prefix of every row of `table`.

@@ -442,6 +442,41 @@ async fn tokio_postgres_extended_protocol_with_binary_values() {
     assert_eq!(err.code().unwrap().code(), "42P01");
 }
 
+/// Prepared point lookups (`WHERE pk = $1`) take the fast path matched at Parse: they must
+/// still see the transaction's own writes, follow DDL, and agree with the general path.
+#[tokio::test]
+async fn prepared_point_lookups_see_transactions_and_ddl() {
+    let server = TestServer::start();
+    let mut c = server.connect().await;
+    c.batch_execute("CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one'), (2, 'two')")
+        .await
+        .unwrap();
+    let get = c.prepare("SELECT v FROM kv WHERE k = $1").await.unwrap();
+    let v = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>();
+    assert_eq!(v(c.query(&get, &[&1i32]).await.unwrap()), ["one"]);
+    assert!(c.query(&get, &[&9i32]).await.unwrap().is_empty());
+    let t = c.transaction().await.unwrap();
+    t.execute("INSERT INTO kv VALUES (3, 'three')", &[]).await.unwrap();
+    t.execute("UPDATE kv SET v = 'uno' WHERE k = 1", &[]).await.unwrap();
+    t.execute("DELETE FROM kv WHERE k = 2", &[]).await.unwrap();
+    assert_eq!(v(t.query(&get, &[&3i32]).await.unwrap()), ["three"]);
+    assert_eq!(v(t.query(&get, &[&1i32]).await.unwrap()), ["uno"]);
+    assert!(t.query(&get, &[&2i32]).await.unwrap().is_empty());
+    t.rollback().await.unwrap();
+    assert!(c.query(&get, &[&3i32]).await.unwrap().is_empty());
+    assert_eq!(v(c.query(&get, &[&2i32]).await.unwrap()), ["two"]);
+    // After DDL the prepared lookup re-resolves the table.
+    c.batch_execute("DROP TABLE kv; CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'new')")
+        .await
+        .unwrap();
+    assert_eq!(v(c.query(&get, &[&1i32]).await.unwrap()), ["new"]);
+    // A failed transaction refuses the lookup like any statement.
+    let t = c.transaction().await.unwrap();
+    assert!(t.execute("SELECT 1/0", &[]).await.is_err());
+    let err = t.query(&get, &[&1i32]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "25P02");
+}
+
 #[tokio::test]
 async fn http_sql_endpoint() {
     let server = TestServer::start();

@@ -67,6 +67,20 @@ const VIEWS: &[(&str, &str)] = &[
         "v_top_offset",
         "SELECT id, g FROM t1 ORDER BY g, id DESC LIMIT 4 OFFSET 2",
     ),
+    (
+        "v_group_top",
+        "SELECT g, id, v, rn FROM (SELECT g, id, v, row_number() OVER (PARTITION BY g ORDER BY v DESC, id) AS rn \
+         FROM t1) s WHERE rn <= 2",
+    ),
+    (
+        "v_group_first",
+        "SELECT id, g FROM (SELECT *, row_number() OVER (PARTITION BY g ORDER BY id) AS r FROM t1) x \
+         WHERE r = 1 AND id > 3",
+    ),
+    (
+        "v_rank_global",
+        "SELECT id, rn FROM (SELECT id, row_number() OVER (ORDER BY v, id) AS rn FROM t1) s WHERE rn < 4",
+    ),
     ("v_in", "SELECT id FROM t1 WHERE g IN (SELECT t1_id FROM t2)"),
     (
         "v_not_exists",

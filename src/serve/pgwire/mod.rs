@@ -35,13 +35,13 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use sqlparser::ast::Statement;
 use tokio::sync::Mutex;
 
 use crate::database::Database;
 use crate::error::{Error, SqlState};
 use crate::session::{Output, Session};
 use crate::sql::params::BoundParam;
+use crate::sql::syntax::Stmt;
 
 /// The only database name accepted.
 pub const DATABASE_NAME: &str = "freshet";
@@ -380,10 +380,12 @@ impl CopyHandler for Backend {
 /// A statement prepared by the extended protocol.
 #[derive(Debug)]
 pub struct Prepared {
-    pub stmt: Option<Statement>,
+    pub stmt: Option<Stmt>,
     pub param_types: Vec<Type>,
     /// Result columns (name, type, typmod), when the statement returns rows.
     pub fields: Option<Vec<(String, Type, i32)>>,
+    /// The statement is a primary-key point lookup, matched once here (see `query::point_lookup`).
+    pub lookup: Option<crate::query::point_lookup::PointLookup>,
 }
 
 pub struct FreshetParser {
@@ -398,14 +400,29 @@ impl QueryParser for FreshetParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut stmts = crate::sql::parse(sql).map_err(|e| to_pg_error(&e))?;
+        let mut stmts = crate::sql::syntax::parse(sql).map_err(|e| to_pg_error(&e))?;
         if stmts.len() > 1 {
             return Err(to_pg_error(&Error::syntax(
                 "cannot insert multiple commands into a prepared statement",
             )));
         }
-        let Some(mut stmt) = stmts.pop() else {
+        let Some(stmt) = stmts.pop() else {
             return Ok(None);
+        };
+        let Stmt::Pg(mut stmt) = stmt else {
+            // Freshet's own statements take no parameters and return no rows but SHOW SOURCES.
+            let fields = matches!(stmt, Stmt::ShowSources).then(|| {
+                crate::sql::show::SOURCES_COLUMNS
+                    .iter()
+                    .map(|n| (n.to_string(), Type::TEXT, -1))
+                    .collect()
+            });
+            return Ok(Some(Arc::new(Prepared {
+                stmt: Some(stmt),
+                param_types: vec![],
+                fields,
+                lookup: None,
+            })));
         };
         crate::sql::rewrite::rewrite(&mut stmt);
         let session = session_of(&self.db, client);
@@ -413,10 +430,12 @@ impl QueryParser for FreshetParser {
         let described = crate::sql::describe::describe(&env, &stmt, types)
             .await
             .map_err(|e| to_pg_error(&e))?;
+        let lookup = crate::query::point_lookup::match_lookup(&env, &stmt);
         Ok(Some(Arc::new(Prepared {
-            stmt: Some(stmt),
+            stmt: Some(Stmt::Pg(stmt)),
             param_types: described.params,
             fields: described.fields,
+            lookup,
         })))
     }
 
@@ -554,11 +573,19 @@ impl ExtendedQueryHandler for Backend {
             };
             params.push(BoundParam { text, ty: sql_ty });
         }
-        let mut stmt = stmt.clone();
-        crate::sql::params::bind(&mut stmt, &params).map_err(|e| to_pg_error(&e))?;
         let session = session_of(&self.db, client);
         let mut session = session.lock().await;
-        let result = session.execute(stmt).await;
+        let fast = prepared.lookup.as_ref().and_then(|l| session.run_lookup(l, &params));
+        let result = match fast {
+            Some(r) => r,
+            None => {
+                let mut stmt = stmt.clone();
+                if let Stmt::Pg(s) = &mut stmt {
+                    crate::sql::params::bind(s, &params).map_err(|e| to_pg_error(&e))?;
+                }
+                session.execute(stmt).await
+            }
+        };
         send_notices(client, &mut session).await?;
         let out = result.map_err(|e| to_pg_error(&e))?;
         let format = portal.result_column_format.clone();

@@ -1,0 +1,75 @@
+//! Connectors: the outside world in (sources) and, later, out (sinks).
+//!
+//! A change-data-capture source follows an upstream database: a consistent snapshot of each
+//! captured table first, then every committed upstream transaction, each applied to Freshet's
+//! tables in one epoch together with the position to resume from. Everything connector-specific
+//! (protocol, type mapping, positions) lives in the connector's folder; what all sources share
+//! (the running tasks, their status, turning changes into an epoch's writes) is in [`runtime`].
+//!
+//! ```text
+//!  CREATE SOURCE ──▶ validate()          CREATE TABLE .. FROM src TABLE 'x' ──▶ describe()
+//!  catalog change ──▶ runtime::SourceRuntime::reconcile ──▶ one task per source:
+//!        snapshot (chunks) ─▶ stream ─▶ SourceTask::commit(rows + position) ─▶ coordinator
+//! ```
+
+pub mod runtime;
+
+use std::collections::BTreeMap;
+
+use crate::catalog::SqlType;
+use crate::error::{Error, Result, SqlState};
+
+/// The connectors `CREATE SOURCE ... WITH (connector = '...')` accepts.
+pub const SOURCE_CONNECTORS: &[&str] = &[];
+
+/// One upstream column, mapped to a Freshet type where possible.
+#[derive(Clone, Debug)]
+pub struct UpstreamColumn {
+    pub name: String,
+    /// The upstream type as upstream spells it (for messages).
+    pub upstream_type: String,
+    pub nullable: bool,
+    /// `Err`: no Freshet type holds it (the reason says why).
+    pub sql_type: std::result::Result<SqlType, String>,
+}
+
+/// An upstream table as a connector sees it.
+#[derive(Clone, Debug)]
+pub struct UpstreamTable {
+    /// The name as the source names it (`db.table`).
+    pub name: String,
+    pub columns: Vec<UpstreamColumn>,
+    /// Primary-key column names, in key order.
+    pub primary_key: Vec<String>,
+}
+
+/// The connector named by a source's options, refused when unknown.
+pub fn connector_of(options: &BTreeMap<String, String>) -> Result<String> {
+    let Some(c) = options.get("connector") else {
+        return Err(Error::user(
+            SqlState::INVALID_PARAMETER_VALUE,
+            "CREATE SOURCE needs WITH (connector = '...')",
+        ));
+    };
+    if !SOURCE_CONNECTORS.contains(&c.as_str()) {
+        return Err(Error::unsupported(format!(
+            "source connector '{c}' (available: {})",
+            if SOURCE_CONNECTORS.is_empty() {
+                "none yet".to_string()
+            } else {
+                SOURCE_CONNECTORS.join(", ")
+            }
+        )));
+    }
+    Ok(c.clone())
+}
+
+/// Checks a source's options and that its upstream is reachable and configured for capture.
+pub async fn validate(connector: &str, _options: &BTreeMap<String, String>) -> Result<()> {
+    Err(Error::unsupported(format!("source connector '{connector}'")))
+}
+
+/// Describes upstream table `external` of a source.
+pub async fn describe(connector: &str, _options: &BTreeMap<String, String>, _external: &str) -> Result<UpstreamTable> {
+    Err(Error::unsupported(format!("source connector '{connector}'")))
+}

@@ -1,0 +1,249 @@
+//! CREATE SOURCE, DROP SOURCE and CREATE TABLE ... FROM source TABLE 'x': planned into a new
+//! catalog like any DDL (see `ddl`). The connector checks the upstream side: reachable and
+//! configured for capture (CREATE SOURCE), the declared columns matching the upstream table's
+//! (CREATE TABLE ... FROM).
+
+use sqlparser::ast::ColumnOption;
+
+use crate::catalog::{Catalog, ColumnDef, SourceDef, TableDef, TableSource, SYSTEM_SCHEMAS};
+use crate::connectors::{self, UpstreamTable};
+use crate::dataflow::coordinator::now_micros;
+use crate::error::{Error, Result, SqlState};
+use crate::query::context::QueryEnv;
+use crate::session::{Output, Session};
+use crate::sql::syntax::{CreateSource, CreateTableFrom, DropSource};
+use crate::state::WriteBatch;
+
+/// Plans CREATE SOURCE; `None` when IF NOT EXISTS found it.
+pub async fn create_source(
+    session: &mut Session,
+    env: &QueryEnv,
+    catalog: &mut Catalog,
+    cs: &CreateSource,
+    batch: &mut WriteBatch,
+) -> Result<Option<Output>> {
+    let mut parts = super::object_name_parts(&cs.name);
+    let name = parts.pop().unwrap_or_default();
+    let schema = parts.pop().unwrap_or_else(|| env.default_schema());
+    if SYSTEM_SCHEMAS.contains(&schema.as_str()) {
+        return Err(Error::user(
+            SqlState("42501"),
+            format!("cannot create sources in schema {schema}"),
+        ));
+    }
+    if catalog.sources().any(|s| s.schema == schema && s.name == name) {
+        if cs.if_not_exists {
+            session.notice("NOTICE", "42710", format!("source \"{name}\" already exists, skipping"));
+            return Ok(None);
+        }
+        return Err(Error::user(
+            SqlState::DUPLICATE_OBJECT,
+            format!("source \"{name}\" already exists"),
+        ));
+    }
+    let connector = connectors::connector_of(&cs.options)?;
+    let mut options = cs.options.clone();
+    options.remove("connector");
+    connectors::validate(&connector, &options).await?;
+    catalog.create_source(
+        SourceDef {
+            id: 0,
+            schema,
+            name,
+            connector,
+            options,
+        },
+        batch,
+    )?;
+    Ok(Some(Output::command("CREATE SOURCE")))
+}
+
+/// Plans DROP SOURCE: refused while tables read from it, unless CASCADE (which drops them and
+/// the views over them).
+pub fn drop_sources(
+    session: &mut Session,
+    env: &QueryEnv,
+    catalog: &mut Catalog,
+    ds: &DropSource,
+    batch: &mut WriteBatch,
+    dropped_views: &mut Vec<u32>,
+) -> Result<()> {
+    for name in &ds.names {
+        let parts = super::object_name_parts(name);
+        let source = match catalog.resolve_source(&parts, &env.search_path) {
+            Ok(s) => s,
+            Err(_) if ds.if_exists => {
+                session.notice(
+                    "NOTICE",
+                    "00000",
+                    format!("source \"{}\" does not exist, skipping", parts.join(".")),
+                );
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let tables = catalog.tables_of_source(source.id);
+        if let (Some(t), false) = (tables.first(), ds.cascade) {
+            return Err(Error::user_detail(
+                SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("cannot drop source {} because other objects depend on it", source.name),
+                format!("table {} depends on source {}", t.def.name, source.name),
+            ));
+        }
+        for t in tables {
+            for v in catalog.transitive_dependents(t.def.id) {
+                dropped_views.push(v.def.id);
+                catalog.drop_view(&v, batch);
+            }
+            catalog.drop_table(&t, batch);
+        }
+        catalog.drop_source(&source, batch);
+    }
+    Ok(())
+}
+
+/// Plans CREATE TABLE ... FROM source TABLE 'x': the table's definition, its columns checked
+/// against (or, for `(*)`, taken from) the upstream table. `None` when IF NOT EXISTS found it.
+pub async fn table_from_source(env: &QueryEnv, catalog: &Catalog, ct: &CreateTableFrom) -> Result<Option<TableDef>> {
+    let source = catalog.resolve_source(&super::object_name_parts(&ct.source), &env.search_path)?;
+    let mut parts = super::object_name_parts(&ct.create.name);
+    let name = parts.pop().unwrap_or_default();
+    let schema = parts.pop().unwrap_or_else(|| env.default_schema());
+    if catalog.resolve_relation(&[schema.clone(), name.clone()], &[]).is_some() && ct.create.if_not_exists {
+        return Ok(None);
+    }
+    if ct.create.query.is_some() {
+        return Err(Error::unsupported("CREATE TABLE ... AS ... FROM a source"));
+    }
+    let started = now_micros();
+    let upstream = connectors::describe(&source.connector, &source.options, &ct.external).await?;
+    tracing::debug!(table = %name, upstream = %upstream.name, micros = now_micros() - started, "upstream described");
+    if upstream.primary_key.is_empty() {
+        return Err(Error::user(
+            SqlState::INVALID_TABLE_DEFINITION,
+            format!(
+                "upstream table {} has no primary key: a table captured from a source needs one",
+                upstream.name
+            ),
+        ));
+    }
+    let mut def = if ct.all_columns {
+        all_columns(&schema, &name, &upstream)?
+    } else {
+        let def = super::ddl::table_def(env, &ct.create).await?;
+        check_declared(&def, &ct.create, &upstream)?;
+        def
+    };
+    def.source = Some(TableSource {
+        source: source.id,
+        external: ct.external.clone(),
+    });
+    Ok(Some(def))
+}
+
+/// The definition of `(*)`: every upstream column, in upstream order, with its mapped type.
+fn all_columns(schema: &str, name: &str, upstream: &UpstreamTable) -> Result<TableDef> {
+    let mut columns = Vec::with_capacity(upstream.columns.len());
+    for c in &upstream.columns {
+        let ty = c.sql_type.clone().map_err(|why| {
+            Error::unsupported(format!(
+                "column {} of upstream table {} (type {}: {why})",
+                c.name, upstream.name, c.upstream_type
+            ))
+        })?;
+        columns.push(ColumnDef {
+            name: c.name.to_lowercase(),
+            ty,
+            not_null: !c.nullable || upstream.primary_key.contains(&c.name),
+            default: None,
+            hidden: false,
+        });
+    }
+    let primary_key = upstream
+        .primary_key
+        .iter()
+        .map(|k| {
+            upstream
+                .columns
+                .iter()
+                .position(|c| &c.name == k)
+                .ok_or_else(|| Error::internal("upstream key column missing"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(TableDef {
+        id: 0,
+        schema: schema.to_string(),
+        name: name.to_string(),
+        columns,
+        primary_key,
+        version: 0,
+        source: None,
+    })
+}
+
+/// Declared columns must exist upstream with the type the connector maps them to, and the
+/// declared primary key must be the upstream one (rows are applied by key).
+fn check_declared(def: &TableDef, ct: &sqlparser::ast::CreateTable, upstream: &UpstreamTable) -> Result<()> {
+    if ct.columns.iter().any(|c| {
+        c.options
+            .iter()
+            .any(|o| matches!(o.option, ColumnOption::Default(_) | ColumnOption::Generated { .. }))
+    }) {
+        return Err(Error::unsupported(
+            "DEFAULT on a column of a table captured from a source (its values come from upstream)",
+        ));
+    }
+    for c in def.columns.iter().filter(|c| !c.hidden) {
+        let Some(u) = upstream.columns.iter().find(|u| u.name.eq_ignore_ascii_case(&c.name)) else {
+            return Err(Error::user(
+                SqlState::UNDEFINED_COLUMN,
+                format!(
+                    "column \"{}\" does not exist in upstream table {}",
+                    c.name, upstream.name
+                ),
+            ));
+        };
+        match &u.sql_type {
+            Ok(t) if *t == c.ty => {}
+            Ok(t) => {
+                return Err(Error::user(
+                    SqlState::DATATYPE_MISMATCH,
+                    format!(
+                        "column \"{}\" is declared {} but upstream {}.{} is {} (maps to {})",
+                        c.name,
+                        c.ty.name(),
+                        upstream.name,
+                        u.name,
+                        u.upstream_type,
+                        t.name()
+                    ),
+                ))
+            }
+            Err(why) => {
+                return Err(Error::unsupported(format!(
+                    "column {} of upstream table {} (type {}: {why})",
+                    u.name, upstream.name, u.upstream_type
+                )))
+            }
+        }
+    }
+    let declared_pk: Vec<String> = def
+        .primary_key
+        .iter()
+        .map(|i| &def.columns[*i])
+        .filter(|c| !c.hidden)
+        .map(|c| c.name.clone())
+        .collect();
+    let upstream_pk: Vec<String> = upstream.primary_key.iter().map(|k| k.to_lowercase()).collect();
+    if declared_pk != upstream_pk {
+        return Err(Error::user(
+            SqlState::INVALID_TABLE_DEFINITION,
+            format!(
+                "the primary key of a table captured from {} must be the upstream one: PRIMARY KEY ({})",
+                upstream.name,
+                upstream_pk.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}

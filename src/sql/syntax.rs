@@ -1,0 +1,289 @@
+//! Freshet's statements beyond PostgreSQL's, parsed with sqlparser's own parser (its tokens,
+//! identifiers and literals), so they mix freely with PostgreSQL statements in one string:
+//!
+//! ```sql
+//! CREATE SOURCE [IF NOT EXISTS] name WITH (connector = 'mysql-cdc', database.name = 'shop', ...)
+//! DROP SOURCE [IF EXISTS] name [, ...] [CASCADE | RESTRICT]
+//! SHOW SOURCES
+//! CREATE TABLE [IF NOT EXISTS] t (column, ... | *) FROM source TABLE 'db.table'
+//! ```
+//! Option keys may be dotted (`database.name`); values are literals (strings, numbers, booleans)
+//! or bare words, kept as text: each connector checks its own options.
+
+use std::collections::BTreeMap;
+
+use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
+use sqlparser::ast::{CreateTable, ObjectName, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Token;
+
+use crate::error::Result;
+
+/// One parsed statement.
+#[derive(Clone, Debug)]
+pub enum Stmt {
+    /// A statement of PostgreSQL's dialect.
+    Pg(Statement),
+    CreateSource(CreateSource),
+    DropSource(DropSource),
+    ShowSources,
+    CreateTableFrom(CreateTableFrom),
+}
+
+#[derive(Clone, Debug)]
+pub struct CreateSource {
+    pub name: ObjectName,
+    pub if_not_exists: bool,
+    /// Lower-cased keys, values as text.
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DropSource {
+    pub names: Vec<ObjectName>,
+    pub if_exists: bool,
+    pub cascade: bool,
+}
+
+/// `CREATE TABLE ... FROM source TABLE 'upstream'`: a table written only by a source.
+#[derive(Clone, Debug)]
+pub struct CreateTableFrom {
+    /// The table as declared (no columns when `all_columns`).
+    pub create: CreateTable,
+    /// `(*)`: the columns are taken from the upstream table.
+    pub all_columns: bool,
+    pub source: ObjectName,
+    /// The upstream table, as the source names it (`db.table`).
+    pub external: String,
+}
+
+impl Stmt {
+    /// The PostgreSQL statement, if this is one.
+    pub fn as_pg(&self) -> Option<&Statement> {
+        match self {
+            Stmt::Pg(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Stmt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stmt::Pg(s) => write!(f, "{s}"),
+            Stmt::CreateSource(c) => write!(f, "CREATE SOURCE {}", c.name),
+            Stmt::DropSource(d) => write!(f, "DROP SOURCE {}", d.names[0]),
+            Stmt::ShowSources => write!(f, "SHOW SOURCES"),
+            Stmt::CreateTableFrom(c) => write!(f, "CREATE TABLE {} FROM {}", c.create.name, c.source),
+        }
+    }
+}
+
+/// Parses a query string into statements (empty statements dropped).
+pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
+    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    let mut out = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token().token == Token::EOF {
+            break;
+        }
+        out.push(parse_one(&mut parser)?);
+        if !parser.consume_token(&Token::SemiColon) && parser.peek_token().token != Token::EOF {
+            return Ok(parser.expected("end of statement", parser.peek_token())?);
+        }
+    }
+    Ok(out)
+}
+
+fn is_word(t: &Token, keyword: Keyword, text: &str) -> bool {
+    match t {
+        Token::Word(w) => {
+            w.quote_style.is_none()
+                && ((keyword != Keyword::NoKeyword && w.keyword == keyword) || w.value.eq_ignore_ascii_case(text))
+        }
+        _ => false,
+    }
+}
+
+fn parse_one(p: &mut Parser) -> Result<Stmt, ParserError> {
+    let [t0, t1] = p.peek_tokens();
+    if is_word(&t0, Keyword::CREATE, "create") && is_word(&t1, Keyword::SOURCE, "source") {
+        p.next_token();
+        p.next_token();
+        let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = p.parse_object_name(false)?;
+        if !p.parse_keyword(Keyword::WITH) {
+            return p.expected("WITH (options) after CREATE SOURCE name", p.peek_token());
+        }
+        let options = parse_options(p)?;
+        return Ok(Stmt::CreateSource(CreateSource {
+            name,
+            if_not_exists,
+            options,
+        }));
+    }
+    if is_word(&t0, Keyword::DROP, "drop") && is_word(&t1, Keyword::SOURCE, "source") {
+        p.next_token();
+        p.next_token();
+        let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let names = p.parse_comma_separated(|p| p.parse_object_name(false))?;
+        let cascade = matches!(
+            p.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]),
+            Some(Keyword::CASCADE)
+        );
+        return Ok(Stmt::DropSource(DropSource {
+            names,
+            if_exists,
+            cascade,
+        }));
+    }
+    if is_word(&t0, Keyword::SHOW, "show") && is_word(&t1, Keyword::NoKeyword, "sources") {
+        p.next_token();
+        p.next_token();
+        return Ok(Stmt::ShowSources);
+    }
+    if is_word(&t0, Keyword::CREATE, "create") && is_word(&t1, Keyword::TABLE, "table") && star_columns_ahead(p) {
+        p.next_token();
+        p.next_token();
+        let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = p.parse_object_name(false)?;
+        p.expect_token(&Token::LParen)?;
+        p.expect_token(&Token::Mul)?;
+        p.expect_token(&Token::RParen)?;
+        if !p.parse_keyword(Keyword::FROM) {
+            return p.expected("FROM source TABLE 'name' after (*)", p.peek_token());
+        }
+        let (source, external) = parse_from_source(p)?;
+        return Ok(Stmt::CreateTableFrom(CreateTableFrom {
+            create: CreateTableBuilder::new(name).if_not_exists(if_not_exists).build(),
+            all_columns: true,
+            source,
+            external,
+        }));
+    }
+    let stmt = p.parse_statement()?;
+    if let Statement::CreateTable(ct) = &stmt {
+        if p.parse_keyword(Keyword::FROM) {
+            let (source, external) = parse_from_source(p)?;
+            return Ok(Stmt::CreateTableFrom(CreateTableFrom {
+                create: ct.clone(),
+                all_columns: false,
+                source,
+                external,
+            }));
+        }
+    }
+    Ok(Stmt::Pg(stmt))
+}
+
+/// Whether the CREATE TABLE ahead declares its columns as `(*)`.
+fn star_columns_ahead(p: &Parser) -> bool {
+    (2..12).any(|i| {
+        p.peek_nth_token(i).token == Token::LParen
+            && p.peek_nth_token(i + 1).token == Token::Mul
+            && p.peek_nth_token(i + 2).token == Token::RParen
+            && (2..i).all(|j| !matches!(p.peek_nth_token(j).token, Token::LParen | Token::EOF))
+    })
+}
+
+/// `source TABLE 'upstream'` (after FROM).
+fn parse_from_source(p: &mut Parser) -> Result<(ObjectName, String), ParserError> {
+    let source = p.parse_object_name(false)?;
+    if !p.parse_keyword(Keyword::TABLE) {
+        return p.expected("TABLE 'upstream table' after the source name", p.peek_token());
+    }
+    let external = p.parse_literal_string()?;
+    Ok((source, external))
+}
+
+/// `( key [. key ...] = value [, ...] )`.
+pub fn parse_options(p: &mut Parser) -> Result<BTreeMap<String, String>, ParserError> {
+    p.expect_token(&Token::LParen)?;
+    let mut options = BTreeMap::new();
+    if p.consume_token(&Token::RParen) {
+        return Ok(options);
+    }
+    loop {
+        let mut key = crate::sql::ident_name(&p.parse_identifier()?);
+        while p.consume_token(&Token::Period) {
+            key.push('.');
+            key.push_str(&crate::sql::ident_name(&p.parse_identifier()?));
+        }
+        p.expect_token(&Token::Eq)?;
+        let t = p.next_token();
+        let value = match &t.token {
+            Token::SingleQuotedString(s) => s.clone(),
+            Token::Number(n, _) => n.clone(),
+            Token::Minus => match p.next_token().token {
+                Token::Number(n, _) => format!("-{n}"),
+                _ => return p.expected("a number", t),
+            },
+            Token::Word(w) => w.value.clone(),
+            _ => return p.expected("an option value", t),
+        };
+        if options.insert(key.clone(), value).is_some() {
+            return Err(ParserError::ParserError(format!("option \"{key}\" given twice")));
+        }
+        if p.consume_token(&Token::RParen) {
+            return Ok(options);
+        }
+        p.expect_token(&Token::Comma)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_freshet_statements_among_postgres_ones() {
+        let stmts = parse(
+            "CREATE SOURCE shop WITH (connector = 'mysql-cdc', port = 3306, database.name = 'shop', ssl.mode = disabled); \
+             CREATE TABLE orders (id INT PRIMARY KEY, amount BIGINT) FROM shop TABLE 'shop.orders'; \
+             CREATE TABLE IF NOT EXISTS items (*) FROM shop TABLE 'shop.items'; \
+             SELECT 1; SHOW SOURCES; DROP SOURCE IF EXISTS shop CASCADE",
+        )
+        .unwrap();
+        assert_eq!(stmts.len(), 6);
+        let Stmt::CreateSource(cs) = &stmts[0] else {
+            panic!("{:?}", stmts[0])
+        };
+        assert_eq!(cs.name.to_string(), "shop");
+        assert_eq!(cs.options["connector"], "mysql-cdc");
+        assert_eq!(cs.options["port"], "3306");
+        assert_eq!(cs.options["database.name"], "shop");
+        assert_eq!(cs.options["ssl.mode"], "disabled");
+        let Stmt::CreateTableFrom(t) = &stmts[1] else {
+            panic!("{:?}", stmts[1])
+        };
+        assert!(!t.all_columns);
+        assert_eq!(t.create.columns.len(), 2);
+        assert_eq!(
+            (t.source.to_string().as_str(), t.external.as_str()),
+            ("shop", "shop.orders")
+        );
+        let Stmt::CreateTableFrom(t) = &stmts[2] else {
+            panic!("{:?}", stmts[2])
+        };
+        assert!(t.all_columns && t.create.if_not_exists && t.create.columns.is_empty());
+        assert_eq!(t.create.name.to_string(), "items");
+        assert!(matches!(stmts[3], Stmt::Pg(Statement::Query(_))));
+        assert!(matches!(stmts[4], Stmt::ShowSources));
+        let Stmt::DropSource(d) = &stmts[5] else { panic!() };
+        assert!(d.if_exists && d.cascade);
+        // Other SHOW statements stay PostgreSQL's.
+        assert!(matches!(&parse("SHOW search_path").unwrap()[0], Stmt::Pg(_)));
+    }
+
+    #[test]
+    fn rejects_malformed_source_statements() {
+        assert!(parse("CREATE SOURCE s").is_err());
+        assert!(parse("CREATE SOURCE s WITH (a = 1, a = 2)").is_err());
+        assert!(parse("CREATE TABLE t (*) FROM s").is_err());
+        assert!(parse("CREATE TABLE t (id INT) FROM s TABLE").is_err());
+        assert!(parse("CREATE TABLE t (id INT) garbage").is_err());
+    }
+}
