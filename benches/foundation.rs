@@ -4,6 +4,8 @@
 //! Run: `cargo bench --bench foundation` (writes the table into BENCHMARKS.md).
 //! Sizes can be changed with FRESHET_BENCH_ROWS (default 200000) and FRESHET_BENCH_SECS (10).
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -296,19 +298,6 @@ async fn run(server: &Server, rows: u64, secs: u64) -> Result_ {
     }
 }
 
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    format!("{cores} cores, {} GiB RAM", mem / 1024 / 1024)
-}
-
 fn main() {
     let rows: u64 = std::env::var("FRESHET_BENCH_ROWS")
         .ok()
@@ -334,8 +323,7 @@ fn main() {
     let ratio = |v: f64, f: fn(&Result_) -> f64| base.map(|b| format!(" ({:.2}×)", v / f(b))).unwrap_or_default();
     let mut table = String::new();
     table.push_str(&format!(
-        "Machine: {}. Rows: {rows} (COPY), {} (INSERT, 1,000 rows per statement); point lookups: 8 connections, {secs} s, prepared `SELECT ... WHERE id = $1`.\n\n",
-        machine(),
+        "Rows: {rows} (COPY), {} (INSERT, 1,000 rows per statement); point lookups: 8 connections, {secs} s, prepared `SELECT ... WHERE id = $1`.\n\n",
         rows / 2
     ));
     table.push_str(
@@ -357,33 +345,10 @@ fn main() {
     }
     table.push_str("\nRatios in parentheses are against PostgreSQL in the same run.\n");
     println!("{table}");
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let section = format!(
-        "<!-- foundation:start -->\n## Foundation: bulk load and point lookups\n\nCommand: `cargo bench --bench foundation`. Date: {date}. Commit: {commit}.\n\n{table}<!-- foundation:end -->"
+    common::write_section(
+        "foundation",
+        "Foundation: bulk load and point lookups",
+        "cargo bench --bench foundation",
+        &table,
     );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
-    let new = match (
-        old.find("<!-- foundation:start -->"),
-        old.find("<!-- foundation:end -->"),
-    ) {
-        (Some(a), Some(b)) => format!(
-            "{}{}{}",
-            &old[..a],
-            section,
-            &old[b + "<!-- foundation:end -->".len()..]
-        ),
-        _ => format!("{}\n{}\n", old.trim_end(), section),
-    };
-    std::fs::write(&path, new).unwrap();
 }
