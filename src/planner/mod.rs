@@ -218,6 +218,16 @@ impl Builder {
                     }
                     None => None,
                 };
+                // An outer join with an extra condition tracks matches per row on padded sides.
+                let (ls, rs) = if filter.is_some() {
+                    let pads_left = matches!(j.join_type, JoinType::Left | JoinType::Full);
+                    let pads_right = matches!(j.join_type, JoinType::Right | JoinType::Full);
+                    let ls = if pads_left { ls.with_matched(self.state(4)) } else { ls };
+                    let rs = if pads_right { rs.with_matched(self.state(5)) } else { rs };
+                    (ls, rs)
+                } else {
+                    (ls, rs)
+                };
                 let schema = arrow_schema(&j.schema);
                 let op = HashJoinOp::new(ls, rs, key_types, filter, j.join_type, schema.clone())?;
                 Ok(self.push(

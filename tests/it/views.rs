@@ -81,6 +81,18 @@ const VIEWS: &[(&str, &str)] = &[
         "v_rank_global",
         "SELECT id, rn FROM (SELECT id, row_number() OVER (ORDER BY v, id) AS rn FROM t1) s WHERE rn < 4",
     ),
+    (
+        "v_left_cond",
+        "SELECT t1.id, t2.id AS t2id, t2.w FROM t1 LEFT JOIN t2 ON t1.id = t2.t1_id AND t2.w > t1.v",
+    ),
+    (
+        "v_full_cond",
+        "SELECT t1.id, t1.v, t2.id AS t2id FROM t1 FULL JOIN t2 ON t1.g = t2.t1_id AND t2.w < t1.v + 10",
+    ),
+    (
+        "v_right_cond_agg",
+        "SELECT t2.id, count(t1.id) AS n FROM t1 RIGHT JOIN t2 ON t1.g = t2.t1_id AND t1.v <> t2.w GROUP BY t2.id",
+    ),
     ("v_in", "SELECT id FROM t1 WHERE g IN (SELECT t1_id FROM t2)"),
     (
         "v_not_exists",

@@ -1,12 +1,14 @@
 //! `HashJoinOp`: inner, left, right and full outer equi-joins, with an optional extra
-//! condition on inner joins.
+//! (non-equality) condition.
 //!
 //! State: each side's rows indexed by join key ((key, row) → multiplicity), and per key the
 //! number of rows on each side (for outer joins). A change on one side is joined with the other
 //! side's state: `Δ(L ⋈ R) = ΔL ⋈ R + L' ⋈ ΔR` (L' = L after ΔL), which is exactly what
 //! processing port 0 before port 1 in an epoch computes. Outer joins emit a NULL-padded row for
-//! a row whose key has no match, retract it when the first match appears and emit it again when
-//! the last match goes.
+//! a row that has no match, retract it when the first match appears and emit it again when the
+//! last match goes. Without an extra condition a match is any row of the same key (the per-key
+//! counts tell); with one, whether a row matches depends on the row, so a padded side keeps per
+//! row the number of partner rows that satisfy the condition ((key, row) → matches).
 
 use std::sync::Arc;
 
@@ -29,6 +31,8 @@ pub struct JoinSide {
     /// Rows per key: key → count.
     pub counts: StateTable,
     pub types: Vec<DataType>,
+    /// Rows → partner rows satisfying the extra condition (outer joins with one, padded side).
+    pub matched: Option<StateTable>,
     codec: RowCodec,
 }
 
@@ -40,7 +44,14 @@ impl JoinSide {
             rows,
             counts,
             types,
+            matched: None,
         })
+    }
+
+    /// Adds the per-row match state an outer join with an extra condition needs.
+    pub fn with_matched(mut self, matched: StateTable) -> JoinSide {
+        self.matched = Some(matched);
+        self
     }
 }
 
@@ -81,19 +92,22 @@ impl HashJoinOp {
         ) {
             return Err(Error::unsupported(format!("{join_type} join in materialized views")));
         }
-        if filter.is_some() && join_type != JoinType::Inner {
-            return Err(Error::unsupported(
-                "an outer join with a non-equality join condition in materialized views",
-            ));
-        }
-        Ok(HashJoinOp {
+        let op = HashJoinOp {
             key_codec: RowCodec::new(&key_types)?,
             sides: [left, right],
             key_types,
             filter,
             join_type,
             schema,
-        })
+        };
+        for side in 0..2 {
+            if op.filter.is_some() && op.pads(side) && op.sides[side].matched.is_none() {
+                return Err(Error::internal(
+                    "an outer join with a condition needs per-row match state",
+                ));
+            }
+        }
+        Ok(op)
     }
 
     /// Whether rows of `side` without a match are NULL-padded into the output.
@@ -148,53 +162,33 @@ impl Operator for HashJoinOp {
             .map(|i| key_cols.iter().any(|c| c.is_null(i)))
             .collect();
 
-        // Matches against the other side's current state.
+        // Pass 1: pairs with the other side's current state (same key).
         let mut match_this: Vec<u32> = Vec::new();
         let mut match_other: Vec<Vec<u8>> = Vec::new();
-        let mut match_w: Vec<i64> = Vec::new();
-        // This side's rows padded with NULLs (their key has no match).
-        let mut pad_this: Vec<u32> = Vec::new();
-        let mut pad_w: Vec<i64> = Vec::new();
-        // Other side's padded rows retracted / re-emitted as this side's key counts move.
-        let mut flip_other: Vec<Vec<u8>> = Vec::new();
-        let mut flip_w: Vec<i64> = Vec::new();
+        let mut match_count: Vec<i64> = Vec::new();
+        let mut pairs_of: Vec<(usize, usize)> = Vec::with_capacity(data.num_rows());
+        let mut others_empty: Vec<bool> = Vec::with_capacity(data.num_rows());
         for i in 0..data.num_rows() {
-            let w = weights[i];
-            let key = keys.row(i);
-            if has_null_key[i] {
-                if self.pads(this) {
-                    pad_this.push(i as u32);
-                    pad_w.push(w);
+            let start = match_this.len();
+            if !has_null_key[i] {
+                let prefix = key_prefix(keys.row(i).as_ref());
+                let others = self.sides[other].rows.scan_prefix(ctx, &prefix)?;
+                others_empty.push(others.is_empty());
+                for (k, count) in others {
+                    match_this.push(i as u32);
+                    match_other.push(k[prefix.len()..].to_vec());
+                    match_count.push(decode_i64(&count));
                 }
-                continue;
+            } else {
+                others_empty.push(true);
             }
-            let prefix = key_prefix(key.as_ref());
-            let others = self.sides[other].rows.scan_prefix(ctx, &prefix)?;
-            for (k, count) in &others {
-                match_this.push(i as u32);
-                match_other.push(k[prefix.len()..].to_vec());
-                match_w.push(w * decode_i64(count));
-            }
-            if self.pads(this) && others.is_empty() {
-                pad_this.push(i as u32);
-                pad_w.push(w);
-            }
-            let (old, new) = self.sides[this].counts.add_count(ctx, key.as_ref(), w)?;
-            if self.pads(other) && (old <= 0) != (new <= 0) {
-                let sign = if new > 0 { -1 } else { 1 };
-                for (k, count) in &others {
-                    flip_other.push(k[prefix.len()..].to_vec());
-                    flip_w.push(sign * decode_i64(count));
-                }
-            }
-            self.sides[this]
-                .rows
-                .add_count(ctx, &row_key(key.as_ref(), rows.row(i).as_ref()), w)?;
+            pairs_of.push((start, match_this.len()));
         }
-
         let mut parts = Vec::new();
+        // Which pairs satisfy the extra condition (all without one).
+        let mut passes = vec![true; match_this.len()];
         if !match_this.is_empty() {
-            let idx = UInt32Array::from(match_this);
+            let idx = UInt32Array::from(match_this.clone());
             let this_cols: Vec<ArrayRef> = data
                 .columns()
                 .iter()
@@ -203,6 +197,11 @@ impl Operator for HashJoinOp {
             let other_cols = self.sides[other]
                 .codec
                 .decode(match_other.iter().map(|r| r.as_slice()))?;
+            let match_w: Vec<i64> = match_this
+                .iter()
+                .zip(&match_count)
+                .map(|(i, c)| weights[*i as usize] * c)
+                .collect();
             let joined = self.assemble(this, this_cols, other_cols, match_w)?;
             let joined = match &self.filter {
                 Some(f) => {
@@ -212,12 +211,80 @@ impl Operator for HashJoinOp {
                         .downcast_ref::<datafusion::arrow::array::BooleanArray>()
                         .ok_or_else(|| Error::internal("join filter is not boolean"))?;
                     let mask = crate::dataflow::ops::nulls_are_false(mask);
+                    for (p, ok) in passes.iter_mut().enumerate() {
+                        *ok = mask.value(p);
+                    }
                     Changes::from_weighted(filter_record_batch(joined.batch(), &mask)?)?
                 }
                 None => joined,
             };
             parts.push(joined);
         }
+
+        // Pass 2: padded rows, and state.
+        let mut pad_this: Vec<u32> = Vec::new();
+        let mut pad_w: Vec<i64> = Vec::new();
+        // Other side's padded rows retracted / re-emitted as their matches come and go.
+        let mut flip_other: Vec<Vec<u8>> = Vec::new();
+        let mut flip_w: Vec<i64> = Vec::new();
+        for i in 0..data.num_rows() {
+            let w = weights[i];
+            if has_null_key[i] {
+                if self.pads(this) {
+                    pad_this.push(i as u32);
+                    pad_w.push(w);
+                }
+                continue;
+            }
+            let key = keys.row(i);
+            let this_row = row_key(key.as_ref(), rows.row(i).as_ref());
+            let (start, end) = pairs_of[i];
+            if self.filter.is_none() {
+                if self.pads(this) && others_empty[i] {
+                    pad_this.push(i as u32);
+                    pad_w.push(w);
+                }
+                let (old, new) = self.sides[this].counts.add_count(ctx, key.as_ref(), w)?;
+                if self.pads(other) && (old <= 0) != (new <= 0) {
+                    let sign = if new > 0 { -1 } else { 1 };
+                    for p in start..end {
+                        flip_other.push(match_other[p].clone());
+                        flip_w.push(sign * match_count[p]);
+                    }
+                }
+            } else {
+                let matches: i64 = (start..end).filter(|p| passes[*p]).map(|p| match_count[p]).sum();
+                if self.pads(this) && matches <= 0 {
+                    pad_this.push(i as u32);
+                    pad_w.push(w);
+                }
+                if self.pads(other) {
+                    let prefix_len = key_prefix(key.as_ref()).len();
+                    for p in (start..end).filter(|p| passes[*p]) {
+                        let other_row = row_key(key.as_ref(), &match_other[p]);
+                        let matched = self.sides[other].matched.as_mut().expect("checked in new");
+                        let (old, new) = matched.add_count(ctx, &other_row, w)?;
+                        if (old <= 0) != (new <= 0) {
+                            let sign = if new > 0 { -1 } else { 1 };
+                            flip_other.push(other_row[prefix_len..].to_vec());
+                            flip_w.push(sign * match_count[p]);
+                        }
+                    }
+                }
+                self.sides[this].counts.add_count(ctx, key.as_ref(), w)?;
+            }
+            let (_, mult) = self.sides[this].rows.add_count(ctx, &this_row, w)?;
+            if self.filter.is_some() && self.pads(this) {
+                let matches: i64 = (start..end).filter(|p| passes[*p]).map(|p| match_count[p]).sum();
+                let matched = self.sides[this].matched.as_mut().expect("checked in new");
+                if mult > 0 && matches != 0 {
+                    matched.put(&this_row, matches.to_be_bytes().to_vec());
+                } else {
+                    matched.delete(&this_row);
+                }
+            }
+        }
+
         if !pad_this.is_empty() {
             let idx = UInt32Array::from(pad_this);
             let this_cols: Vec<ArrayRef> = data
@@ -248,6 +315,9 @@ impl Operator for HashJoinOp {
         for s in &mut self.sides {
             s.rows.flush(batch);
             s.counts.flush(batch);
+            if let Some(m) = &mut s.matched {
+                m.flush(batch);
+            }
         }
     }
 
