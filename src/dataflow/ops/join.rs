@@ -168,9 +168,9 @@ impl Operator for HashJoinOp {
         let mut match_count: Vec<i64> = Vec::new();
         let mut pairs_of: Vec<(usize, usize)> = Vec::with_capacity(data.num_rows());
         let mut others_empty: Vec<bool> = Vec::with_capacity(data.num_rows());
-        for i in 0..data.num_rows() {
+        for (i, null_key) in has_null_key.iter().enumerate() {
             let start = match_this.len();
-            if !has_null_key[i] {
+            if !null_key {
                 let prefix = key_prefix(keys.row(i).as_ref());
                 let others = self.sides[other].rows.scan_prefix(ctx, &prefix)?;
                 others_empty.push(others.is_empty());
