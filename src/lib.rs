@@ -19,6 +19,7 @@
 //! `catalog/` describes every relation; `error` holds the one error type (with SQLSTATEs).
 
 pub mod catalog;
+pub mod connectors;
 pub mod database;
 pub mod dataflow;
 pub mod error;
@@ -29,3 +30,4 @@ pub mod server;
 pub mod session;
 pub mod sql;
 pub mod state;
+pub mod testkit;
