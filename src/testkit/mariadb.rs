@@ -23,7 +23,9 @@ pub struct MariaDb {
 }
 
 fn find_binary(name: &str) -> Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"].map(PathBuf::from));
     dirs.iter()
         .map(|d| d.join(name))
@@ -50,7 +52,14 @@ impl MariaDb {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(testkit_err)?;
-        let status = Command::new("chown").arg("mysql:mysql").arg(&dir).status().map_err(testkit_err)?;
+        // Its own tmpdir: concurrent servers sharing /tmp collide on temporary table names.
+        std::fs::create_dir_all(dir.join("tmp")).map_err(testkit_err)?;
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg("mysql:mysql")
+            .arg(&dir)
+            .status()
+            .map_err(testkit_err)?;
         if !status.success() {
             return Err(testkit_err("chown mysql of the data directory failed"));
         }
@@ -58,14 +67,21 @@ impl MariaDb {
             .arg("--no-defaults")
             .arg("--user=mysql")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
             .output()
             .map_err(testkit_err)?;
         if !out.status.success() {
-            return Err(testkit_err(format!("mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr))));
+            return Err(testkit_err(format!(
+                "mariadb-install-db failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
         }
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(testkit_err)?.port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(testkit_err)?
+            .port();
         let mut db = MariaDb { dir, port, child: None };
         db.launch()?;
         db.exec_sync(&format!(
@@ -84,6 +100,7 @@ impl MariaDb {
             .arg("--user=mysql")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--port={}", self.port))
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--log-bin={}", data.join("binlog").display()))
@@ -159,7 +176,10 @@ impl MariaDb {
             .output()
             .map_err(testkit_err)?;
         if !out.status.success() {
-            return Err(testkit_err(format!("`{sql}` failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+            return Err(testkit_err(format!(
+                "`{sql}` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()

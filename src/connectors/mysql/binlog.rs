@@ -55,13 +55,25 @@ pub enum BinlogItem {
     /// `CapturedTable::schema` with weights (+1 insert, -1 delete, update = -1 before, +1 after),
     /// in binlog order. `end`: the position just after its commit. `commit_time_micros`: the
     /// upstream commit event's timestamp (second precision), for lag.
-    Transaction { changes: Vec<(usize, Changes)>, end: BinlogPosition, commit_time_micros: i64 },
+    Transaction {
+        changes: Vec<(usize, Changes)>,
+        end: BinlogPosition,
+        commit_time_micros: i64,
+    },
     /// The position moved with nothing captured; `end` may be committed as the resume point.
-    Progress { end: BinlogPosition, commit_time_micros: i64 },
+    Progress {
+        end: BinlogPosition,
+        commit_time_micros: i64,
+    },
     /// A captured table's upstream definition changed. `still_mappable`: the new mapping when the
     /// table keeps working (e.g. a column added that Freshet does not read); otherwise `reason`
     /// says why the table must stop (its later rows are skipped).
-    SchemaChange { table: usize, still_mappable: Option<CapturedTable>, reason: String, end: BinlogPosition },
+    SchemaChange {
+        table: usize,
+        still_mappable: Option<CapturedTable>,
+        reason: String,
+        end: BinlogPosition,
+    },
 }
 
 /// The GTID state of MariaDB: per replication domain, the last (server id, sequence number).
@@ -80,7 +92,9 @@ impl GtidState {
             let ((d, s), n) = parsed.ok_or_else(|| {
                 Error::user(
                     SqlState::INVALID_PARAMETER_VALUE,
-                    format!("'{part}' is not a MariaDB GTID (domain-server-sequence); MySQL GTID sets are not resumed from"),
+                    format!(
+                        "'{part}' is not a MariaDB GTID (domain-server-sequence); MySQL GTID sets are not resumed from"
+                    ),
                 )
             })?;
             state.insert(d, (s, n));
@@ -92,7 +106,13 @@ impl GtidState {
         if self.0.is_empty() {
             return None;
         }
-        Some(self.0.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect::<Vec<_>>().join(","))
+        Some(
+            self.0
+                .iter()
+                .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
     }
 }
 
@@ -131,6 +151,10 @@ pub struct BinlogReader {
     file: String,
     pos: u64,
     gtid: GtidState,
+    /// The server checksums events (then the fake ROTATE sent before the first
+    /// FORMAT_DESCRIPTION carries a checksum the parser cannot know about yet).
+    checksums: bool,
+    seen_format_description: bool,
     txn: Option<OpenTxn>,
     ready: VecDeque<BinlogItem>,
 }
@@ -141,7 +165,11 @@ impl BinlogReader {
     pub async fn connect(cfg: &MysqlConfig, tables: Vec<CapturedTable>, from: BinlogPosition) -> Result<BinlogReader> {
         let err = |what: &'static str| move |e| upstream_error(cfg, what, e);
         let mut conn = cfg.connect().await?;
-        let version: String = conn.query_first("SELECT VERSION()").await.map_err(err("start binlog"))?.unwrap_or_default();
+        let version: String = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(err("start binlog"))?
+            .unwrap_or_default();
         let mariadb = version.to_ascii_lowercase().contains("mariadb");
         let start_gtid = from.gtid.as_deref().filter(|g| !g.trim().is_empty() && mariadb);
         let gtid = match start_gtid {
@@ -155,21 +183,42 @@ impl BinlogReader {
             }
             None => GtidState::default(),
         };
+        let checksum: Option<String> = conn
+            .query_first("SELECT @@global.binlog_checksum")
+            .await
+            .map_err(err("start binlog"))?;
+        let checksums = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
         let heartbeat_ns = HEARTBEAT.as_nanos() as u64;
-        conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}")).await.map_err(err("start binlog"))?;
+        conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
+            .await
+            .map_err(err("start binlog"))?;
         if mariadb {
-            conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(err("start binlog"))?;
+            conn.query_drop("SET @mariadb_slave_capability = 4")
+                .await
+                .map_err(err("start binlog"))?;
             if let Some(g) = start_gtid {
-                conn.exec_drop("SET @slave_connect_state = ?", (g,)).await.map_err(err("start binlog"))?;
-                conn.query_drop("SET @slave_gtid_strict_mode = 0").await.map_err(err("start binlog"))?;
-                conn.query_drop("SET @slave_gtid_ignore_duplicates = 0").await.map_err(err("start binlog"))?;
+                conn.exec_drop("SET @slave_connect_state = ?", (g,))
+                    .await
+                    .map_err(err("start binlog"))?;
+                conn.query_drop("SET @slave_gtid_strict_mode = 0")
+                    .await
+                    .map_err(err("start binlog"))?;
+                conn.query_drop("SET @slave_gtid_ignore_duplicates = 0")
+                    .await
+                    .map_err(err("start binlog"))?;
             }
         }
-        let request = BinlogStreamRequest::new(cfg.server_id).with_filename(from.file.as_bytes()).with_pos(from.pos.max(4));
+        let request = BinlogStreamRequest::new(cfg.server_id)
+            .with_filename(from.file.as_bytes())
+            .with_pos(from.pos.max(4));
         let stream = conn.get_binlog_stream(request).await.map_err(err("start binlog"))?;
         let tables = tables
             .into_iter()
-            .map(|captured| Followed { decoders: captured.decoders(), captured, stopped: false })
+            .map(|captured| Followed {
+                decoders: captured.decoders(),
+                captured,
+                stopped: false,
+            })
             .collect();
         Ok(BinlogReader {
             cfg: cfg.clone(),
@@ -178,6 +227,8 @@ impl BinlogReader {
             file: from.file,
             pos: from.pos,
             gtid,
+            checksums,
+            seen_format_description: false,
             txn: None,
             ready: VecDeque::new(),
         })
@@ -185,7 +236,11 @@ impl BinlogReader {
 
     /// The position after the last event read.
     fn position(&self) -> BinlogPosition {
-        BinlogPosition { file: self.file.clone(), pos: self.pos, gtid: self.gtid.render() }
+        BinlogPosition {
+            file: self.file.clone(),
+            pos: self.pos,
+            gtid: self.gtid.render(),
+        }
     }
 
     /// Next complete upstream transaction, schema change, or position advance. An error means
@@ -211,7 +266,10 @@ impl BinlogReader {
                 Ok(None) => {
                     return Err(Error::External {
                         state: SqlState("08006"),
-                        message: format!("mysql-cdc {}:{}: the binlog stream ended", self.cfg.hostname, self.cfg.port),
+                        message: format!(
+                            "mysql-cdc {}:{}: the binlog stream ended",
+                            self.cfg.hostname, self.cfg.port
+                        ),
                         retryable: true,
                     })
                 }
@@ -261,11 +319,19 @@ impl BinlogReader {
             }
         };
         match data {
+            EventData::FormatDescriptionEvent(_) => self.seen_format_description = true,
             EventData::RotateEvent(r) => {
-                self.file = r.name().into_owned();
+                let mut name = r.name_raw();
+                if self.checksums && !self.seen_format_description && name.len() > 4 {
+                    name = &name[..name.len() - 4];
+                }
+                self.file = String::from_utf8_lossy(name).into_owned();
                 self.pos = r.position();
                 if self.txn.is_none() && header.timestamp() != 0 && !artificial {
-                    self.ready.push_back(BinlogItem::Progress { end: self.position(), commit_time_micros: timestamp_micros });
+                    self.ready.push_back(BinlogItem::Progress {
+                        end: self.position(),
+                        commit_time_micros: timestamp_micros,
+                    });
                 }
             }
             EventData::HeartbeatEvent => {
@@ -273,7 +339,10 @@ impl BinlogReader {
                     self.pos = header.log_pos() as u64;
                 }
                 if self.txn.is_none() {
-                    self.ready.push_back(BinlogItem::Progress { end: self.position(), commit_time_micros: 0 });
+                    self.ready.push_back(BinlogItem::Progress {
+                        end: self.position(),
+                        commit_time_micros: 0,
+                    });
                 }
             }
             EventData::QueryEvent(q) => {
@@ -298,7 +367,10 @@ impl BinlogReader {
                     self.apply_gtid(&txn);
                     let changed = self.ddl(&schema, &query).await?;
                     if !changed {
-                        self.ready.push_back(BinlogItem::Progress { end: self.position(), commit_time_micros: timestamp_micros });
+                        self.ready.push_back(BinlogItem::Progress {
+                            end: self.position(),
+                            commit_time_micros: timestamp_micros,
+                        });
                     }
                 }
             }
@@ -320,7 +392,9 @@ impl BinlogReader {
     }
 
     fn table_index(&self, db: &str, table: &str) -> Option<usize> {
-        self.tables.iter().position(|t| !t.stopped && t.captured.database == db && t.captured.name == table)
+        self.tables
+            .iter()
+            .position(|t| !t.stopped && t.captured.database == db && t.captured.name == table)
     }
 
     fn rows(&mut self, rows: &RowsEventData<'_>) -> Result<()> {
@@ -348,7 +422,10 @@ impl BinlogReader {
         };
         let txn = self.txn.get_or_insert_with(OpenTxn::default);
         let (builder, weights) = txn.rows.entry(idx).or_insert_with(|| {
-            (RowsBuilder::new(followed.captured.schema.clone(), followed.decoders.clone()), Vec::new())
+            (
+                RowsBuilder::new(followed.captured.schema.clone(), followed.decoders.clone()),
+                Vec::new(),
+            )
         });
         let qualified = followed.captured.qualified();
         let mut push = |row: mysql_async::binlog::row::BinlogRow, weight: i64| -> Result<()> {
@@ -379,7 +456,10 @@ impl BinlogReader {
         for row in rows.rows(tme) {
             let (before, after) = row.map_err(|e| Error::External {
                 state: SqlState::PROTOCOL_VIOLATION,
-                message: format!("mysql-cdc: cannot decode a row of {}: {e}", self.tables[idx].captured.qualified()),
+                message: format!(
+                    "mysql-cdc: cannot decode a row of {}: {e}",
+                    self.tables[idx].captured.qualified()
+                ),
                 retryable: false,
             })?;
             if let Some(before) = before {
@@ -418,9 +498,16 @@ impl BinlogReader {
         }
         let end = self.position();
         self.ready.push_back(if changes.is_empty() {
-            BinlogItem::Progress { end, commit_time_micros }
+            BinlogItem::Progress {
+                end,
+                commit_time_micros,
+            }
         } else {
-            BinlogItem::Transaction { changes, end, commit_time_micros }
+            BinlogItem::Transaction {
+                changes,
+                end,
+                commit_time_micros,
+            }
         });
         Ok(())
     }
@@ -449,7 +536,9 @@ impl BinlogReader {
                 (c.database.to_ascii_lowercase(), c.name.to_ascii_lowercase())
             };
             let qualified = format!("{db}.{name}");
-            let named = words.iter().any(|w| *w == qualified || (*w == name && schema.eq_ignore_ascii_case(&db)));
+            let named = words
+                .iter()
+                .any(|w| *w == qualified || (*w == name && schema.eq_ignore_ascii_case(&db)));
             if !named {
                 continue;
             }
@@ -491,12 +580,22 @@ impl BinlogReader {
                 let followed = &mut self.tables[idx];
                 followed.decoders = captured.decoders();
                 followed.captured = captured.clone();
-                BinlogItem::SchemaChange { table: idx, still_mappable: Some(captured), reason: why, end }
+                BinlogItem::SchemaChange {
+                    table: idx,
+                    still_mappable: Some(captured),
+                    reason: why,
+                    end,
+                }
             }
             Err(e) if matches!(e, Error::External { retryable: true, .. }) => return Err(e),
             Err(e) => {
                 self.tables[idx].stopped = true;
-                BinlogItem::SchemaChange { table: idx, still_mappable: None, reason: format!("{why}: {e}"), end }
+                BinlogItem::SchemaChange {
+                    table: idx,
+                    still_mappable: None,
+                    reason: format!("{why}: {e}"),
+                    end,
+                }
             }
         })
     }
@@ -510,19 +609,32 @@ impl BinlogReader {
         if table_map_matches(&self.tables[idx].captured, tme) {
             return Ok(());
         }
-        let item = self.remap(idx, format!("upstream {} changed shape", self.tables[idx].captured.qualified())).await?;
+        let item = self
+            .remap(
+                idx,
+                format!("upstream {} changed shape", self.tables[idx].captured.qualified()),
+            )
+            .await?;
         let still_ok = match &item {
-            BinlogItem::SchemaChange { still_mappable: Some(c), .. } => table_map_matches(c, tme),
+            BinlogItem::SchemaChange {
+                still_mappable: Some(c),
+                ..
+            } => table_map_matches(c, tme),
             _ => false,
         };
         if !still_ok {
-            if let BinlogItem::SchemaChange { still_mappable, reason, .. } = &item {
+            if let BinlogItem::SchemaChange {
+                still_mappable, reason, ..
+            } = &item
+            {
                 if still_mappable.is_some() {
                     self.tables[idx].stopped = true;
                     self.ready.push_back(BinlogItem::SchemaChange {
                         table: idx,
                         still_mappable: None,
-                        reason: format!("{reason}: the binlog's row layout differs from the table's current definition"),
+                        reason: format!(
+                            "{reason}: the binlog's row layout differs from the table's current definition"
+                        ),
                         end: self.position(),
                     });
                     return Ok(());
@@ -540,9 +652,13 @@ fn table_map_matches(captured: &CapturedTable, tme: &TableMapEvent<'_>) -> bool 
         return false;
     }
     let names: Option<Vec<String>> = tme.iter_optional_meta().find_map(|m| match m {
-        Ok(mysql_async::binlog::events::OptionalMetadataField::ColumnName(names)) => {
-            Some(names.iter_names().filter_map(|n| n.ok()).map(|n| n.name().into_owned()).collect())
-        }
+        Ok(mysql_async::binlog::events::OptionalMetadataField::ColumnName(names)) => Some(
+            names
+                .iter_names()
+                .filter_map(|n| n.ok())
+                .map(|n| n.name().into_owned())
+                .collect(),
+        ),
         _ => None,
     });
     captured.upstream_index.iter().all(|u| {
@@ -551,7 +667,9 @@ fn table_map_matches(captured: &CapturedTable, tme: &TableMapEvent<'_>) -> bool 
             (Ok(Some(t)), Some(kind)) => kind.matches_binlog_type(t),
             _ => false,
         };
-        let name_ok = names.as_ref().is_none_or(|n| n.get(*u).is_some_and(|n| n.eq_ignore_ascii_case(&col.name)));
+        let name_ok = names
+            .as_ref()
+            .is_none_or(|n| n.get(*u).is_some_and(|n| n.eq_ignore_ascii_case(&col.name)));
         type_ok && name_ok
     })
 }
@@ -589,6 +707,9 @@ mod tests {
 
     #[test]
     fn strips_comments_before_the_verb() {
-        assert_eq!(strip_comments("/* x */ALTER TABLE t -- c\n ADD c INT").trim(), "ALTER TABLE t \n ADD c INT");
+        assert_eq!(
+            strip_comments("/* x */ALTER TABLE t -- c\n ADD c INT").trim(),
+            "ALTER TABLE t \n ADD c INT"
+        );
     }
 }

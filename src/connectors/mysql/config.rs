@@ -39,7 +39,10 @@ impl MysqlConfig {
     pub fn from_options(opts: &BTreeMap<String, String>) -> Result<MysqlConfig> {
         let get = |key: &str| -> Result<&String> {
             opts.get(key).ok_or_else(|| {
-                Error::user(SqlState::INVALID_PARAMETER_VALUE, format!("mysql-cdc source needs the option '{key}'"))
+                Error::user(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    format!("mysql-cdc source needs the option '{key}'"),
+                )
             })
         };
         let invalid = |key: &str, value: &str, expected: &str| {
@@ -50,7 +53,12 @@ impl MysqlConfig {
         };
         let port = match opts.get("port") {
             None => 3306,
-            Some(p) => p.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| invalid("port", p, "a TCP port"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| invalid("port", p, "a TCP port"))?,
         };
         let server_id = {
             let v = get("server.id")?;
@@ -60,16 +68,15 @@ impl MysqlConfig {
                 .filter(|id| *id > 0)
                 .ok_or_else(|| invalid("server.id", v, "an integer between 1 and 4294967295"))?
         };
-        let ssl_mode = match opts.get("ssl.mode").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("disabled") | Some("disable") => SslMode::Disabled,
-            Some("preferred") | Some("prefer") => SslMode::Preferred,
-            Some("required") | Some("require") => {
-                return Err(Error::unsupported(
+        let ssl_mode =
+            match opts.get("ssl.mode").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+                None | Some("disabled") | Some("disable") => SslMode::Disabled,
+                Some("preferred") | Some("prefer") => SslMode::Preferred,
+                Some("required") | Some("require") => return Err(Error::unsupported(
                     "ssl.mode = 'required' (Freshet is built without TLS for mysql-cdc; use 'disabled' or 'preferred')",
-                ))
-            }
-            Some(other) => return Err(invalid("ssl.mode", other, "disabled, preferred or required")),
-        };
+                )),
+                Some(other) => return Err(invalid("ssl.mode", other, "disabled, preferred or required")),
+            };
         let hostname = get("hostname")?.trim().to_string();
         if hostname.is_empty() {
             return Err(invalid("hostname", "", "a host name or address"));
@@ -97,7 +104,9 @@ impl MysqlConfig {
 
     /// A plain connection to the upstream server.
     pub(crate) async fn connect(&self) -> Result<Conn> {
-        Conn::new(self.opts()).await.map_err(|e| upstream_error(self, "connect", e))
+        Conn::new(self.opts())
+            .await
+            .map_err(|e| upstream_error(self, "connect", e))
     }
 
     /// Connects and checks the server is usable for CDC: binary log on, ROW format, FULL row
@@ -111,15 +120,20 @@ impl MysqlConfig {
 
     async fn check_on(&self, conn: &mut Conn) -> Result<()> {
         let row: Option<(Option<String>, Option<String>, Option<String>)> = conn
-            .query_first("SELECT @@log_bin, @@binlog_format, @@binlog_row_image")
+            .query_first("SELECT @@global.log_bin, @@global.binlog_format, @@global.binlog_row_image")
             .await
             .map_err(|e| upstream_error(self, "read server settings", e))?;
         let (log_bin, format, image) = row.unwrap_or_default();
         let misconfigured = |what: String| {
-            Error::user(SqlState::INVALID_PARAMETER_VALUE, format!("MySQL server {}:{}: {what}", self.hostname, self.port))
+            Error::user(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!("MySQL server {}:{}: {what}", self.hostname, self.port),
+            )
         };
         if !matches!(log_bin.as_deref(), Some("1") | Some("ON")) {
-            return Err(misconfigured("the binary log is off (start the server with --log-bin)".into()));
+            return Err(misconfigured(
+                "the binary log is off (start the server with --log-bin)".into(),
+            ));
         }
         if !format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("ROW")) {
             return Err(misconfigured(format!(
@@ -133,8 +147,10 @@ impl MysqlConfig {
                 image.unwrap_or_default()
             )));
         }
-        let grants: Vec<String> =
-            conn.query("SHOW GRANTS").await.map_err(|e| upstream_error(self, "read the user's grants", e))?;
+        let grants: Vec<String> = conn
+            .query("SHOW GRANTS")
+            .await
+            .map_err(|e| upstream_error(self, "read the user's grants", e))?;
         let grants = grants.join("\n").to_ascii_uppercase();
         let all = grants.contains("ALL PRIVILEGES ON *.*");
         let mut missing = Vec::new();
@@ -185,9 +201,15 @@ mod tests {
         assert!(e.to_string().contains("'port'"), "{e}");
         let mut missing = opts(&base);
         missing.remove("server.id");
-        assert!(MysqlConfig::from_options(&missing).unwrap_err().to_string().contains("server.id"));
+        assert!(MysqlConfig::from_options(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("server.id"));
         let mut ssl = opts(&base);
         ssl.insert("ssl.mode".into(), "required".into());
-        assert_eq!(MysqlConfig::from_options(&ssl).unwrap_err().code(), SqlState::FEATURE_NOT_SUPPORTED);
+        assert_eq!(
+            MysqlConfig::from_options(&ssl).unwrap_err().code(),
+            SqlState::FEATURE_NOT_SUPPORTED
+        );
     }
 }

@@ -57,14 +57,23 @@ pub(crate) fn upstream_error(cfg: &MysqlConfig, what: &str, e: mysql_async::Erro
     match e {
         mysql_async::Error::Server(se) => match se.code {
             1146 | 1049 => Error::user(SqlState::UNDEFINED_TABLE, format!("{at}: {}", se.message)),
-            1045 => Error::External { state: SqlState("28000"), message: format!("{at}: {}", se.message), retryable: false },
-            1044 | 1142 | 1227 | 1143 => {
-                Error::External { state: SqlState("42501"), message: format!("{at}: {}", se.message), retryable: false }
-            }
+            1045 => Error::External {
+                state: SqlState("28000"),
+                message: format!("{at}: {}", se.message),
+                retryable: false,
+            },
+            1044 | 1142 | 1227 | 1143 => Error::External {
+                state: SqlState("42501"),
+                message: format!("{at}: {}", se.message),
+                retryable: false,
+            },
             // 1236: the requested binlog position is gone (purged) or invalid.
             1236 => Error::External {
                 state: SqlState("55000"),
-                message: format!("{at}: the binlog position cannot be read: {} (error {})", se.message, se.code),
+                message: format!(
+                    "{at}: the binlog position cannot be read: {} (error {})",
+                    se.message, se.code
+                ),
                 retryable: false,
             },
             // Shutdown in progress, too many connections, killed connection: try again later.
@@ -80,14 +89,24 @@ pub(crate) fn upstream_error(cfg: &MysqlConfig, what: &str, e: mysql_async::Erro
             },
         },
         mysql_async::Error::Io(io) => Error::External {
-            state: if what == "connect" { SqlState("08001") } else { SqlState("08006") },
+            state: if what == "connect" {
+                SqlState("08001")
+            } else {
+                SqlState("08006")
+            },
             message: format!("{at}: {io}"),
             retryable: true,
         },
-        mysql_async::Error::Driver(d) => {
-            Error::External { state: SqlState("08006"), message: format!("{at}: {d}"), retryable: true }
-        }
-        other => Error::External { state: SqlState::CONNECTION_EXCEPTION, message: format!("{at}: {other}"), retryable: false },
+        mysql_async::Error::Driver(d) => Error::External {
+            state: SqlState("08006"),
+            message: format!("{at}: {d}"),
+            retryable: true,
+        },
+        other => Error::External {
+            state: SqlState::CONNECTION_EXCEPTION,
+            message: format!("{at}: {other}"),
+            retryable: false,
+        },
     }
 }
 

@@ -145,7 +145,9 @@ pub(crate) async fn describe_on(
         ));
     };
     if kind != "BASE TABLE" {
-        return Err(Error::unsupported(format!("capturing {db}.{table}, a {kind} (only base tables have row events)")));
+        return Err(Error::unsupported(format!(
+            "capturing {db}.{table}, a {kind} (only base tables have row events)"
+        )));
     }
     let rows: Vec<(String, String, String, String, Option<String>)> = conn
         .exec(
@@ -175,7 +177,9 @@ pub(crate) async fn describe_on(
     let columns: Vec<UpstreamColumn> = rows
         .into_iter()
         .map(|(name, data_type, column_type, nullable, charset)| {
-            let json_checked = checks.iter().any(|c| c.contains(&format!("json_valid(`{}`)", name.to_ascii_lowercase())));
+            let json_checked = checks
+                .iter()
+                .any(|c| c.contains(&format!("json_valid(`{}`)", name.to_ascii_lowercase())));
             let kind = MysqlType::parse(&data_type, &column_type, charset.as_deref(), json_checked);
             UpstreamColumn {
                 sql_type: kind.as_ref().map(|k| k.sql_type()).map_err(Clone::clone),
@@ -190,7 +194,12 @@ pub(crate) async fn describe_on(
         .iter()
         .filter_map(|n| columns.iter().position(|c| &c.name == n))
         .collect();
-    Ok(UpstreamTable { database: db, name: table, columns, primary_key })
+    Ok(UpstreamTable {
+        database: db,
+        name: table,
+        columns,
+        primary_key,
+    })
 }
 
 /// Whether values of `from` always fit `to` unchanged.
@@ -212,9 +221,7 @@ fn widens(from: &SqlType, to: &SqlType) -> bool {
     match (from, to) {
         (a, b) if a == b => true,
         (Int2, Int4 | Int8) | (Int4, Int8) | (Float4, Float8) => true,
-        (Int2 | Int4 | Int8 | Numeric(_), Numeric(_)) => {
-            int_digits(from) <= int_digits(to) && scale(from) <= scale(to)
-        }
+        (Int2 | Int4 | Int8 | Numeric(_), Numeric(_)) => int_digits(from) <= int_digits(to) && scale(from) <= scale(to),
         (Varchar(Some(n)), Varchar(Some(m))) => n <= m,
         (Varchar(_), Varchar(None) | Text) | (Text, Varchar(None)) => true,
         _ => false,
@@ -222,7 +229,11 @@ fn widens(from: &SqlType, to: &SqlType) -> bool {
 }
 
 /// Checks declared columns against upstream (see the module docs for the rules) and maps them.
-pub fn capture(declared: &[(String, SqlType, bool)], declared_pk: &[String], upstream: &UpstreamTable) -> Result<CapturedTable> {
+pub fn capture(
+    declared: &[(String, SqlType, bool)],
+    declared_pk: &[String],
+    upstream: &UpstreamTable,
+) -> Result<CapturedTable> {
     let qualified = format!("{}.{}", upstream.database, upstream.name);
     let mut upstream_index = Vec::with_capacity(declared.len());
     let mut fields = Vec::with_capacity(declared.len());
@@ -232,16 +243,25 @@ pub fn capture(declared: &[(String, SqlType, bool)], declared_pk: &[String], ups
             .iter()
             .position(|c| c.name.eq_ignore_ascii_case(name))
             .ok_or_else(|| {
-                Error::user(SqlState::UNDEFINED_COLUMN, format!("column \"{name}\" does not exist in upstream table {qualified}"))
+                Error::user(
+                    SqlState::UNDEFINED_COLUMN,
+                    format!("column \"{name}\" does not exist in upstream table {qualified}"),
+                )
             })?;
         if upstream_index.contains(&idx) {
-            return Err(Error::user(SqlState::DUPLICATE_COLUMN, format!("column \"{name}\" is declared twice")));
+            return Err(Error::user(
+                SqlState::DUPLICATE_COLUMN,
+                format!("column \"{name}\" is declared twice"),
+            ));
         }
         let col = &upstream.columns[idx];
         let mapped = col.sql_type.as_ref().map_err(|e| {
             Error::user(
                 SqlState::FEATURE_NOT_SUPPORTED,
-                format!("column \"{name}\" of upstream table {qualified} ({}) cannot be read: {e}", col.column_type),
+                format!(
+                    "column \"{name}\" of upstream table {qualified} ({}) cannot be read: {e}",
+                    col.column_type
+                ),
             )
         })?;
         if !widens(mapped, ty) {
@@ -259,15 +279,25 @@ pub fn capture(declared: &[(String, SqlType, bool)], declared_pk: &[String], ups
         if !nullable && col.nullable {
             return Err(Error::user(
                 SqlState::DATATYPE_MISMATCH,
-                format!("column \"{name}\" is declared NOT NULL but upstream {qualified}.{} allows NULL", col.name),
+                format!(
+                    "column \"{name}\" is declared NOT NULL but upstream {qualified}.{} allows NULL",
+                    col.name
+                ),
             ));
         }
         upstream_index.push(idx);
         fields.push(ty.arrow_field(name, *nullable));
     }
-    let upstream_pk: Vec<&str> = upstream.primary_key.iter().map(|i| upstream.columns[*i].name.as_str()).collect();
+    let upstream_pk: Vec<&str> = upstream
+        .primary_key
+        .iter()
+        .map(|i| upstream.columns[*i].name.as_str())
+        .collect();
     let same_pk = upstream_pk.len() == declared_pk.len()
-        && upstream_pk.iter().zip(declared_pk).all(|(u, d)| u.eq_ignore_ascii_case(d));
+        && upstream_pk
+            .iter()
+            .zip(declared_pk)
+            .all(|(u, d)| u.eq_ignore_ascii_case(d));
     if !same_pk {
         return Err(Error::user(
             SqlState::INVALID_TABLE_DEFINITION,
@@ -304,10 +334,17 @@ pub fn capture_all(upstream: &UpstreamTable) -> Result<(Vec<(String, SqlType, bo
                 ),
             )
         })?;
-        let may_read_null = matches!(ty, SqlType::Date | SqlType::Timestamp | SqlType::Timestamptz | SqlType::Time);
+        let may_read_null = matches!(
+            ty,
+            SqlType::Date | SqlType::Timestamp | SqlType::Timestamptz | SqlType::Time
+        );
         declared.push((col.name.clone(), ty.clone(), col.nullable || may_read_null));
     }
-    let pk: Vec<String> = upstream.primary_key.iter().map(|i| upstream.columns[*i].name.clone()).collect();
+    let pk: Vec<String> = upstream
+        .primary_key
+        .iter()
+        .map(|i| upstream.columns[*i].name.clone())
+        .collect();
     let captured = capture(&declared, &pk, upstream)?;
     Ok((declared, pk, captured))
 }
@@ -359,7 +396,10 @@ mod tests {
         let t = table();
         let e = capture(&[("id".into(), SqlType::Int2, false)], &["id".into()], &t).unwrap_err();
         assert_eq!(e.code(), SqlState::DATATYPE_MISMATCH);
-        assert!(e.to_string().contains("int(11)") && e.to_string().contains("smallint"), "{e}");
+        assert!(
+            e.to_string().contains("int(11)") && e.to_string().contains("smallint"),
+            "{e}"
+        );
         let e = capture(&[("nope".into(), SqlType::Int4, true)], &[], &t).unwrap_err();
         assert_eq!(e.code(), SqlState::UNDEFINED_COLUMN);
         let e = capture(&[("id".into(), SqlType::Int4, false)], &[], &t).unwrap_err();

@@ -58,7 +58,11 @@ impl SnapshotReader {
     pub async fn open(cfg: &MysqlConfig, tables: Vec<CapturedTable>) -> Result<SnapshotReader> {
         let mut conn = cfg.connect().await?;
         let err = |what: &'static str| move |e| upstream_error(cfg, what, e);
-        let version: String = conn.query_first("SELECT VERSION()").await.map_err(err("snapshot"))?.unwrap_or_default();
+        let version: String = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(err("snapshot"))?
+            .unwrap_or_default();
         let mariadb = version.to_ascii_lowercase().contains("mariadb");
         let mut scans = Vec::with_capacity(tables.len());
         for captured in tables {
@@ -75,8 +79,12 @@ impl SnapshotReader {
                     selected.push(*pk);
                 }
             }
-            let pk_pos =
-                captured.upstream.primary_key.iter().map(|pk| selected.iter().position(|s| s == pk).expect("selected")).collect();
+            let pk_pos = captured
+                .upstream
+                .primary_key
+                .iter()
+                .map(|pk| selected.iter().position(|s| s == pk).expect("selected"))
+                .collect();
             scans.push(TableScan {
                 captured,
                 selected,
@@ -88,28 +96,52 @@ impl SnapshotReader {
                 rows_estimated: estimate.flatten().unwrap_or(0),
             });
         }
-        conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(err("snapshot"))?;
-        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(err("snapshot"))?;
+        conn.query_drop("SET SESSION time_zone = '+00:00'")
+            .await
+            .map_err(err("snapshot"))?;
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .map_err(err("snapshot"))?;
         let position = if mariadb {
-            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(err("start snapshot"))?;
-            let status: Vec<(String, String)> =
-                conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(err("read snapshot position"))?;
-            let get = |name: &str| status.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .await
+                .map_err(err("start snapshot"))?;
+            let status: Vec<(String, String)> = conn
+                .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                .await
+                .map_err(err("read snapshot position"))?;
+            let get = |name: &str| {
+                status
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
             let file = get("Binlog_snapshot_file").unwrap_or_default();
-            let pos: u64 = get("Binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(0);
+            let pos: u64 = get("Binlog_snapshot_position")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
             if file.is_empty() {
                 return Err(Error::user(
                     crate::error::SqlState::INVALID_PARAMETER_VALUE,
-                    format!("MySQL server {}:{}: the binary log is off (start it with --log-bin)", cfg.hostname, cfg.port),
+                    format!(
+                        "MySQL server {}:{}: the binary log is off (start it with --log-bin)",
+                        cfg.hostname, cfg.port
+                    ),
                 ));
             }
             let gtid: Option<Option<String>> = conn
                 .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&file, pos))
                 .await
                 .map_err(err("read snapshot GTID position"))?;
-            BinlogPosition { file, pos, gtid: gtid.flatten().filter(|g| !g.is_empty()) }
+            BinlogPosition {
+                file,
+                pos,
+                gtid: gtid.flatten().filter(|g| !g.is_empty()),
+            }
         } else {
-            conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(err("lock tables for the snapshot"))?;
+            conn.query_drop("FLUSH TABLES WITH READ LOCK")
+                .await
+                .map_err(err("lock tables for the snapshot"))?;
             let started = async {
                 conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await?;
                 let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
@@ -126,14 +158,23 @@ impl SnapshotReader {
             let row = row.ok_or_else(|| {
                 Error::user(
                     crate::error::SqlState::INVALID_PARAMETER_VALUE,
-                    format!("MySQL server {}:{}: the binary log is off (start it with --log-bin)", cfg.hostname, cfg.port),
+                    format!(
+                        "MySQL server {}:{}: the binary log is off (start it with --log-bin)",
+                        cfg.hostname, cfg.port
+                    ),
                 )
             })?;
             let file: String = row.get(0).unwrap_or_default();
             let pos: u64 = row.get(1).unwrap_or(0);
             BinlogPosition { file, pos, gtid: None }
         };
-        Ok(SnapshotReader { cfg: cfg.clone(), conn: Some(conn), tables: scans, position, current: 0 })
+        Ok(SnapshotReader {
+            cfg: cfg.clone(),
+            conn: Some(conn),
+            tables: scans,
+            position,
+            current: 0,
+        })
     }
 
     /// The binlog position matching the snapshot: stream from here after the last chunk.
@@ -158,12 +199,21 @@ impl SnapshotReader {
             }
             let cols = &scan.captured.upstream.columns;
             let select: Vec<String> = scan.selected.iter().map(|i| quote_ident(&cols[*i].name)).collect();
-            let pk_names: Vec<String> =
-                scan.captured.upstream.primary_key.iter().map(|i| quote_ident(&cols[*i].name)).collect();
+            let pk_names: Vec<String> = scan
+                .captured
+                .upstream
+                .primary_key
+                .iter()
+                .map(|i| quote_ident(&cols[*i].name))
+                .collect();
             let table = quote_table(&scan.captured.database, &scan.captured.name);
             let (sql, params) = if pk_names.is_empty() {
                 (
-                    format!("SELECT {} FROM {table} LIMIT {chunk_rows} OFFSET {}", select.join(", "), scan.offset),
+                    format!(
+                        "SELECT {} FROM {table} LIMIT {chunk_rows} OFFSET {}",
+                        select.join(", "),
+                        scan.offset
+                    ),
                     Vec::new(),
                 )
             } else {
@@ -201,7 +251,9 @@ impl SnapshotReader {
                 continue;
             }
             let mut builder = RowsBuilder::new(scan.captured.schema.clone(), scan.captured.decoders());
-            let position_of: Vec<Option<usize>> = (0..cols.len()).map(|u| scan.selected.iter().position(|s| *s == u)).collect();
+            let position_of: Vec<Option<usize>> = (0..cols.len())
+                .map(|u| scan.selected.iter().position(|s| *s == u))
+                .collect();
             let mut last_key = None;
             for (r, row) in rows.into_iter().enumerate() {
                 let mut values = row.unwrap();

@@ -18,7 +18,13 @@ fn rows_of(batch: &RecordBatch) -> Vec<String> {
             batch
                 .columns()
                 .iter()
-                .map(|c| if c.is_null(r) { "∅".to_string() } else { array_value_to_string(c, r).unwrap() })
+                .map(|c| {
+                    if c.is_null(r) {
+                        "∅".to_string()
+                    } else {
+                        array_value_to_string(c, r).unwrap()
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("|")
         })
@@ -26,11 +32,17 @@ fn rows_of(batch: &RecordBatch) -> Vec<String> {
 }
 
 fn weighted(changes: &Changes) -> Vec<(String, i64)> {
-    rows_of(&changes.data()).into_iter().zip(changes.weights().values().iter().copied()).collect()
+    rows_of(&changes.data())
+        .into_iter()
+        .zip(changes.weights().values().iter().copied())
+        .collect()
 }
 
 async fn next_item(reader: &mut BinlogReader) -> BinlogItem {
-    tokio::time::timeout(Duration::from_secs(20), reader.next()).await.expect("binlog item within 20 s").expect("binlog item")
+    tokio::time::timeout(Duration::from_secs(20), reader.next())
+        .await
+        .expect("binlog item within 20 s")
+        .expect("binlog item")
 }
 
 /// The next Transaction, skipping Progress items.
@@ -64,7 +76,7 @@ const ALL_TYPES: &str = "CREATE TABLE t.all_types (
 const ALL_VALUES: &str = "(ID, -128, 255, -32768, 65535, -8388608, 16777215,
     -2147483648, 4294967295, -9223372036854775808, 18446744073709551615,
     -1234567.891, 1.5, -2.25,
-    'ab', 'héllo wörld', 'some text', 'caf\\xE9',
+    'ab', 'héllo wörld', 'some text', X'636166E9',
     X'00FF10', X'0102', X'0A0B',
     '2024-02-29', '2024-02-29 13:14:15.123456', '2024-02-29 13:14:15.678', '12:34:56.78', 2024,
     '{\"b\": [1, 2], \"a\": \"x\"}', 'large', 'a,c',
@@ -72,7 +84,7 @@ const ALL_VALUES: &str = "(ID, -128, 255, -32768, 65535, -8388608, 16777215,
 
 const EXPECTED: &str = "-128|255|-32768|65535|-8388608|16777215|-2147483648|4294967295|-9223372036854775808|\
 18446744073709551615|-1234567.891|1.5|-2.25|ab|héllo wörld|some text|café|00ff10|01020000|0a0b|2024-02-29|\
-2024-02-29T13:14:15.123456|2024-02-29T13:14:15.678+00:00|12:34:56.780|2024|{\"a\": \"x\", \"b\": [1, 2]}|large|a,c|true|257";
+2024-02-29T13:14:15.123456|2024-02-29T13:14:15.678Z|12:34:56.780|2024|{\"a\": \"x\", \"b\": [1, 2]}|large|a,c|true|257";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maps_every_type_through_snapshot_and_binlog() -> Result<()> {
@@ -98,9 +110,9 @@ async fn maps_every_type_through_snapshot_and_binlog() -> Result<()> {
     assert_eq!(ty("b1"), "boolean");
     assert_eq!(ty("yr"), "smallint");
 
-    let nulls = vec!["∅"; 30].join("|");
-    let zero = "∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅|∅|∅";
-    let expected = vec![format!("1|{EXPECTED}"), format!("2|{nulls}"), zero.to_string()];
+    let nulls = ["∅"; 30].join("|");
+    let zero = format!("3|{}|0|{}", ["∅"; 24].join("|"), ["∅"; 5].join("|"));
+    let expected = vec![format!("1|{EXPECTED}"), format!("2|{nulls}"), zero];
 
     let mut snap = SnapshotReader::open(&cfg, vec![captured.clone()]).await?;
     let (idx, batch) = snap.next_chunk(100).await?.expect("one chunk");
@@ -119,7 +131,11 @@ async fn maps_every_type_through_snapshot_and_binlog() -> Result<()> {
     .await?;
     let (changes, _) = next_txn(&mut reader).await;
     let deleted: Vec<(String, i64)> = weighted(&changes[0].1);
-    assert_eq!(deleted, expected.iter().map(|r| (r.clone(), -1)).collect::<Vec<_>>(), "binlog delete images");
+    assert_eq!(
+        deleted,
+        expected.iter().map(|r| (r.clone(), -1)).collect::<Vec<_>>(),
+        "binlog delete images"
+    );
     for want in &expected {
         let (changes, _) = next_txn(&mut reader).await;
         assert_eq!(weighted(&changes[0].1), vec![(want.clone(), 1)], "binlog insert image");
@@ -139,16 +155,25 @@ async fn snapshot_with_concurrent_writes_plus_stream_is_the_final_table() -> Res
     let captured = captured_all(&cfg, "s.kv").await;
     let mut snap = SnapshotReader::open(&cfg, vec![captured.clone()]).await?;
     let from = snap.position().clone();
-    assert!(from.gtid.is_some(), "MariaDB snapshot carries a GTID position: {from:?}");
+    assert!(
+        from.gtid.is_some(),
+        "MariaDB snapshot carries a GTID position: {from:?}"
+    );
 
-    let writer = {
-        let port = db.port();
-        let _ = port;
-        let db_ref = &db;
-        async move {
+    // A real concurrent writer: its own connection, in its own task.
+    let root = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(db.port())
+        .user(Some("root"))
+        .prefer_socket(false);
+    let mut writer_conn = mysql_async::Conn::new(root).await.expect("root over TCP");
+    let writer = tokio::spawn(async move {
+        use mysql_async::prelude::Queryable;
+        {
             for i in 0..40 {
-                db_ref
-                    .exec(&format!(
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                writer_conn
+                    .query_drop(format!(
                         "BEGIN; UPDATE s.kv SET v = CONCAT(v, '+') WHERE k = {a}; DELETE FROM s.kv WHERE k = {b} AND j < 5; \
                          INSERT INTO s.kv VALUES ({c}, 1, 'new'); COMMIT;",
                         a = (i * 37) % 2000,
@@ -159,7 +184,7 @@ async fn snapshot_with_concurrent_writes_plus_stream_is_the_final_table() -> Res
                     .unwrap();
             }
         }
-    };
+    });
     let reader_side = async {
         let mut total: HashMap<String, i64> = HashMap::new();
         let mut chunks = 0;
@@ -171,13 +196,19 @@ async fn snapshot_with_concurrent_writes_plus_stream_is_the_final_table() -> Res
         }
         (total, chunks)
     };
-    let ((mut total, chunks), ()) = tokio::join!(reader_side, writer);
+    let (mut total, chunks) = reader_side.await;
+    writer.await.unwrap();
     assert_eq!(chunks, 40);
 
     let status = db.exec("SHOW MASTER STATUS").await?;
     let (end_file, end_pos) = (status[0][0].clone(), status[0][1].parse::<u64>().unwrap());
     let mut reader = BinlogReader::connect(&cfg, vec![captured], from).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not reach {end_file}:{end_pos}"
+        );
         let end = match next_item(&mut reader).await {
             BinlogItem::Transaction { changes, end, .. } => {
                 for (_, c) in changes {
@@ -198,8 +229,12 @@ async fn snapshot_with_concurrent_writes_plus_stream_is_the_final_table() -> Res
     assert!(total.values().all(|w| *w == 1), "nothing doubled");
     let mut got: Vec<String> = total.into_keys().collect();
     got.sort();
-    let mut want: Vec<String> =
-        db.exec("SELECT k, j, v FROM s.kv").await?.into_iter().map(|r| r.join("|")).collect();
+    let mut want: Vec<String> = db
+        .exec("SELECT k, j, v FROM s.kv")
+        .await?
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect();
     want.sort();
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
@@ -219,7 +254,10 @@ async fn transactions_come_whole_with_update_and_delete_weights() -> Result<()> 
     // b read partially and in another order: only n, id.
     let b_up = describe_table(&cfg, "m.b").await?;
     let b = capture(
-        &[("n".into(), crate::catalog::types::SqlType::Int8, true), ("id".into(), crate::catalog::types::SqlType::Int4, false)],
+        &[
+            ("n".into(), crate::catalog::types::SqlType::Int8, true),
+            ("id".into(), crate::catalog::types::SqlType::Int4, false),
+        ],
         &["id".into()],
         &b_up,
     )?;
@@ -239,7 +277,13 @@ async fn transactions_come_whole_with_update_and_delete_weights() -> Result<()> 
     assert_eq!(changes[0].0, 0);
     assert_eq!(
         weighted(&changes[0].1),
-        vec![("1|x".into(), 1), ("2|y".into(), 1), ("1|x".into(), -1), ("1|z".into(), 1), ("2|y".into(), -1)]
+        vec![
+            ("1|x".into(), 1),
+            ("2|y".into(), 1),
+            ("1|x".into(), -1),
+            ("1|z".into(), 1),
+            ("2|y".into(), -1)
+        ]
     );
     assert_eq!((changes[1].0, weighted(&changes[1].1)), (1, vec![("10|1".into(), 1)]));
     // The transaction on m.other is a Progress; then m.b's insert.
@@ -261,12 +305,14 @@ async fn transactions_come_whole_with_update_and_delete_weights() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_from_saved_file_position_and_gtid() -> Result<()> {
     let db = MariaDb::start()?;
-    db.exec("CREATE DATABASE r; CREATE TABLE r.t (id INT PRIMARY KEY);").await?;
+    db.exec("CREATE DATABASE r; CREATE TABLE r.t (id INT PRIMARY KEY);")
+        .await?;
     let cfg = db.config("r", 104);
     let t = captured_all(&cfg, "r.t").await;
     let from = SnapshotReader::open(&cfg, vec![t.clone()]).await?.position().clone();
     let mut reader = BinlogReader::connect(&cfg, vec![t.clone()], from).await?;
-    db.exec("INSERT INTO r.t VALUES (1); INSERT INTO r.t VALUES (2); INSERT INTO r.t VALUES (3);").await?;
+    db.exec("INSERT INTO r.t VALUES (1); INSERT INTO r.t VALUES (2); INSERT INTO r.t VALUES (3);")
+        .await?;
     let mut ends = Vec::new();
     for want in ["1", "2", "3"] {
         let (changes, end) = next_txn(&mut reader).await;
@@ -277,7 +323,10 @@ async fn resumes_from_saved_file_position_and_gtid() -> Result<()> {
     drop(reader);
 
     // File + offset only.
-    let by_pos = BinlogPosition { gtid: None, ..ends[0].clone() };
+    let by_pos = BinlogPosition {
+        gtid: None,
+        ..ends[0].clone()
+    };
     let mut reader = BinlogReader::connect(&cfg, vec![t.clone()], by_pos).await?;
     for want in ["2", "3"] {
         let (changes, end) = next_txn(&mut reader).await;
@@ -287,7 +336,10 @@ async fn resumes_from_saved_file_position_and_gtid() -> Result<()> {
     drop(reader);
 
     // GTID only: a wrong offset proves the GTID state is what is used.
-    let by_gtid = BinlogPosition { pos: 4, ..ends[0].clone() };
+    let by_gtid = BinlogPosition {
+        pos: 4,
+        ..ends[0].clone()
+    };
     let mut reader = BinlogReader::connect(&cfg, vec![t], by_gtid).await?;
     for want in ["2", "3"] {
         let (changes, end) = next_txn(&mut reader).await;
@@ -300,33 +352,52 @@ async fn resumes_from_saved_file_position_and_gtid() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alter_table_gives_schema_changes() -> Result<()> {
     let db = MariaDb::start()?;
-    db.exec("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(10), w INT);").await?;
+    db.exec("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(10), w INT);")
+        .await?;
     let cfg = db.config("d", 105);
     let up = describe_table(&cfg, "d.t").await?;
     let t = capture(
-        &[("id".into(), crate::catalog::types::SqlType::Int4, false), ("v".into(), crate::catalog::types::SqlType::Text, true)],
+        &[
+            ("id".into(), crate::catalog::types::SqlType::Int4, false),
+            ("v".into(), crate::catalog::types::SqlType::Text, true),
+        ],
         &["id".into()],
         &up,
     )?;
     let from = SnapshotReader::open(&cfg, vec![t.clone()]).await?.position().clone();
     let mut reader = BinlogReader::connect(&cfg, vec![t], from).await?;
-    db.exec("ALTER TABLE d.t ADD COLUMN extra INT; INSERT INTO d.t VALUES (1, 'a', 2, 3);").await?;
+    db.exec("ALTER TABLE d.t ADD COLUMN extra INT; INSERT INTO d.t VALUES (1, 'a', 2, 3);")
+        .await?;
     match next_item(&mut reader).await {
-        BinlogItem::SchemaChange { table: 0, still_mappable: Some(c), .. } => assert_eq!(c.upstream_width, 4),
+        BinlogItem::SchemaChange {
+            table: 0,
+            still_mappable: Some(c),
+            ..
+        } => assert_eq!(c.upstream_width, 4),
         other => panic!("expected a mappable schema change, got {other:?}"),
     }
     let (changes, _) = next_txn(&mut reader).await;
     assert_eq!(weighted(&changes[0].1), vec![("1|a".into(), 1)]);
-    db.exec("ALTER TABLE d.t DROP COLUMN w; INSERT INTO d.t VALUES (2, 'b', 4);").await?;
+    db.exec("ALTER TABLE d.t DROP COLUMN w; INSERT INTO d.t VALUES (2, 'b', 4);")
+        .await?;
     match next_item(&mut reader).await {
-        BinlogItem::SchemaChange { still_mappable: Some(c), .. } => assert_eq!(c.upstream_index, vec![0, 1]),
+        BinlogItem::SchemaChange {
+            still_mappable: Some(c),
+            ..
+        } => assert_eq!(c.upstream_index, vec![0, 1]),
         other => panic!("dropping an unread column keeps the table: {other:?}"),
     }
     let (changes, _) = next_txn(&mut reader).await;
     assert_eq!(weighted(&changes[0].1), vec![("2|b".into(), 1)]);
-    db.exec("ALTER TABLE d.t DROP COLUMN v; INSERT INTO d.t VALUES (3, 5);").await?;
+    db.exec("ALTER TABLE d.t DROP COLUMN v; INSERT INTO d.t VALUES (3, 5);")
+        .await?;
     match next_item(&mut reader).await {
-        BinlogItem::SchemaChange { table: 0, still_mappable: None, reason, .. } => {
+        BinlogItem::SchemaChange {
+            table: 0,
+            still_mappable: None,
+            reason,
+            ..
+        } => {
             assert!(reason.contains("\"v\""), "{reason}")
         }
         other => panic!("expected an unmappable schema change, got {other:?}"),
@@ -339,7 +410,8 @@ async fn alter_table_gives_schema_changes() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_stream_errors_cleanly_and_reconnecting_resumes() -> Result<()> {
     let mut db = MariaDb::start()?;
-    db.exec("CREATE DATABASE x; CREATE TABLE x.t (id INT PRIMARY KEY);").await?;
+    db.exec("CREATE DATABASE x; CREATE TABLE x.t (id INT PRIMARY KEY);")
+        .await?;
     let cfg = db.config("x", 106);
     let t = captured_all(&cfg, "x.t").await;
     let from = SnapshotReader::open(&cfg, vec![t.clone()]).await?.position().clone();
@@ -348,13 +420,19 @@ async fn restart_mid_stream_errors_cleanly_and_reconnecting_resumes() -> Result<
     let (_, last) = next_txn(&mut reader).await;
     tokio::task::block_in_place(|| db.restart())?;
     let err = loop {
-        match tokio::time::timeout(Duration::from_secs(40), reader.next()).await.expect("an answer") {
+        match tokio::time::timeout(Duration::from_secs(40), reader.next())
+            .await
+            .expect("an answer")
+        {
             Ok(BinlogItem::Progress { .. }) => continue,
             Ok(other) => panic!("expected an error, got {other:?}"),
             Err(e) => break e,
         }
     };
-    assert!(matches!(err, crate::error::Error::External { retryable: true, .. }), "{err:?}");
+    assert!(
+        matches!(err, crate::error::Error::External { retryable: true, .. }),
+        "{err:?}"
+    );
     assert!(err.code().code().starts_with("08"), "{err:?}");
     db.exec("INSERT INTO x.t VALUES (2)").await?;
     let mut reader = BinlogReader::connect(&cfg, vec![t], last).await?;
@@ -366,17 +444,25 @@ async fn restart_mid_stream_errors_cleanly_and_reconnecting_resumes() -> Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_and_describe_report_clear_errors() -> Result<()> {
     let db = MariaDb::start()?;
-    db.exec("CREATE DATABASE c; CREATE USER 'weak'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO 'weak'@'%';").await?;
+    db.exec("CREATE DATABASE c; CREATE USER 'weak'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO 'weak'@'%';")
+        .await?;
     let cfg = db.config("c", 107);
     cfg.check().await?;
-    let weak = MysqlConfig { username: "weak".into(), password: "pw".into(), ..cfg.clone() };
+    let weak = MysqlConfig {
+        username: "weak".into(),
+        password: "pw".into(),
+        ..cfg.clone()
+    };
     let e = weak.check().await.unwrap_err();
     assert!(e.to_string().contains("REPLICATION SLAVE"), "{e}");
     let e = describe_table(&cfg, "c.missing").await.unwrap_err();
     assert_eq!(e.code(), SqlState::UNDEFINED_TABLE);
     let closed = MysqlConfig { port: 1, ..cfg.clone() };
     let e = describe_table(&closed, "c.t").await.unwrap_err();
-    assert!(matches!(e, crate::error::Error::External { retryable: true, .. }), "{e:?}");
+    assert!(
+        matches!(e, crate::error::Error::External { retryable: true, .. }),
+        "{e:?}"
+    );
     assert_eq!(e.code().code(), "08001");
     db.exec("SET GLOBAL binlog_format = 'STATEMENT'").await?;
     let e = cfg.check().await.unwrap_err();

@@ -45,15 +45,25 @@ use crate::error::{Error, Result, SqlState};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum MysqlType {
     /// `bytes`: 1 (TINYINT), 2, 3 (MEDIUMINT), 4, 8.
-    Int { bytes: u8, unsigned: bool },
-    Decimal { precision: u8, scale: u8 },
+    Int {
+        bytes: u8,
+        unsigned: bool,
+    },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     Float,
     Double,
     /// CHAR(n) / VARCHAR(n).
-    Char { len: u32 },
+    Char {
+        len: u32,
+    },
     Text,
     /// BINARY(n) pads to `n` with zero bytes (the binlog strips the padding).
-    Binary { pad_to: Option<u32> },
+    Binary {
+        pad_to: Option<u32>,
+    },
     Date,
     Datetime,
     Timestamp,
@@ -84,8 +94,17 @@ impl MysqlType {
         let args = paren_numbers(&column_type_lc);
         let text_charset_ok = || match charset.map(|c| c.to_ascii_lowercase()) {
             None => Ok(()),
-            Some(c) if matches!(c.as_str(), "utf8" | "utf8mb3" | "utf8mb4" | "ascii" | "latin1" | "binary") => Ok(()),
-            Some(c) => Err(Error::unsupported(format!("character set {c} (only utf8mb4, utf8mb3, ascii and latin1 are read)"))),
+            Some(c)
+                if matches!(
+                    c.as_str(),
+                    "utf8" | "utf8mb3" | "utf8mb4" | "ascii" | "latin1" | "binary"
+                ) =>
+            {
+                Ok(())
+            }
+            Some(c) => Err(Error::unsupported(format!(
+                "character set {c} (only utf8mb4, utf8mb3, ascii and latin1 are read)"
+            ))),
         };
         Ok(match data_type.as_str() {
             "tinyint" => MysqlType::Int { bytes: 1, unsigned },
@@ -101,13 +120,18 @@ impl MysqlType {
                         "DECIMAL precision {precision} (at most 38 digits are kept)"
                     )));
                 }
-                MysqlType::Decimal { precision: precision as u8, scale: scale as u8 }
+                MysqlType::Decimal {
+                    precision: precision as u8,
+                    scale: scale as u8,
+                }
             }
             "float" => MysqlType::Float,
             "double" | "real" => MysqlType::Double,
             "char" | "varchar" => {
                 text_charset_ok()?;
-                MysqlType::Char { len: args.first().copied().unwrap_or(1).max(1) }
+                MysqlType::Char {
+                    len: args.first().copied().unwrap_or(1).max(1),
+                }
             }
             "tinytext" | "text" | "mediumtext" | "longtext" if json_checked => MysqlType::Json,
             "tinytext" | "text" | "mediumtext" | "longtext" => {
@@ -115,7 +139,9 @@ impl MysqlType {
                 MysqlType::Text
             }
             "json" => MysqlType::Json,
-            "binary" => MysqlType::Binary { pad_to: Some(args.first().copied().unwrap_or(1)) },
+            "binary" => MysqlType::Binary {
+                pad_to: Some(args.first().copied().unwrap_or(1)),
+            },
             "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => MysqlType::Binary { pad_to: None },
             "date" => MysqlType::Date,
             "datetime" => MysqlType::Datetime,
@@ -132,9 +158,21 @@ impl MysqlType {
     /// The Freshet type of this upstream type.
     pub(crate) fn sql_type(&self) -> SqlType {
         match self {
-            MysqlType::Int { bytes: 1, .. } | MysqlType::Int { bytes: 2, unsigned: false } => SqlType::Int2,
-            MysqlType::Int { bytes: 2 | 3, .. } | MysqlType::Int { bytes: 4, unsigned: false } => SqlType::Int4,
-            MysqlType::Int { bytes: 4, .. } | MysqlType::Int { bytes: 8, unsigned: false } => SqlType::Int8,
+            MysqlType::Int { bytes: 1, .. }
+            | MysqlType::Int {
+                bytes: 2,
+                unsigned: false,
+            } => SqlType::Int2,
+            MysqlType::Int { bytes: 2 | 3, .. }
+            | MysqlType::Int {
+                bytes: 4,
+                unsigned: false,
+            } => SqlType::Int4,
+            MysqlType::Int { bytes: 4, .. }
+            | MysqlType::Int {
+                bytes: 8,
+                unsigned: false,
+            } => SqlType::Int8,
             MysqlType::Int { .. } => SqlType::Numeric(Some((20, 0))),
             MysqlType::Decimal { precision, scale } => SqlType::Numeric(Some((*precision, *scale as i8))),
             MysqlType::Float => SqlType::Float4,
@@ -167,7 +205,10 @@ impl MysqlType {
             MysqlType::Float => t == C::MYSQL_TYPE_FLOAT,
             MysqlType::Double => t == C::MYSQL_TYPE_DOUBLE,
             MysqlType::Char { .. } | MysqlType::Binary { .. } => {
-                matches!(t, C::MYSQL_TYPE_STRING | C::MYSQL_TYPE_VARCHAR | C::MYSQL_TYPE_VAR_STRING | C::MYSQL_TYPE_BLOB)
+                matches!(
+                    t,
+                    C::MYSQL_TYPE_STRING | C::MYSQL_TYPE_VARCHAR | C::MYSQL_TYPE_VAR_STRING | C::MYSQL_TYPE_BLOB
+                )
             }
             MysqlType::Text => t == C::MYSQL_TYPE_BLOB,
             MysqlType::Json => matches!(t, C::MYSQL_TYPE_JSON | C::MYSQL_TYPE_BLOB),
@@ -185,8 +226,12 @@ impl MysqlType {
 
 /// The numbers inside the first parentheses: `decimal(10,2)` -> [10, 2].
 fn paren_numbers(column_type: &str) -> Vec<u32> {
-    let Some(open) = column_type.find('(') else { return vec![] };
-    let Some(close) = column_type[open..].find(')') else { return vec![] };
+    let Some(open) = column_type.find('(') else {
+        return vec![];
+    };
+    let Some(close) = column_type[open..].find(')') else {
+        return vec![];
+    };
     column_type[open + 1..open + close]
         .split(',')
         .filter_map(|a| a.trim().parse().ok())
@@ -260,27 +305,33 @@ impl ColumnDecoder {
         if value == Value::NULL {
             return Ok(Cell::Null);
         }
-        let bad = |v: &Value| {
-            Error::External {
-                state: SqlState::DATA_EXCEPTION,
-                message: format!(
-                    "mysql-cdc: unexpected value {v:?} for column \"{}\" ({:?})",
-                    self.name, self.mysql
-                ),
-                retryable: false,
-            }
+        let bad = |v: &Value| Error::External {
+            state: SqlState::DATA_EXCEPTION,
+            message: format!(
+                "mysql-cdc: unexpected value {v:?} for column \"{}\" ({:?})",
+                self.name, self.mysql
+            ),
+            retryable: false,
         };
         Ok(match &self.mysql {
             MysqlType::Int { bytes, unsigned } => {
                 let mut v: i128 = match &value {
                     Value::Int(i) => *i as i128,
                     Value::UInt(u) => *u as i128,
-                    Value::Bytes(b) => std::str::from_utf8(b).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| bad(&value))?,
+                    Value::Bytes(b) => std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .ok_or_else(|| bad(&value))?,
                     _ => return Err(bad(&value)),
                 };
+                // The binlog parser may read a value with the wrong signedness (it has only the
+                // TABLE_MAP's optional signedness metadata; MEDIUMINT comes back unsigned): the
+                // bit pattern is right, so re-interpret it by the column's declared sign.
+                let bits = 8 * *bytes as u32;
                 if *unsigned && v < 0 {
-                    // The binlog may carry an unsigned value as its signed bit pattern.
-                    v += 1i128 << (8 * *bytes as u32);
+                    v += 1i128 << bits;
+                } else if !*unsigned && v >= 1i128 << (bits - 1) {
+                    v -= 1i128 << bits;
                 }
                 match self.sql {
                     SqlType::Numeric(_) => Cell::Dec(v * 10i128.pow(self.target_scale())),
@@ -300,18 +351,21 @@ impl ColumnDecoder {
             MysqlType::Float | MysqlType::Double => match &value {
                 Value::Float(f) => Cell::Float(*f as f64),
                 Value::Double(d) => Cell::Float(*d),
-                Value::Bytes(b) => Cell::Float(std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad(&value))?),
+                Value::Bytes(b) => Cell::Float(
+                    std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| bad(&value))?,
+                ),
                 _ => return Err(bad(&value)),
             },
             MysqlType::Char { .. } | MysqlType::Text => Cell::Str(text(value)?),
             MysqlType::Json => {
                 let s = text(value)?;
-                Cell::Str(crate::sql::coerce::normalize_json(&s).ok_or_else(|| {
-                    Error::External {
-                        state: SqlState::INVALID_TEXT_REPRESENTATION,
-                        message: format!("mysql-cdc: column \"{}\" holds invalid JSON: {s}", self.name),
-                        retryable: false,
-                    }
+                Cell::Str(crate::sql::coerce::normalize_json(&s).ok_or_else(|| Error::External {
+                    state: SqlState::INVALID_TEXT_REPRESENTATION,
+                    message: format!("mysql-cdc: column \"{}\" holds invalid JSON: {s}", self.name),
+                    retryable: false,
                 })?)
             }
             MysqlType::Binary { pad_to } => match value {
@@ -366,7 +420,10 @@ impl ColumnDecoder {
                             v
                         }
                     }
-                    Value::Bytes(b) => std::str::from_utf8(b).ok().and_then(parse_time).ok_or_else(|| bad(&value))?,
+                    Value::Bytes(b) => std::str::from_utf8(b)
+                        .ok()
+                        .and_then(parse_time)
+                        .ok_or_else(|| bad(&value))?,
                     _ => return Err(bad(&value)),
                 };
                 if (0..86_400_000_000).contains(&micros) {
@@ -380,16 +437,21 @@ impl ColumnDecoder {
                 Value::Int(y) => Cell::Int(*y),
                 Value::UInt(y) => Cell::Int(*y as i64),
                 Value::Bytes(b) => {
-                    let y: i64 = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad(&value))?;
+                    let y: i64 = std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| bad(&value))?;
                     // The binlog logs YEAR 0000 as 1900 (the offset of its one-byte form).
                     Cell::Int(if y == 1900 && origin == Origin::Binlog { 0 } else { y })
                 }
                 _ => return Err(bad(&value)),
             },
             MysqlType::Enum(labels) => match (&value, origin) {
-                (Value::Int(i), Origin::Binlog) => {
-                    Cell::Str(if *i <= 0 { String::new() } else { labels.get(*i as usize - 1).cloned().ok_or_else(|| bad(&value))? })
-                }
+                (Value::Int(i), Origin::Binlog) => Cell::Str(if *i <= 0 {
+                    String::new()
+                } else {
+                    labels.get(*i as usize - 1).cloned().ok_or_else(|| bad(&value))?
+                }),
                 _ => Cell::Str(text(value)?),
             },
             MysqlType::Set(labels) => match (&value, origin) {
@@ -416,7 +478,10 @@ impl ColumnDecoder {
                 } else {
                     Cell::Int(i64::try_from(v).map_err(|_| Error::External {
                         state: SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
-                        message: format!("mysql-cdc: BIT value {v} of column \"{}\" is out of range for bigint", self.name),
+                        message: format!(
+                            "mysql-cdc: BIT value {v} of column \"{}\" is out of range for bigint",
+                            self.name
+                        ),
                         retryable: false,
                     })?)
                 }
@@ -452,7 +517,9 @@ fn days_since_epoch(d: NaiveDate) -> i32 {
 
 /// None for zero or invalid dates.
 fn date_days(y: i32, m: u32, d: u32) -> Option<i32> {
-    NaiveDate::from_ymd_opt(y, m, d).filter(|_| y != 0).map(days_since_epoch)
+    NaiveDate::from_ymd_opt(y, m, d)
+        .filter(|_| y != 0)
+        .map(days_since_epoch)
 }
 
 fn datetime_micros(value: &Value) -> Option<Cell> {
@@ -546,7 +613,9 @@ pub(crate) fn build_array(sql: &SqlType, cells: Vec<Cell>) -> Result<ArrayRef> {
         SqlType::Date => build!(Date32Builder::new(), Cell::Days(v) => v),
         SqlType::Time => build!(Time64MicrosecondBuilder::new(), Cell::Micros(v) => v),
         SqlType::Timestamp => build!(TimestampMicrosecondBuilder::new(), Cell::Micros(v) => v),
-        SqlType::Timestamptz => build!(TimestampMicrosecondBuilder::new().with_timezone("+00:00"), Cell::Micros(v) => v),
+        SqlType::Timestamptz => {
+            build!(TimestampMicrosecondBuilder::new().with_timezone("+00:00"), Cell::Micros(v) => v)
+        }
         other => return Err(Error::internal(format!("mysql-cdc never maps to {}", other.name()))),
     })
 }
@@ -563,7 +632,12 @@ pub(crate) struct RowsBuilder {
 impl RowsBuilder {
     pub(crate) fn new(schema: SchemaRef, columns: Vec<(usize, ColumnDecoder)>) -> Self {
         let cells = columns.iter().map(|_| Vec::new()).collect();
-        RowsBuilder { schema, columns, cells, rows: 0 }
+        RowsBuilder {
+            schema,
+            columns,
+            cells,
+            rows: 0,
+        }
     }
 
     /// Adds one row given as all upstream values (`take(i)` yields upstream column `i`).
@@ -618,7 +692,10 @@ mod tests {
         );
         assert!(MysqlType::parse("geometry", "geometry", None, false).is_err());
         assert!(MysqlType::parse("decimal", "decimal(65,2)", None, false).is_err());
-        assert_eq!(MysqlType::parse("longtext", "longtext", Some("utf8mb4"), true).unwrap(), MysqlType::Json);
+        assert_eq!(
+            MysqlType::parse("longtext", "longtext", Some("utf8mb4"), true).unwrap(),
+            MysqlType::Json
+        );
     }
 
     #[test]
