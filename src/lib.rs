@@ -30,3 +30,4 @@ pub mod server;
 pub mod session;
 pub mod sql;
 pub mod state;
+pub mod testkit;

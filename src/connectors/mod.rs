@@ -11,7 +11,10 @@
 //!  catalog change ──▶ runtime::SourceRuntime::reconcile ──▶ one task per source:
 //!        snapshot (chunks) ─▶ stream ─▶ SourceTask::commit(rows + position) ─▶ coordinator
 //! ```
+//!
+//! - [`mysql`]: MySQL / MariaDB change-data-capture (consistent snapshot, then the binlog).
 
+pub mod mysql;
 pub mod runtime;
 
 use std::collections::BTreeMap;
@@ -20,7 +23,7 @@ use crate::catalog::SqlType;
 use crate::error::{Error, Result, SqlState};
 
 /// The connectors `CREATE SOURCE ... WITH (connector = '...')` accepts.
-pub const SOURCE_CONNECTORS: &[&str] = &[];
+pub const SOURCE_CONNECTORS: &[&str] = &["mysql-cdc"];
 
 /// One upstream column, mapped to a Freshet type where possible.
 #[derive(Clone, Debug)]
@@ -65,11 +68,34 @@ pub fn connector_of(options: &BTreeMap<String, String>) -> Result<String> {
 }
 
 /// Checks a source's options and that its upstream is reachable and configured for capture.
-pub async fn validate(connector: &str, _options: &BTreeMap<String, String>) -> Result<()> {
-    Err(Error::unsupported(format!("source connector '{connector}'")))
+pub async fn validate(connector: &str, options: &BTreeMap<String, String>) -> Result<()> {
+    match connector {
+        "mysql-cdc" => mysql::MysqlConfig::from_options(options)?.check().await,
+        other => Err(Error::unsupported(format!("source connector '{other}'"))),
+    }
 }
 
 /// Describes upstream table `external` of a source.
-pub async fn describe(connector: &str, _options: &BTreeMap<String, String>, _external: &str) -> Result<UpstreamTable> {
-    Err(Error::unsupported(format!("source connector '{connector}'")))
+pub async fn describe(connector: &str, options: &BTreeMap<String, String>, external: &str) -> Result<UpstreamTable> {
+    match connector {
+        "mysql-cdc" => {
+            let cfg = mysql::MysqlConfig::from_options(options)?;
+            let t = mysql::describe_table(&cfg, external).await?;
+            Ok(UpstreamTable {
+                name: format!("{}.{}", t.database, t.name),
+                primary_key: t.primary_key.iter().map(|i| t.columns[*i].name.clone()).collect(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| UpstreamColumn {
+                        name: c.name.clone(),
+                        upstream_type: c.column_type.clone(),
+                        nullable: c.nullable,
+                        sql_type: c.sql_type.clone().map_err(|e| e.to_string()),
+                    })
+                    .collect(),
+            })
+        }
+        other => Err(Error::unsupported(format!("source connector '{other}'"))),
+    }
 }

@@ -281,17 +281,33 @@ impl CommitPipeline {
         while self.pending.len() > self.max_in_flight {
             self.wait_oldest().await?;
         }
-        Ok(())
-    }
-
-    async fn wait_oldest(&mut self) -> Result<()> {
-        if let Some((fut, on_commit)) = self.pending.pop_front() {
-            fut.await?;
-            if let Some(f) = on_commit {
-                f();
+        // Finish what is already durable, so callbacks run promptly.
+        while let Some((fut, _)) = self.pending.front_mut() {
+            match futures::poll!(fut) {
+                std::task::Poll::Ready(r) => self.finish(r)?,
+                std::task::Poll::Pending => break,
             }
         }
         Ok(())
+    }
+
+    fn finish(&mut self, r: Result<Epoch>) -> Result<()> {
+        let (_, on_commit) = self.pending.pop_front().expect("a commit in flight");
+        r?;
+        if let Some(f) = on_commit {
+            f();
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest commit in flight (at once if none). Cancel-safe: if the wait is
+    /// dropped, the commit stays in flight.
+    pub async fn wait_oldest(&mut self) -> Result<()> {
+        let Some((fut, _)) = self.pending.front_mut() else {
+            return Ok(());
+        };
+        let r = fut.await;
+        self.finish(r)
     }
 
     /// Waits for every commit in flight.
@@ -309,8 +325,10 @@ pub type Driver = fn(Arc<SourceTask>) -> std::pin::Pin<Box<dyn std::future::Futu
 
 /// The capture loop of a connector, if Freshet has one.
 fn driver_of(connector: &str) -> Option<Driver> {
-    let _ = connector;
-    None
+    match connector {
+        "mysql-cdc" => Some(crate::connectors::mysql::source::driver),
+        _ => None,
+    }
 }
 
 struct Running {

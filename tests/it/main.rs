@@ -5,5 +5,6 @@ mod clients;
 mod copy;
 mod crash;
 mod harness;
+mod mysql_cdc;
 mod slt;
 mod views;
