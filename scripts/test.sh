@@ -11,6 +11,9 @@ apt_packages=()
 command -v psql >/dev/null 2>&1 || apt_packages+=(postgresql-client)
 command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
 command -v clang >/dev/null 2>&1 || apt_packages+=(clang)
+# MySQL CDC tests start their own throwaway MariaDB servers from these binaries.
+{ command -v mariadbd || [ -x /usr/sbin/mariadbd ]; } >/dev/null 2>&1 || apt_packages+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || apt_packages+=(mariadb-client)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || apt_packages+=(libclang-dev)
 if ((${#apt_packages[@]})); then
   echo "installing: ${apt_packages[*]}"
