@@ -9,6 +9,7 @@
 //! | Aggregate | `GroupAggregateOp` |
 //! | Join (inner / left / right / full, equi + extra condition) | `HashJoinOp` |
 //! | Join (left semi / anti, incl. null-aware NOT IN) | `SemiJoinOp` |
+//! | Join (left semi / anti with a non-equality condition) | `FilteredSemiJoinOp` |
 //! | Union | `UnionOp` |
 //! | Distinct | `DistinctOp` |
 //! | Sort with LIMIT / OFFSET | `TopNOp` |
@@ -33,6 +34,7 @@ use crate::dataflow::ops::filter::FilterOp;
 use crate::dataflow::ops::join::{HashJoinOp, JoinSide};
 use crate::dataflow::ops::project::ProjectOp;
 use crate::dataflow::ops::semi_join::SemiJoinOp;
+use crate::dataflow::ops::semi_join_filtered::{FilteredSemiJoinOp, FilteredSemiState};
 use crate::dataflow::ops::topn::{TopNOp, TopNSpec};
 use crate::dataflow::ops::union::UnionOp;
 use crate::dataflow::ops::Exprs;
@@ -158,15 +160,40 @@ impl Builder {
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Join(j) if matches!(j.join_type, JoinType::LeftSemi | JoinType::LeftAnti) => {
-                if j.filter.is_some() {
+                if j.filter.is_some() && j.null_aware {
                     return Err(Error::unsupported(
-                        "IN / EXISTS subqueries with a non-equality correlation in materialized views",
+                        "NOT IN subqueries with a non-equality correlation in materialized views",
                     ));
                 }
                 let left = self.build(&j.left)?;
                 let right = self.build(&j.right)?;
                 let (lk, rk, key_types) = join_keys(j)?;
                 let schema = arrow_schema(&j.schema);
+                if let Some(f) = &j.filter {
+                    let joined = j.left.schema().join(j.right.schema())?;
+                    let state = FilteredSemiState {
+                        left_rows: self.state(0),
+                        left_matched: self.state(1),
+                        right_rows: self.state(2),
+                    };
+                    let op = FilteredSemiJoinOp::new(
+                        j.join_type == JoinType::LeftAnti,
+                        Exprs::new(&lk, j.left.schema())?,
+                        Exprs::new(&rk, j.right.schema())?,
+                        key_types,
+                        Exprs::new(std::slice::from_ref(f), &joined)?,
+                        state,
+                        arrow_schema(j.left.schema()),
+                        arrow_schema(j.right.schema()),
+                    )?;
+                    return Ok(self.push(
+                        NodeKind::Op {
+                            op: Box::new(op),
+                            inputs: vec![left, right],
+                        },
+                        schema,
+                    ));
+                }
                 let op = SemiJoinOp::new(
                     j.join_type == JoinType::LeftAnti,
                     j.null_aware,

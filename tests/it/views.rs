@@ -93,6 +93,14 @@ const VIEWS: &[(&str, &str)] = &[
         "v_right_cond_agg",
         "SELECT t2.id, count(t1.id) AS n FROM t1 RIGHT JOIN t2 ON t1.g = t2.t1_id AND t1.v <> t2.w GROUP BY t2.id",
     ),
+    (
+        "v_exists_cond",
+        "SELECT id, v FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.t1_id = t1.g AND t2.w > t1.v)",
+    ),
+    (
+        "v_not_exists_cond",
+        "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.t1_id = t1.id AND t2.w < t1.v)",
+    ),
     ("v_in", "SELECT id FROM t1 WHERE g IN (SELECT t1_id FROM t2)"),
     (
         "v_not_exists",

@@ -8,6 +8,7 @@ pub mod filter;
 pub mod join;
 pub mod project;
 pub mod semi_join;
+pub mod semi_join_filtered;
 pub mod topn;
 pub mod union;
 
