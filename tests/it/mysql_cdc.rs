@@ -338,6 +338,8 @@ async fn exactly_once_across_crashes_and_upstream_restarts() {
         .unwrap();
     eventually(&c, q, &upstream(&db, uq)).await;
     eventually(&c, "SELECT state FROM freshet_catalog.sources", &["streaming".into()]).await;
+    // The lost connection was retried, and the retry shows in the status.
+    assert_eq!(rows(&c, "SELECT retries > 0 FROM freshet_catalog.sources").await, ["t"]);
 }
 
 /// A snapshot of a million rows, read in chunks, with its progress visible while it runs.
