@@ -34,22 +34,12 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Stmt) -> Result<
     let mut batch = WriteBatch::default();
     let mut created_views = Vec::new();
     let mut dropped_views = Vec::new();
-    let stmt = match stmt {
-        Stmt::Pg(s) => s,
+    let out = match stmt {
         Stmt::CreateSource(cs) => {
             let Some(out) = super::source::create_source(session, env, &mut catalog, cs, &mut batch).await? else {
                 return Ok(Planned::Done(Output::command("CREATE SOURCE")));
             };
-            return Ok(Planned::Change(
-                out,
-                DdlChange {
-                    base_version,
-                    catalog,
-                    batch,
-                    created_views,
-                    dropped_views,
-                },
-            ));
+            out
         }
         Stmt::CreateTableFrom(ct) => {
             let Some(def) = super::source::table_from_source(env, &catalog, ct).await? else {
@@ -62,232 +52,217 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Stmt) -> Result<
                 return Ok(Planned::Done(Output::command("CREATE TABLE")));
             };
             catalog.create_table(def, &mut batch)?;
-            return Ok(Planned::Change(
-                Output::command("CREATE TABLE"),
-                DdlChange {
-                    base_version,
-                    catalog,
-                    batch,
-                    created_views,
-                    dropped_views,
-                },
-            ));
+            Output::command("CREATE TABLE")
         }
         Stmt::DropSource(ds) => {
             super::source::drop_sources(session, env, &mut catalog, ds, &mut batch, &mut dropped_views)?;
             if batch.is_empty() {
                 return Ok(Planned::Done(Output::command("DROP SOURCE")));
             }
-            return Ok(Planned::Change(
-                Output::command("DROP SOURCE"),
-                DdlChange {
-                    base_version,
-                    catalog,
-                    batch,
-                    created_views,
-                    dropped_views,
-                },
-            ));
+            Output::command("DROP SOURCE")
         }
         Stmt::ShowSources => return Err(Error::internal("SHOW SOURCES is not DDL")),
-    };
-    let out = match stmt {
-        Statement::CreateView(cv) => {
-            let (def, planned) = super::view::plan_create(env, cv).await?;
-            if catalog
-                .resolve_relation(&[def.schema.clone(), def.name.clone()], &[])
-                .is_some()
-                && cv.if_not_exists
-            {
-                session.notice(
-                    "NOTICE",
-                    "42P07",
-                    format!("relation \"{}\" already exists, skipping", def.name),
-                );
-                return Ok(Planned::Done(Output::command("CREATE MATERIALIZED VIEW")));
+        Stmt::Pg(stmt) => match stmt {
+            Statement::CreateView(cv) => {
+                let (def, planned) = super::view::plan_create(env, cv).await?;
+                if catalog
+                    .resolve_relation(&[def.schema.clone(), def.name.clone()], &[])
+                    .is_some()
+                    && cv.if_not_exists
+                {
+                    session.notice(
+                        "NOTICE",
+                        "42P07",
+                        format!("relation \"{}\" already exists, skipping", def.name),
+                    );
+                    return Ok(Planned::Done(Output::command("CREATE MATERIALIZED VIEW")));
+                }
+                let view = catalog.create_view(def, &mut batch)?;
+                created_views.push(crate::planner::build_dataflow(view.def.id, &planned.plan)?);
+                Output::command("CREATE MATERIALIZED VIEW")
             }
-            let view = catalog.create_view(def, &mut batch)?;
-            created_views.push(crate::planner::build_dataflow(view.def.id, &planned.plan)?);
-            Output::command("CREATE MATERIALIZED VIEW")
-        }
-        Statement::Drop {
-            object_type: ObjectType::MaterializedView,
-            if_exists,
-            names,
-            cascade,
-            ..
-        } => {
-            for name in names {
-                let parts = super::object_name_parts(name);
-                let view = match catalog.resolve_view(&parts, &env.search_path) {
-                    Ok(v) => v,
-                    Err(e) if *if_exists && e.code() == SqlState::UNDEFINED_TABLE => {
+            Statement::Drop {
+                object_type: ObjectType::MaterializedView,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => {
+                for name in names {
+                    let parts = super::object_name_parts(name);
+                    let view = match catalog.resolve_view(&parts, &env.search_path) {
+                        Ok(v) => v,
+                        Err(e) if *if_exists && e.code() == SqlState::UNDEFINED_TABLE => {
+                            session.notice(
+                                "NOTICE",
+                                "00000",
+                                format!("materialized view \"{}\" does not exist, skipping", parts.join(".")),
+                            );
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let deps = catalog.transitive_dependents(view.def.id);
+                    if !deps.is_empty() && !cascade {
+                        return Err(Error::user_detail(
+                            SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                            format!(
+                                "cannot drop materialized view {} because other objects depend on it",
+                                view.def.name
+                            ),
+                            format!(
+                                "materialized view {} depends on materialized view {}",
+                                deps[0].def.name, view.def.name
+                            ),
+                        ));
+                    }
+                    for d in deps {
+                        dropped_views.push(d.def.id);
+                        catalog.drop_view(&d, &mut batch);
+                    }
+                    dropped_views.push(view.def.id);
+                    catalog.drop_view(&view, &mut batch);
+                }
+                if batch.is_empty() {
+                    return Ok(Planned::Done(Output::command("DROP MATERIALIZED VIEW")));
+                }
+                Output::command("DROP MATERIALIZED VIEW")
+            }
+            Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => {
+                let name = match schema_name {
+                    SchemaName::Simple(n) | SchemaName::NamedAuthorization(n, _) => {
+                        super::object_name_parts(n).pop().unwrap_or_default()
+                    }
+                    SchemaName::UnnamedAuthorization(i) => super::ident_name(i),
+                };
+                if *if_not_exists && (catalog.schema(&name).is_some() || SYSTEM_SCHEMAS.contains(&name.as_str())) {
+                    session.notice("NOTICE", "42P06", format!("schema \"{name}\" already exists, skipping"));
+                    return Ok(Planned::Done(Output::command("CREATE SCHEMA")));
+                }
+                catalog.create_schema(&name, &mut batch)?;
+                Output::command("CREATE SCHEMA")
+            }
+            Statement::CreateTable(ct) => {
+                let def = table_def(env, ct).await?;
+                if ct.if_not_exists && catalog.table(&def.schema, &def.name).is_some() {
+                    session.notice(
+                        "NOTICE",
+                        "42P07",
+                        format!("relation \"{}\" already exists, skipping", def.name),
+                    );
+                    return Ok(Planned::Done(Output::command("CREATE TABLE")));
+                }
+                catalog.create_table(def, &mut batch)?;
+                Output::command("CREATE TABLE")
+            }
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => {
+                match object_type {
+                    ObjectType::Table => {
+                        for name in names {
+                            let parts = super::object_name_parts(name);
+                            match catalog.resolve_table(&parts, &env.search_path) {
+                                Ok(t) => {
+                                    let deps = catalog.transitive_dependents(t.def.id);
+                                    if !deps.is_empty() && !cascade {
+                                        return Err(Error::user_detail(
+                                            SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                                            format!(
+                                                "cannot drop table {} because other objects depend on it",
+                                                t.def.name
+                                            ),
+                                            format!(
+                                                "materialized view {} depends on table {}",
+                                                deps[0].def.name, t.def.name
+                                            ),
+                                        ));
+                                    }
+                                    for d in deps {
+                                        dropped_views.push(d.def.id);
+                                        catalog.drop_view(&d, &mut batch);
+                                    }
+                                    catalog.drop_table(&t, &mut batch)
+                                }
+                                Err(_) if *if_exists => session.notice(
+                                    "NOTICE",
+                                    "00000",
+                                    format!("table \"{}\" does not exist, skipping", parts.join(".")),
+                                ),
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                    ObjectType::Schema => {
+                        for name in names {
+                            let n = super::object_name_parts(name).pop().unwrap_or_default();
+                            dropped_views.extend(catalog.views().filter(|v| v.def.schema == n).map(|v| v.def.id));
+                            for t in catalog.tables().filter(|t| t.def.schema == n) {
+                                dropped_views.extend(catalog.transitive_dependents(t.def.id).iter().map(|v| v.def.id));
+                            }
+                            if catalog.schema(&n).is_none() && *if_exists {
+                                session.notice("NOTICE", "00000", format!("schema \"{n}\" does not exist, skipping"));
+                                continue;
+                            }
+                            if SYSTEM_SCHEMAS.contains(&n.as_str()) {
+                                return Err(Error::user(SqlState("42501"), format!("cannot drop schema {n}")));
+                            }
+                            catalog.drop_schema(&n, *cascade, &mut batch)?;
+                        }
+                    }
+                    other => return Err(Error::unsupported(format!("DROP {other}"))),
+                }
+                if batch.is_empty() {
+                    return Ok(Planned::Done(Output::command(&format!("DROP {object_type}"))));
+                }
+                Output::command(&format!("DROP {object_type}"))
+            }
+            Statement::AlterTable(at) => {
+                let parts = super::object_name_parts(&at.name);
+                let table = match catalog.resolve_table(&parts, &env.search_path) {
+                    Ok(t) => t,
+                    Err(_) if at.if_exists => {
                         session.notice(
                             "NOTICE",
                             "00000",
-                            format!("materialized view \"{}\" does not exist, skipping", parts.join(".")),
+                            format!("relation \"{}\" does not exist, skipping", parts.join(".")),
                         );
-                        continue;
+                        return Ok(Planned::Done(Output::command("ALTER TABLE")));
                     }
                     Err(e) => return Err(e),
                 };
-                let deps = catalog.transitive_dependents(view.def.id);
-                if !deps.is_empty() && !cascade {
-                    return Err(Error::user_detail(
-                        SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
-                        format!(
-                            "cannot drop materialized view {} because other objects depend on it",
-                            view.def.name
-                        ),
-                        format!(
-                            "materialized view {} depends on materialized view {}",
-                            deps[0].def.name, view.def.name
-                        ),
-                    ));
+                if let Some(src) = &table.def.source {
+                    let source = catalog
+                        .source_by_id(src.source)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default();
+                    return Err(Error::unsupported(format!(
+                        "ALTER TABLE {} (its columns follow upstream table {} of source {source})",
+                        table.def.name, src.external
+                    )));
                 }
-                for d in deps {
-                    dropped_views.push(d.def.id);
-                    catalog.drop_view(&d, &mut batch);
+                if let Some(v) = catalog.dependents(table.def.id).first() {
+                    return Err(Error::unsupported(format!(
+                        "ALTER TABLE {} while materialized view {} reads it",
+                        table.def.name, v.def.name
+                    )));
                 }
-                dropped_views.push(view.def.id);
-                catalog.drop_view(&view, &mut batch);
-            }
-            if batch.is_empty() {
-                return Ok(Planned::Done(Output::command("DROP MATERIALIZED VIEW")));
-            }
-            Output::command("DROP MATERIALIZED VIEW")
-        }
-        Statement::CreateSchema {
-            schema_name,
-            if_not_exists,
-            ..
-        } => {
-            let name = match schema_name {
-                SchemaName::Simple(n) | SchemaName::NamedAuthorization(n, _) => {
-                    super::object_name_parts(n).pop().unwrap_or_default()
+                let mut current = table;
+                for op in &at.operations {
+                    current = alter(session, env, &mut catalog, &current, op, &mut batch).await?;
                 }
-                SchemaName::UnnamedAuthorization(i) => super::ident_name(i),
-            };
-            if *if_not_exists && (catalog.schema(&name).is_some() || SYSTEM_SCHEMAS.contains(&name.as_str())) {
-                session.notice("NOTICE", "42P06", format!("schema \"{name}\" already exists, skipping"));
-                return Ok(Planned::Done(Output::command("CREATE SCHEMA")));
+                Output::command("ALTER TABLE")
             }
-            catalog.create_schema(&name, &mut batch)?;
-            Output::command("CREATE SCHEMA")
-        }
-        Statement::CreateTable(ct) => {
-            let def = table_def(env, ct).await?;
-            if ct.if_not_exists && catalog.table(&def.schema, &def.name).is_some() {
-                session.notice(
-                    "NOTICE",
-                    "42P07",
-                    format!("relation \"{}\" already exists, skipping", def.name),
-                );
-                return Ok(Planned::Done(Output::command("CREATE TABLE")));
-            }
-            catalog.create_table(def, &mut batch)?;
-            Output::command("CREATE TABLE")
-        }
-        Statement::Drop {
-            object_type,
-            if_exists,
-            names,
-            cascade,
-            ..
-        } => {
-            match object_type {
-                ObjectType::Table => {
-                    for name in names {
-                        let parts = super::object_name_parts(name);
-                        match catalog.resolve_table(&parts, &env.search_path) {
-                            Ok(t) => {
-                                let deps = catalog.transitive_dependents(t.def.id);
-                                if !deps.is_empty() && !cascade {
-                                    return Err(Error::user_detail(
-                                        SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
-                                        format!("cannot drop table {} because other objects depend on it", t.def.name),
-                                        format!(
-                                            "materialized view {} depends on table {}",
-                                            deps[0].def.name, t.def.name
-                                        ),
-                                    ));
-                                }
-                                for d in deps {
-                                    dropped_views.push(d.def.id);
-                                    catalog.drop_view(&d, &mut batch);
-                                }
-                                catalog.drop_table(&t, &mut batch)
-                            }
-                            Err(_) if *if_exists => session.notice(
-                                "NOTICE",
-                                "00000",
-                                format!("table \"{}\" does not exist, skipping", parts.join(".")),
-                            ),
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                ObjectType::Schema => {
-                    for name in names {
-                        let n = super::object_name_parts(name).pop().unwrap_or_default();
-                        dropped_views.extend(catalog.views().filter(|v| v.def.schema == n).map(|v| v.def.id));
-                        for t in catalog.tables().filter(|t| t.def.schema == n) {
-                            dropped_views.extend(catalog.transitive_dependents(t.def.id).iter().map(|v| v.def.id));
-                        }
-                        if catalog.schema(&n).is_none() && *if_exists {
-                            session.notice("NOTICE", "00000", format!("schema \"{n}\" does not exist, skipping"));
-                            continue;
-                        }
-                        if SYSTEM_SCHEMAS.contains(&n.as_str()) {
-                            return Err(Error::user(SqlState("42501"), format!("cannot drop schema {n}")));
-                        }
-                        catalog.drop_schema(&n, *cascade, &mut batch)?;
-                    }
-                }
-                other => return Err(Error::unsupported(format!("DROP {other}"))),
-            }
-            if batch.is_empty() {
-                return Ok(Planned::Done(Output::command(&format!("DROP {object_type}"))));
-            }
-            Output::command(&format!("DROP {object_type}"))
-        }
-        Statement::AlterTable(at) => {
-            let parts = super::object_name_parts(&at.name);
-            let table = match catalog.resolve_table(&parts, &env.search_path) {
-                Ok(t) => t,
-                Err(_) if at.if_exists => {
-                    session.notice(
-                        "NOTICE",
-                        "00000",
-                        format!("relation \"{}\" does not exist, skipping", parts.join(".")),
-                    );
-                    return Ok(Planned::Done(Output::command("ALTER TABLE")));
-                }
-                Err(e) => return Err(e),
-            };
-            if let Some(src) = &table.def.source {
-                let source = catalog
-                    .source_by_id(src.source)
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default();
-                return Err(Error::unsupported(format!(
-                    "ALTER TABLE {} (its columns follow upstream table {} of source {source})",
-                    table.def.name, src.external
-                )));
-            }
-            if let Some(v) = catalog.dependents(table.def.id).first() {
-                return Err(Error::unsupported(format!(
-                    "ALTER TABLE {} while materialized view {} reads it",
-                    table.def.name, v.def.name
-                )));
-            }
-            let mut current = table;
-            for op in &at.operations {
-                current = alter(session, env, &mut catalog, &current, op, &mut batch).await?;
-            }
-            Output::command("ALTER TABLE")
-        }
-        _ => return Err(Error::internal("not a DDL statement")),
+            _ => return Err(Error::internal("not a DDL statement")),
+        },
     };
     Ok(Planned::Change(
         out,

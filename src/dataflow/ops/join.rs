@@ -65,7 +65,8 @@ pub struct HashJoinOp {
     schema: SchemaRef,
 }
 
-fn row_key(key: &[u8], row: &[u8]) -> Vec<u8> {
+/// `len(key) ++ key ++ row`: one key's entries stay together and never mix with another key's.
+pub(super) fn row_key(key: &[u8], row: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(4 + key.len() + row.len());
     k.extend_from_slice(&(key.len() as u32).to_be_bytes());
     k.extend_from_slice(key);

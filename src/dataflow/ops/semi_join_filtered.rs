@@ -14,6 +14,7 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt3
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 
+use super::join::row_key as prefixed;
 use super::Exprs;
 use crate::dataflow::changes::Changes;
 use crate::dataflow::operator::{decode_i64, EpochContext, Operator, StateTable};
@@ -44,14 +45,6 @@ pub struct FilteredSemiJoinOp {
     state: FilteredSemiState,
     /// The output (the left side's) schema.
     schema: SchemaRef,
-}
-
-fn prefixed(key: &[u8], row: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(4 + key.len() + row.len());
-    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    k.extend_from_slice(key);
-    k.extend_from_slice(row);
-    k
 }
 
 impl FilteredSemiJoinOp {
