@@ -15,6 +15,7 @@
 //! - [`mysql`]: MySQL / MariaDB change-data-capture (consistent snapshot, then the binlog).
 
 pub mod mysql;
+pub mod postgres;
 pub mod runtime;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,1 @@
+//! Decoding of `pgoutput` logical replication messages.

@@ -1,0 +1,1 @@
+//! The replication connection: the PostgreSQL wire protocol with `replication=database`.
