@@ -13,81 +13,10 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use freshet::testkit::mariadb::MariaDb;
 use mysql_async::prelude::Queryable;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Freshet {
-    child: Option<Child>,
-    data: std::path::PathBuf,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Freshet {
-    fn start() -> Freshet {
-        let dir = tempfile::tempdir().unwrap();
-        let mut f = Freshet {
-            child: None,
-            data: dir.path().join("data"),
-            port: free_port(),
-            _dir: dir,
-        };
-        f.launch();
-        f
-    }
-
-    fn launch(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-            .arg("server")
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--pg-listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start freshet");
-        self.child = Some(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(60), "freshet did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn connect(&self) -> tokio_postgres::Client {
-        let (c, conn) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 port={} user=freshet dbname=freshet", self.port),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
-        c
-    }
-}
-
-impl Drop for Freshet {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 async fn upstream_conn(db: &MariaDb) -> mysql_async::Conn {
     let opts = mysql_async::OptsBuilder::default()
@@ -99,31 +28,13 @@ async fn upstream_conn(db: &MariaDb) -> mysql_async::Conn {
     mysql_async::Conn::new(opts).await.unwrap()
 }
 
-async fn first_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
-    let msgs = c.simple_query(sql).await.unwrap();
-    msgs.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
-            _ => None,
-        })
-        .unwrap_or(-1)
-}
-
-async fn wait_for(c: &tokio_postgres::Client, sql: &str, want: i64, limit: Duration) {
-    let start = Instant::now();
-    while first_i64(c, sql).await != want {
-        assert!(start.elapsed() < limit, "{sql} did not reach {want}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Binlog row changes per second while catching up on a backlog of `rows` inserts.
 async fn ingest(db: &MariaDb, rows: u64) -> (f64, f64) {
     let mut up = upstream_conn(db).await;
     up.query_drop("CREATE TABLE ingest (id BIGINT PRIMARY KEY, g INT, v BIGINT, s VARCHAR(32))")
         .await
         .unwrap();
-    let mut f = Freshet::start();
+    let mut f = common::Freshet::start();
     let c = f.connect().await;
     c.batch_execute(&source_sql(db, "ing", 6101)).await.unwrap();
     c.batch_execute(
@@ -132,7 +43,7 @@ async fn ingest(db: &MariaDb, rows: u64) -> (f64, f64) {
     )
     .await
     .unwrap();
-    wait_for(
+    common::wait_for(
         &c,
         "SELECT count(*) FROM freshet_catalog.sources WHERE state = 'streaming'",
         1,
@@ -157,7 +68,7 @@ async fn ingest(db: &MariaDb, rows: u64) -> (f64, f64) {
     f.launch();
     let started = Instant::now();
     let c = f.connect().await;
-    wait_for(
+    common::wait_for(
         &c,
         "SELECT sum(n) FROM ingest_groups",
         rows as i64,
@@ -165,7 +76,7 @@ async fn ingest(db: &MariaDb, rows: u64) -> (f64, f64) {
     )
     .await;
     let rate = rows as f64 / started.elapsed().as_secs_f64();
-    assert_eq!(first_i64(&c, "SELECT count(*) FROM ingest").await, rows as i64);
+    assert_eq!(common::first_i64(&c, "SELECT count(*) FROM ingest").await, rows as i64);
     (rate, upstream_rate)
 }
 
@@ -177,66 +88,6 @@ fn source_sql(db: &MariaDb, name: &str, server_id: u32) -> String {
         MariaDb::CDC_USER,
         MariaDb::CDC_PASSWORD
     )
-}
-
-/// Freshness (µs) at `rate` row changes per second: COMMIT upstream → visible in a view.
-async fn freshness(db: &MariaDb, f: &Freshet, rate: u64, secs: u64) -> (f64, f64, usize) {
-    let mut load = upstream_conn(db).await;
-    let mut probe = upstream_conn(db).await;
-    let c = f.connect().await;
-    let base = first_i64(&c, "SELECT coalesce(max(seq), 0) FROM probe_view").await;
-    let stop_at = Instant::now() + Duration::from_secs(secs);
-    // Load: every 10 ms a transaction updating rate/100 rows.
-    let per_tick = (rate / 100).max(1);
-    let load_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        let mut from = 0u64;
-        while Instant::now() < stop_at {
-            tick.tick().await;
-            let to = from + per_tick - 1;
-            load.query_drop(format!("UPDATE churn SET v = v + 1 WHERE id BETWEEN {from} AND {to}"))
-                .await
-                .unwrap();
-            from = (to + 1) % 100_000;
-        }
-    });
-    // Probe: every 20 ms a new sequence number, with its commit time.
-    let probe_task = tokio::spawn(async move {
-        let mut commits = Vec::new();
-        let mut seq = base;
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        while Instant::now() < stop_at {
-            tick.tick().await;
-            seq += 1;
-            probe
-                .query_drop(format!("UPDATE probe SET seq = {seq} WHERE id = 1"))
-                .await
-                .unwrap();
-            commits.push((seq, Instant::now()));
-        }
-        commits
-    });
-    let mut seen: Vec<(i64, Instant)> = Vec::new();
-    let mut last = base;
-    let poll = c.prepare("SELECT seq FROM probe_view").await.unwrap();
-    while Instant::now() < stop_at + Duration::from_secs(2) {
-        let v: i64 = c.query_one(&poll, &[]).await.unwrap().get(0);
-        if v != last {
-            seen.push((v, Instant::now()));
-            last = v;
-        }
-    }
-    load_task.await.unwrap();
-    let commits = probe_task.await.unwrap();
-    // Each committed seq is visible from the first observation of a value >= it.
-    let mut lat = Vec::new();
-    for (seq, committed) in &commits {
-        if let Some((_, at)) = seen.iter().find(|(v, _)| v >= seq) {
-            lat.push(at.saturating_duration_since(*committed).as_secs_f64() * 1e6);
-        }
-    }
-    lat.sort_by(f64::total_cmp);
-    (common::quantile(&lat, 0.5), common::quantile(&lat, 0.99), lat.len())
 }
 
 fn main() {
@@ -260,7 +111,7 @@ fn main() {
     .unwrap();
     let (ingest_rate, upstream_rate) = rt.block_on(ingest(&db, rows));
     println!("ingest: {ingest_rate:.0} rows/s (upstream wrote {upstream_rate:.0} rows/s)");
-    let f = Freshet::start();
+    let f = common::Freshet::start();
     let mut fresh = Vec::new();
     rt.block_on(async {
         let c = f.connect().await;
@@ -273,9 +124,10 @@ fn main() {
         )
         .await
         .unwrap();
-        wait_for(&c, "SELECT sum(n) FROM churn_groups", 100_000, Duration::from_secs(120)).await;
+        common::wait_for(&c, "SELECT sum(n) FROM churn_groups", 100_000, Duration::from_secs(120)).await;
         for rate in [1_000u64, 5_000, 20_000] {
-            let (p50, p99, n) = freshness(&db, &f, rate, secs).await;
+            let (p50, p99, n) =
+                common::freshness(upstream_conn(&db).await, upstream_conn(&db).await, &f, rate, secs).await;
             println!("freshness at {rate} changes/s: p50 {p50:.0} µs, p99 {p99:.0} µs ({n} probes)");
             fresh.push((rate, p50, p99, n));
         }

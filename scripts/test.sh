@@ -14,6 +14,8 @@ command -v clang >/dev/null 2>&1 || apt_packages+=(clang)
 # MySQL CDC tests start their own throwaway MariaDB servers from these binaries.
 { command -v mariadbd || [ -x /usr/sbin/mariadbd ]; } >/dev/null 2>&1 || apt_packages+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || apt_packages+=(mariadb-client)
+# PostgreSQL CDC tests start their own throwaway PostgreSQL servers (wal_level=logical).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_packages+=(postgresql)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || apt_packages+=(libclang-dev)
 if ((${#apt_packages[@]})); then
   echo "installing: ${apt_packages[*]}"

@@ -14,6 +14,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct SqlState(pub &'static str);
 
 impl SqlState {
+    /// The SQLSTATE for a code another system sent (an upstream PostgreSQL's errors). Each
+    /// distinct code is stored once for the life of the process.
+    pub fn intern(code: &str) -> SqlState {
+        use std::collections::HashSet;
+        use std::sync::{Mutex, OnceLock};
+        static CODES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+        let code = if code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            code
+        } else {
+            "XX000"
+        };
+        let mut codes = CODES.get_or_init(Default::default).lock().expect("lock");
+        match codes.get(code) {
+            Some(c) => SqlState(c),
+            None => {
+                let c: &'static str = Box::leak(code.to_string().into_boxed_str());
+                codes.insert(c);
+                SqlState(c)
+            }
+        }
+    }
+
     pub const SYNTAX_ERROR: SqlState = SqlState("42601");
     pub const UNDEFINED_TABLE: SqlState = SqlState("42P01");
     pub const UNDEFINED_COLUMN: SqlState = SqlState("42703");

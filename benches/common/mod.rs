@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// "N cores, M GiB RAM".
 pub fn machine() -> String {
@@ -53,3 +55,164 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
     }
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
+
+// ---- A Freshet server process, and the CDC freshness probe (the CDC benches). ----
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Freshet {
+    child: Option<Child>,
+    data: std::path::PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Freshet {
+    pub fn start() -> Freshet {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = Freshet {
+            child: None,
+            data: dir.path().join("data"),
+            port: free_port(),
+            _dir: dir,
+        };
+        f.launch();
+        f
+    }
+
+    pub fn launch(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--pg-listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start freshet");
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(60), "freshet did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (c, conn) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={} user=freshet dbname=freshet", self.port),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        c
+    }
+}
+
+impl Drop for Freshet {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub async fn first_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    let msgs = c.simple_query(sql).await.unwrap();
+    msgs.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+            _ => None,
+        })
+        .unwrap_or(-1)
+}
+
+pub async fn wait_for(c: &tokio_postgres::Client, sql: &str, want: i64, limit: Duration) {
+    let start = Instant::now();
+    while first_i64(c, sql).await != want {
+        assert!(start.elapsed() < limit, "{sql} did not reach {want}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// An upstream database connection the freshness probe writes through.
+pub trait Upstream: Send {
+    fn exec(&mut self, sql: String) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl Upstream for mysql_async::Conn {
+    async fn exec(&mut self, sql: String) {
+        use mysql_async::prelude::Queryable;
+        self.query_drop(sql).await.unwrap()
+    }
+}
+
+impl Upstream for tokio_postgres::Client {
+    async fn exec(&mut self, sql: String) {
+        self.batch_execute(&sql).await.unwrap()
+    }
+}
+
+/// Freshness (µs) at `rate` row changes per second: COMMIT upstream → visible in a view.
+pub async fn freshness<U: Upstream + 'static>(mut load: U, mut probe: U, f: &Freshet, rate: u64, secs: u64) -> (f64, f64, usize) {
+    let c = f.connect().await;
+    let base = first_i64(&c, "SELECT coalesce(max(seq), 0) FROM probe_view").await;
+    let stop_at = Instant::now() + Duration::from_secs(secs);
+    // Load: every 10 ms a transaction updating rate/100 rows.
+    let per_tick = (rate / 100).max(1);
+    let load_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut from = 0u64;
+        while Instant::now() < stop_at {
+            tick.tick().await;
+            let to = from + per_tick - 1;
+            load.exec(format!("UPDATE churn SET v = v + 1 WHERE id BETWEEN {from} AND {to}")).await;
+            from = (to + 1) % 100_000;
+        }
+    });
+    // Probe: every 20 ms a new sequence number, with its commit time.
+    let probe_task = tokio::spawn(async move {
+        let mut commits = Vec::new();
+        let mut seq = base;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while Instant::now() < stop_at {
+            tick.tick().await;
+            seq += 1;
+            probe.exec(format!("UPDATE probe SET seq = {seq} WHERE id = 1")).await;
+            commits.push((seq, Instant::now()));
+        }
+        commits
+    });
+    let mut seen: Vec<(i64, Instant)> = Vec::new();
+    let mut last = base;
+    let poll = c.prepare("SELECT seq FROM probe_view").await.unwrap();
+    while Instant::now() < stop_at + Duration::from_secs(2) {
+        let v: i64 = c.query_one(&poll, &[]).await.unwrap().get(0);
+        if v != last {
+            seen.push((v, Instant::now()));
+            last = v;
+        }
+    }
+    load_task.await.unwrap();
+    let commits = probe_task.await.unwrap();
+    // Each committed seq is visible from the first observation of a value >= it.
+    let mut lat = Vec::new();
+    for (seq, committed) in &commits {
+        if let Some((_, at)) = seen.iter().find(|(v, _)| v >= seq) {
+            lat.push(at.saturating_duration_since(*committed).as_secs_f64() * 1e6);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    (quantile(&lat, 0.5), quantile(&lat, 0.99), lat.len())
+}
+

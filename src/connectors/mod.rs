@@ -13,6 +13,7 @@
 //! ```
 //!
 //! - [`mysql`]: MySQL / MariaDB change-data-capture (consistent snapshot, then the binlog).
+//! - [`postgres`]: PostgreSQL change-data-capture (exported snapshot, then logical replication).
 
 pub mod mysql;
 pub mod postgres;
@@ -24,7 +25,7 @@ use crate::catalog::SqlType;
 use crate::error::{Error, Result, SqlState};
 
 /// The connectors `CREATE SOURCE ... WITH (connector = '...')` accepts.
-pub const SOURCE_CONNECTORS: &[&str] = &["mysql-cdc"];
+pub const SOURCE_CONNECTORS: &[&str] = &["mysql-cdc", "postgres-cdc"];
 
 /// One upstream column, mapped to a Freshet type where possible.
 #[derive(Clone, Debug)]
@@ -72,6 +73,7 @@ pub fn connector_of(options: &BTreeMap<String, String>) -> Result<String> {
 pub async fn validate(connector: &str, options: &BTreeMap<String, String>) -> Result<()> {
     match connector {
         "mysql-cdc" => mysql::MysqlConfig::from_options(options)?.check().await,
+        "postgres-cdc" => postgres::PostgresConfig::from_options(options)?.check().await,
         other => Err(Error::unsupported(format!("source connector '{other}'"))),
     }
 }
@@ -97,6 +99,34 @@ pub async fn describe(connector: &str, options: &BTreeMap<String, String>, exter
                     .collect(),
             })
         }
+        "postgres-cdc" => {
+            let cfg = postgres::PostgresConfig::from_options(options)?;
+            let t = postgres::describe_table(&cfg, external).await?;
+            postgres::schema::check_replica_identity(&cfg, &t)?;
+            Ok(UpstreamTable {
+                name: t.qualified(),
+                primary_key: t.primary_key.iter().map(|i| t.columns[*i].name.clone()).collect(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| UpstreamColumn {
+                        name: c.name.clone(),
+                        upstream_type: c.type_name.clone(),
+                        nullable: c.nullable,
+                        sql_type: c.sql_type.clone(),
+                    })
+                    .collect(),
+            })
+        }
         other => Err(Error::unsupported(format!("source connector '{other}'"))),
+    }
+}
+
+/// Cleans up upstream after a source was dropped (a `postgres-cdc` source with
+/// `slot.drop.on.drop` drops its replication slot). Failures are logged, not returned: the
+/// source is gone either way.
+pub async fn source_dropped(source: &crate::catalog::SourceDef) {
+    if source.connector == "postgres-cdc" {
+        postgres::source::drop_slot_if_asked(source).await;
     }
 }

@@ -204,14 +204,31 @@ impl SourceTask {
         Ok(())
     }
 
-    /// Deletes every row `table` holds (a snapshot that starts over after a crash).
+    /// Deletes every row `table` holds: its committed rows and those `writes` put so far (a
+    /// snapshot that starts over after a crash, an upstream TRUNCATE). Rows of commits still
+    /// in flight are not seen: wait for them first.
     pub fn add_truncate(&self, writes: &mut TxnWrites, table: &Table) -> Result<()> {
         let (from, to) = keys::table_range(table.def.id);
+        let written: Vec<Vec<u8>> = writes.rows.range(from.clone()..to.clone()).map(|(k, _)| k.clone()).collect();
+        for k in written {
+            writes.rows.remove(&k);
+        }
         for kv in self.coordinator.current().snapshot.scan(&from, &to) {
             let (k, _) = kv?;
             writes.record(k.to_vec(), RowWrite::Delete);
         }
         Ok(())
+    }
+
+    /// The committed row of `table` whose primary key is `key` (one-element key columns), as
+    /// one-element columns of every column. Commits still in flight are not seen.
+    pub fn committed_row(&self, table: &Table, key: &[ArrayRef]) -> Result<Option<Vec<ArrayRef>>> {
+        let encoded = table.key_codec.encode(key)?;
+        let k = keys::row_key(table.def.id, encoded.row(0).as_ref());
+        match self.coordinator.current().snapshot.get(&k)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(table.row_codec.decode([v.as_ref()])?)),
+        }
     }
 
     /// Records the position to resume from, committed with the writes.
@@ -327,6 +344,7 @@ pub type Driver = fn(Arc<SourceTask>) -> std::pin::Pin<Box<dyn std::future::Futu
 fn driver_of(connector: &str) -> Option<Driver> {
     match connector {
         "mysql-cdc" => Some(crate::connectors::mysql::source::driver),
+        "postgres-cdc" => Some(crate::connectors::postgres::source::driver),
         _ => None,
     }
 }
@@ -343,6 +361,8 @@ struct Running {
 pub struct SourceRuntime {
     pub board: Arc<SourceStatusBoard>,
     running: tokio::sync::Mutex<HashMap<u32, Running>>,
+    /// The sources of the catalog last reconciled (to notice the ones dropped since).
+    known: tokio::sync::Mutex<HashMap<u32, Arc<SourceDef>>>,
 }
 
 impl SourceRuntime {
@@ -374,6 +394,15 @@ impl SourceRuntime {
                 self.board.remove(id);
             }
         }
+        let mut known = self.known.lock().await;
+        let now: HashMap<u32, Arc<SourceDef>> = catalog.sources().map(|s| (s.id, s.clone())).collect();
+        for (id, s) in known.iter() {
+            if !now.contains_key(id) {
+                crate::connectors::source_dropped(s).await;
+            }
+        }
+        *known = now;
+        drop(known);
         for (id, (source, tables)) in wanted {
             if running.contains_key(&id) {
                 continue;

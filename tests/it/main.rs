@@ -1,10 +1,12 @@
 //! End-to-end tests: every test talks to a real `freshet server` process over real sockets.
 //! One integration-test crate (one binary to link) with a module per area.
 
+mod cdc;
 mod clients;
 mod copy;
 mod crash;
 mod harness;
 mod mysql_cdc;
+mod postgres_cdc;
 mod slt;
 mod views;
