@@ -646,13 +646,16 @@ impl ReplicationReader {
             match msg.tag {
                 b'd' => return parse_copy_data(msg.body).map_err(|d| self.peer.protocol(WHAT, d)),
                 b'E' => return Err(self.peer.server_error(WHAT, &msg.body)),
-                // The walsender ends the stream with CopyDone when the server shuts down.
-                b'c' => {
+                // A walsender that stops (server shutdown) ends the stream: a logical one with
+                // CommandComplete ("COPY 0") once the client confirmed all it was sent, a
+                // physical one with CopyDone.
+                b'C' | b'c' => {
                     return Err(Error::External {
                         state: SqlState("57P01"),
                         message: format!(
-                            "postgres {}: {WHAT}: the server ended the stream (CopyDone), as it does when shutting down",
-                            self.peer.0
+                            "postgres {}: {WHAT}: the server ended the stream ({}), as it does when shutting down",
+                            self.peer.0,
+                            if msg.tag == b'c' { "CopyDone" } else { "CommandComplete" }
                         ),
                         retryable: true,
                     })
