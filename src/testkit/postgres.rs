@@ -61,7 +61,9 @@ fn postgres_owner() -> Result<Option<(u32, u32)>> {
             .output()
             .map_err(testkit_err)?;
         if !out.status.success() {
-            return Err(testkit_err("running as root, and there is no `postgres` user to run the server as"));
+            return Err(testkit_err(
+                "running as root, and there is no `postgres` user to run the server as",
+            ));
         }
         String::from_utf8_lossy(&out.stdout)
             .trim()
@@ -247,17 +249,28 @@ impl PgServer {
     /// unless the SQL says BEGIN.
     fn psql_command(&self, database: &str, file: &Path) -> Result<Command> {
         let mut cmd = Command::new(find_binary("psql")?);
-        cmd.args(["-X", "-A", "-t", "-q", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-U", "postgres"])
-            .arg("-h")
-            .arg(&self.dir)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-d")
-            .arg(database)
-            .arg("-f")
-            .arg(file)
-            .env("PGCONNECT_TIMEOUT", "5")
-            .stdin(Stdio::null());
+        cmd.args([
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-F",
+            "\t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+        ])
+        .arg("-h")
+        .arg(&self.dir)
+        .arg("-p")
+        .arg(self.port.to_string())
+        .arg("-d")
+        .arg(database)
+        .arg("-f")
+        .arg(file)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .stdin(Stdio::null());
         Ok(cmd)
     }
 

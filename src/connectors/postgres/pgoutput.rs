@@ -9,9 +9,10 @@
 //! ```
 //!
 //! What the caller relies on:
-//! - A Relation message precedes the first change of a table in a stream, and again after the
-//!   table's definition changed: changes refer to tables by OID only, so the caller keeps the
-//!   latest Relation per OID.
+//! - A Relation message precedes the first change of a table in a stream, and comes again after
+//!   anything that invalidated the server's cache entry for the table (ALTER TABLE, but also
+//!   TRUNCATE, often unchanged): changes refer to tables by OID only, so the caller keeps the
+//!   latest Relation per OID and compares rather than assumes a change.
 //! - Values are in PostgreSQL's text output format, formatted with the walsender session's
 //!   settings (see [`super::replication::SESSION_SETTINGS`]).
 //! - [`TupleValue::UnchangedToast`] means "this column kept its value, which is stored out of
@@ -157,7 +158,10 @@ struct Reader {
 impl Reader {
     fn need(&self, n: usize, what: &str) -> Decoded<()> {
         if self.buf.remaining() < n {
-            Err(format!("truncated: {what} needs {n} bytes, {} left", self.buf.remaining()))
+            Err(format!(
+                "truncated: {what} needs {n} bytes, {} left",
+                self.buf.remaining()
+            ))
         } else {
             Ok(())
         }
@@ -260,7 +264,12 @@ impl Reader {
                 let old = match self.u8("Delete tuple kind")? {
                     b'K' => OldTuple::Key(self.tuple()?),
                     b'O' => OldTuple::Full(self.tuple()?),
-                    k => return Err(format!("Delete tuple kind '{}' (expected 'K' or 'O')", k.escape_ascii())),
+                    k => {
+                        return Err(format!(
+                            "Delete tuple kind '{}' (expected 'K' or 'O')",
+                            k.escape_ascii()
+                        ))
+                    }
                 };
                 PgOutput::Delete { relation, old }
             }
@@ -447,8 +456,11 @@ mod tests {
         let PgOutput::Relation(r) = decode(&rel.0).unwrap() else {
             panic!("not a relation")
         };
-        assert_eq!((r.oid, r.namespace.as_str(), r.name.as_str()), (16384, "pg_catalog", "t"));
-        assert_eq!(r.columns[0].key, true);
+        assert_eq!(
+            (r.oid, r.namespace.as_str(), r.name.as_str()),
+            (16384, "pg_catalog", "t")
+        );
+        assert!(r.columns[0].key);
         assert_eq!((r.columns[1].name.as_str(), r.columns[1].type_modifier), ("v", 14));
 
         let upd = Msg::default()
@@ -498,7 +510,7 @@ mod tests {
         assert!(decode(b"").is_err());
         assert!(decode(b"Z").is_err());
         assert!(decode(b"S\0\0\0\x01\0").is_err()); // stream start: protocol v2
-        // Every strict prefix of a valid message fails, as does one extra byte.
+                                                    // Every strict prefix of a valid message fails, as does one extra byte.
         let ins = Msg::default().u8(b'I').u32(5).u8(b'N').i16(2).text("hello").u8(b'n');
         assert!(matches!(decode(&ins.0).unwrap(), PgOutput::Insert { relation: 5, .. }));
         for n in 0..ins.0.len() {

@@ -21,10 +21,25 @@
 //!   packet pins them ([`SESSION_SETTINGS`]: UTF-8, ISO dates, UTC, round-trip floats). A value
 //!   decoded from the stream is then formatted exactly as a snapshot query with the same settings.
 //! - Once streaming, [`ReplicationReader::next`] returns XLogData and keepalives in server order.
-//!   Any ErrorResponse, EOF or server CopyDone ends the stream as an `Err`; it is retryable when
-//!   it means a lost connection or a server shutting down (08xxx, 57P01..57P03, EOF, CopyDone).
-//! - The slot only moves forward when [`ReplicationWriter::send_status`] reports a flushed LSN:
-//!   restarting from an LSN replays every transaction whose commit lies at or after it.
+//!   Any ErrorResponse, EOF or end of the COPY ends the stream as an `Err`; it is retryable when
+//!   it means a lost connection or a server shutting down (08xxx, 57P01..57P03, EOF, and the
+//!   CommandComplete / CopyDone a stopping walsender sends).
+//! - Resuming: `START_REPLICATION ... LOGICAL start` streams from `max(start, the slot's
+//!   confirmed_flush_lsn)` and skips every transaction whose commit record begins before that.
+//!   Passing the end LSN of the last applied commit therefore replays nothing already applied.
+//!   Always pass it: PostgreSQL 15 does not save a slot whose only change is a newer
+//!   confirmed_flush_lsn at a clean shutdown, so after a restart the slot alone may replay
+//!   transactions that were confirmed (fixed in PostgreSQL 17).
+//! - Confirming: [`ReplicationWriter::send_status`] moves the slot (and lets the server recycle
+//!   WAL). Transactions that touch no published table send nothing (PG 15 skips empty
+//!   transactions), only keepalives whose `wal_end` advances; when every transaction received
+//!   is applied, confirm that `wal_end`, or the slot holds WAL back while the tables are idle.
+//!   A stopping server (fast shutdown) waits until the client has confirmed all it was sent,
+//!   asking with `reply_requested` keepalives, and only then ends the stream; a client that
+//!   does not confirm holds the shutdown until `wal_sender_timeout` (60 s by default).
+//! - Keepalives: the walsender sends unrequested ones when idle or skipping WAL, and one with
+//!   `reply_requested` after `wal_sender_timeout / 2` without a status update; it disconnects
+//!   after `wal_sender_timeout` without one.
 //! - Network input is never trusted: a short or oversized frame is an error, not a panic.
 
 use std::collections::BTreeSet;
@@ -414,7 +429,10 @@ impl ReplicationConnection {
                             // Verifies the server's signature: the server knows the password too.
                             s.finish(&body).map_err(|e| Error::External {
                                 state: SqlState("28000"),
-                                message: format!("postgres {}: connect: SCRAM server verification failed: {e}", self.peer.0),
+                                message: format!(
+                                    "postgres {}: connect: SCRAM server verification failed: {e}",
+                                    self.peer.0
+                                ),
                                 retryable: false,
                             })?;
                         }
@@ -460,7 +478,10 @@ impl ReplicationConnection {
     fn auth_unsupported(&self, what: String) -> Error {
         Error::External {
             state: SqlState::FEATURE_NOT_SUPPORTED,
-            message: format!("postgres {}: connect: authentication by {what} is not supported", self.peer.0),
+            message: format!(
+                "postgres {}: connect: authentication by {what} is not supported",
+                self.peer.0
+            ),
             retryable: false,
         }
     }
@@ -471,7 +492,11 @@ impl ReplicationConnection {
         let rows = self.simple_query(WHAT).await?;
         let row = match rows.as_slice() {
             [row] if row.len() >= 4 => row,
-            _ => return Err(self.peer.protocol(WHAT, format!("expected one row of 4 columns, got {rows:?}"))),
+            _ => {
+                return Err(self
+                    .peer
+                    .protocol(WHAT, format!("expected one row of 4 columns, got {rows:?}")))
+            }
         };
         let text = |i: usize| {
             row[i]
@@ -543,7 +568,11 @@ impl ReplicationConnection {
         // slot_name, consistent_point, snapshot_name, output_plugin
         let row = match rows.as_slice() {
             [row] if row.len() >= 3 => row,
-            _ => return Err(self.peer.protocol(WHAT, format!("expected one row of 4 columns, got {rows:?}"))),
+            _ => {
+                return Err(self
+                    .peer
+                    .protocol(WHAT, format!("expected one row of 4 columns, got {rows:?}")))
+            }
         };
         let text = |i: usize| {
             row[i]
@@ -600,9 +629,10 @@ impl ReplicationConnection {
                 b'E' => return Err(self.peer.server_error(WHAT, &msg.body)),
                 b'N' | b'S' => {}
                 other => {
-                    return Err(self
-                        .peer
-                        .protocol(WHAT, format!("unexpected message '{}' before CopyBothResponse", other as char)))
+                    return Err(self.peer.protocol(
+                        WHAT,
+                        format!("unexpected message '{}' before CopyBothResponse", other as char),
+                    ))
                 }
             }
         }
@@ -622,9 +652,14 @@ impl ReplicationConnection {
 /// One message of the replication stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamEvent {
-    /// A pgoutput message ([`super::pgoutput::decode`]). `wal_start` is the LSN the message was
-    /// decoded at, `wal_end` the server's current WAL end.
-    XLogData { wal_start: Lsn, wal_end: Lsn, data: bytes::Bytes },
+    /// A pgoutput message ([`super::pgoutput::decode`]). For logical replication the walsender
+    /// puts the same LSN in both: the change's, the commit's end LSN for a Commit, and 0/0 for
+    /// a Relation. Positions should come from the Begin / Commit messages, not from these.
+    XLogData {
+        wal_start: Lsn,
+        wal_end: Lsn,
+        data: bytes::Bytes,
+    },
     /// The server is alive; `wal_end` is its WAL end. `reply_requested` asks for a status update
     /// now (the server disconnects after `wal_sender_timeout` without one).
     Keepalive { wal_end: Lsn, reply_requested: bool },
@@ -680,8 +715,9 @@ pub struct ReplicationWriter {
 impl ReplicationWriter {
     /// Standby status update ('r'): write = flush = apply = `flushed`, client time now, reply flag.
     ///
-    /// The server may discard WAL before `flushed` and will never send a transaction committed
-    /// before it again: report only what is durably applied.
+    /// The server may discard WAL before `flushed` and will not send a transaction committed
+    /// before it again on this slot (but see the module docs on PostgreSQL 15 restarts): report
+    /// only what is durably applied.
     pub async fn send_status(&mut self, flushed: Lsn, reply_requested: bool) -> Result<()> {
         let now = chrono::Utc::now().timestamp_micros() - POSTGRES_EPOCH_UNIX_MICROS;
         let payload = encode_status_update(flushed, now, reply_requested);
@@ -711,7 +747,10 @@ fn parse_copy_data(mut body: Bytes) -> std::result::Result<StreamEvent, String> 
         Some(b'w') => {
             // 'w', wal_start u64, wal_end u64, server time i64, data...
             if body.len() < 25 {
-                return Err(format!("XLogData of {} bytes is shorter than its 25-byte header", body.len()));
+                return Err(format!(
+                    "XLogData of {} bytes is shorter than its 25-byte header",
+                    body.len()
+                ));
             }
             body.advance(1);
             let wal_start = Lsn(body.get_u64());
@@ -792,14 +831,13 @@ fn parse_cstr_list(mut b: &[u8]) -> Vec<String> {
     out
 }
 
-/// The first word of a command, for error messages (never the whole SQL).
+/// The first two words of a command, for error messages (never the whole SQL).
 fn command_label(sql: &str) -> String {
-    let words: Vec<&str> = sql.split_whitespace().take(2).collect();
-    match words.as_slice() {
-        [] => "empty query".into(),
-        [w] => w.to_string(),
-        [a, b] => format!("{a} {b}"),
-        _ => unreachable!("take(2)"),
+    let label = sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    if label.is_empty() {
+        "empty query".into()
+    } else {
+        label
     }
 }
 
@@ -852,7 +890,19 @@ mod tests {
 
     #[test]
     fn lsn_rejects_malformed_text() {
-        for bad in ["", "/", "0/", "/0", "16B3748", "0/16B3748/1", "G/0", "0/ 1", "+1/0", "123456789/0", "0x1/0"] {
+        for bad in [
+            "",
+            "/",
+            "0/",
+            "/0",
+            "16B3748",
+            "0/16B3748/1",
+            "G/0",
+            "0/ 1",
+            "+1/0",
+            "123456789/0",
+            "0x1/0",
+        ] {
             let err = bad.parse::<Lsn>().unwrap_err();
             assert_eq!(err.code(), SqlState::INVALID_TEXT_REPRESENTATION, "{bad:?}");
         }
@@ -929,7 +979,10 @@ mod tests {
         let err = peer.server_error("X", b"SERROR\0C42704\0Mgone\0\0");
         assert!(matches!(err, Error::External { retryable: false, .. }));
         assert_eq!(err.code(), SqlState::UNDEFINED_OBJECT);
-        assert_eq!(peer.server_error("X", b"SERROR\0C42").code(), SqlState::PROTOCOL_VIOLATION);
+        assert_eq!(
+            peer.server_error("X", b"SERROR\0C42").code(),
+            SqlState::PROTOCOL_VIOLATION
+        );
         assert_eq!(peer.server_error("X", b"C!!\0\0").code(), SqlState("58000"));
     }
 
