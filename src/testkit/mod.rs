@@ -6,5 +6,7 @@
 //! only runs the server binaries installed on the machine.
 
 pub mod mariadb;
+pub mod postgres;
 
 pub use mariadb::MariaDb;
+pub use postgres::PgServer;
