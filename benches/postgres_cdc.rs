@@ -87,7 +87,13 @@ async fn ingest(db: &PgServer, rows: u64) -> (f64, f64) {
     f.launch();
     let started = Instant::now();
     let c = f.connect().await;
-    common::wait_for(&c, "SELECT sum(n) FROM ingest_groups", rows as i64, Duration::from_secs(600)).await;
+    common::wait_for(
+        &c,
+        "SELECT sum(n) FROM ingest_groups",
+        rows as i64,
+        Duration::from_secs(600),
+    )
+    .await;
     let rate = rows as f64 / started.elapsed().as_secs_f64();
     assert_eq!(common::first_i64(&c, "SELECT count(*) FROM ingest").await, rows as i64);
     c.batch_execute("DROP SOURCE ing CASCADE").await.unwrap();

@@ -164,7 +164,13 @@ impl Upstream for tokio_postgres::Client {
 }
 
 /// Freshness (µs) at `rate` row changes per second: COMMIT upstream → visible in a view.
-pub async fn freshness<U: Upstream + 'static>(mut load: U, mut probe: U, f: &Freshet, rate: u64, secs: u64) -> (f64, f64, usize) {
+pub async fn freshness<U: Upstream + 'static>(
+    mut load: U,
+    mut probe: U,
+    f: &Freshet,
+    rate: u64,
+    secs: u64,
+) -> (f64, f64, usize) {
     let c = f.connect().await;
     let base = first_i64(&c, "SELECT coalesce(max(seq), 0) FROM probe_view").await;
     let stop_at = Instant::now() + Duration::from_secs(secs);
@@ -176,7 +182,8 @@ pub async fn freshness<U: Upstream + 'static>(mut load: U, mut probe: U, f: &Fre
         while Instant::now() < stop_at {
             tick.tick().await;
             let to = from + per_tick - 1;
-            load.exec(format!("UPDATE churn SET v = v + 1 WHERE id BETWEEN {from} AND {to}")).await;
+            load.exec(format!("UPDATE churn SET v = v + 1 WHERE id BETWEEN {from} AND {to}"))
+                .await;
             from = (to + 1) % 100_000;
         }
     });
@@ -215,4 +222,3 @@ pub async fn freshness<U: Upstream + 'static>(mut load: U, mut probe: U, f: &Fre
     lat.sort_by(f64::total_cmp);
     (quantile(&lat, 0.5), quantile(&lat, 0.99), lat.len())
 }
-

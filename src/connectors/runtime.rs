@@ -209,7 +209,11 @@ impl SourceTask {
     /// in flight are not seen: wait for them first.
     pub fn add_truncate(&self, writes: &mut TxnWrites, table: &Table) -> Result<()> {
         let (from, to) = keys::table_range(table.def.id);
-        let written: Vec<Vec<u8>> = writes.rows.range(from.clone()..to.clone()).map(|(k, _)| k.clone()).collect();
+        let written: Vec<Vec<u8>> = writes
+            .rows
+            .range(from.clone()..to.clone())
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in written {
             writes.rows.remove(&k);
         }

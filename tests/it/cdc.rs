@@ -36,15 +36,13 @@ pub async fn eventually(c: &tokio_postgres::Client, sql: &str, want: &[String]) 
         if Instant::now() > deadline {
             let status = rows(c, "SELECT name, state, reason, position FROM freshet_catalog.sources").await;
             let tables = rows(c, "SELECT * FROM freshet_catalog.source_tables").await;
+            let diff = got.iter().zip(want).find(|(g, w)| g != w);
             panic!(
-                "{sql}: still {} rows (first {:?}), want {} (first {:?}); sources {status:?}; tables {tables:?}",
+                "{sql}: still {} rows, want {} (first difference: {diff:?}); sources {status:?}; tables {tables:?}",
                 got.len(),
-                got.first(),
                 want.len(),
-                want.first()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-

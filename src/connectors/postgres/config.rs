@@ -32,7 +32,10 @@ pub struct PostgresConfig {
 }
 
 fn valid_slot_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl PostgresConfig {
@@ -56,7 +59,10 @@ impl PostgresConfig {
         if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(Error::user(
                 SqlState::INVALID_PARAMETER_VALUE,
-                format!("unknown option '{k}' for a postgres-cdc source (known: {})", known.join(", ")),
+                format!(
+                    "unknown option '{k}' for a postgres-cdc source (known: {})",
+                    known.join(", ")
+                ),
             ));
         }
         let get = |key: &str| -> Result<String> {
@@ -246,7 +252,10 @@ mod tests {
     fn options_parse_with_defaults_and_errors() {
         let base = [("hostname", "h"), ("username", "u"), ("database.name", "d")];
         let c = PostgresConfig::from_options(&opts(&base)).unwrap();
-        assert_eq!((c.port, c.schema.as_str(), c.publication.as_str()), (5432, "public", "freshet_publication"));
+        assert_eq!(
+            (c.port, c.schema.as_str(), c.publication.as_str()),
+            (5432, "public", "freshet_publication")
+        );
         assert!(c.publication_create && !c.slot_drop_on_drop && c.slot.is_none());
         let src = SourceDef {
             id: 1,
@@ -265,6 +274,9 @@ mod tests {
         assert!(e.to_string().contains("database.name"), "{e}");
         let mut typo = base.to_vec();
         typo.push(("slot_name", "x"));
-        assert!(PostgresConfig::from_options(&opts(&typo)).unwrap_err().to_string().contains("unknown option"));
+        assert!(PostgresConfig::from_options(&opts(&typo))
+            .unwrap_err()
+            .to_string()
+            .contains("unknown option"));
     }
 }

@@ -44,7 +44,7 @@ pub(crate) fn upstream_error(cfg: &PostgresConfig, what: &str, e: tokio_postgres
     match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
-            let retryable = code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300");
+            let retryable = code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55006");
             let mut message = format!("{at}: {}", db.message());
             if let Some(d) = db.detail() {
                 message.push_str(&format!(" ({d})"));
@@ -56,7 +56,11 @@ pub(crate) fn upstream_error(cfg: &PostgresConfig, what: &str, e: tokio_postgres
             }
         }
         None => Error::External {
-            state: if what == "connect" { SqlState("08001") } else { SqlState("08006") },
+            state: if what == "connect" {
+                SqlState("08001")
+            } else {
+                SqlState("08006")
+            },
             message: format!("{at}: {e}"),
             retryable: true,
         },

@@ -212,7 +212,7 @@ impl Peer {
         if let Some(h) = field(b'H') {
             message.push_str(&format!("; hint: {h}"));
         }
-        let retryable = state.code().starts_with("08") || matches!(state.code(), "57P01" | "57P02" | "57P03");
+        let retryable = state.code().starts_with("08") || matches!(state.code(), "57P01" | "57P02" | "57P03" | "55006");
         Error::External {
             state,
             message,

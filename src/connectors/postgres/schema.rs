@@ -42,7 +42,11 @@ impl PgTable {
 
     /// `"schema"."name"` quoted for SQL.
     pub fn quoted(&self) -> String {
-        format!("{}.{}", super::quote_ident(&self.schema), super::quote_ident(&self.name))
+        format!(
+            "{}.{}",
+            super::quote_ident(&self.schema),
+            super::quote_ident(&self.name)
+        )
     }
 }
 
@@ -194,10 +198,7 @@ pub fn check_replica_identity(cfg: &PostgresConfig, t: &PgTable) -> Result<()> {
                 t.qualified(),
                 if other == 'n' { "NOTHING" } else { "USING INDEX" }
             ),
-            format!(
-                "ALTER TABLE {} REPLICA IDENTITY DEFAULT (or FULL)",
-                t.quoted()
-            ),
+            format!("ALTER TABLE {} REPLICA IDENTITY DEFAULT (or FULL)", t.quoted()),
         )),
     }
 }
@@ -222,7 +223,11 @@ pub fn capture(table: &std::sync::Arc<Table>, upstream: &PgTable) -> Result<Capt
         let Some(u) = upstream.columns.iter().find(|u| u.name.eq_ignore_ascii_case(&c.name)) else {
             return Err(Error::user(
                 SqlState::UNDEFINED_COLUMN,
-                format!("column \"{}\" no longer exists in upstream table {}", c.name, upstream.qualified()),
+                format!(
+                    "column \"{}\" no longer exists in upstream table {}",
+                    c.name,
+                    upstream.qualified()
+                ),
             ));
         };
         match &u.sql_type {

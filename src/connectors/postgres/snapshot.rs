@@ -86,7 +86,11 @@ impl SnapshotReader {
             let t = &self.tables[self.current];
             if self.stream.is_none() {
                 let cols: Vec<String> = t.columns.iter().map(|c| super::quote_ident(c)).collect();
-                let sql = format!("COPY (SELECT {} FROM {}) TO STDOUT", cols.join(", "), t.upstream.quoted());
+                let sql = format!(
+                    "COPY (SELECT {} FROM {}) TO STDOUT",
+                    cols.join(", "),
+                    t.upstream.quoted()
+                );
                 let stream = self
                     .client
                     .copy_out(&sql)

@@ -163,7 +163,9 @@ pub async fn drop_slot_if_asked(source: &crate::catalog::SourceDef) {
     match result {
         Ok(()) => tracing::info!(source = %source.qualified_name(), %slot, "replication slot dropped"),
         Err(e) if e.code() == SqlState::UNDEFINED_OBJECT => {}
-        Err(e) => tracing::warn!(source = %source.qualified_name(), %slot, error = %e, "could not drop the replication slot"),
+        Err(e) => {
+            tracing::warn!(source = %source.qualified_name(), %slot, error = %e, "could not drop the replication slot")
+        }
     }
 }
 
@@ -190,7 +192,11 @@ async fn ensure_publication(cfg: &PostgresConfig, client: &Client, captured: &[C
         if !cfg.publication_create {
             return Err(Error::user(
                 SqlState::UNDEFINED_OBJECT,
-                format!("postgres-cdc {}: publication \"{}\" does not exist", cfg.address(), cfg.publication),
+                format!(
+                    "postgres-cdc {}: publication \"{}\" does not exist",
+                    cfg.address(),
+                    cfg.publication
+                ),
             ));
         }
         let sql = format!("CREATE PUBLICATION {publication} FOR TABLE {}", names.join(", "));
@@ -207,7 +213,10 @@ async fn ensure_publication(cfg: &PostgresConfig, client: &Client, captured: &[C
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     for c in captured {
-        if members.iter().any(|(s, t)| *s == c.upstream.schema && *t == c.upstream.name) {
+        if members
+            .iter()
+            .any(|(s, t)| *s == c.upstream.schema && *t == c.upstream.name)
+        {
             continue;
         }
         if !cfg.publication_create {
@@ -411,7 +420,10 @@ async fn stream(
             }
         };
         match ev {
-            StreamEvent::Keepalive { wal_end, reply_requested } => {
+            StreamEvent::Keepalive {
+                wal_end,
+                reply_requested,
+            } => {
                 if reply_requested {
                     writer.send_status(Lsn(committed.load(Ordering::SeqCst)), false).await?;
                 }
@@ -537,10 +549,15 @@ impl Stream<'_> {
             match r.columns.iter().position(|rc| &rc.name == name) {
                 Some(j) if described.is_some_and(|d| d.type_oid == r.columns[j].type_oid) => columns.push(j),
                 Some(j) => {
-                    self.stop_table(i, format!(
-                        "upstream column {}.{} changed type (now oid {})",
-                        c.upstream.qualified(), name, r.columns[j].type_oid
-                    ));
+                    self.stop_table(
+                        i,
+                        format!(
+                            "upstream column {}.{} changed type (now oid {})",
+                            c.upstream.qualified(),
+                            name,
+                            r.columns[j].type_oid
+                        ),
+                    );
                     return;
                 }
                 None => {
@@ -581,12 +598,20 @@ impl Stream<'_> {
     /// A tuple as the captured table's cells. An unchanged TOASTed value (not sent) is taken
     /// from the old tuple (REPLICA IDENTITY FULL), else from an earlier change of the same row
     /// in this transaction, else from the row Freshet holds.
-    async fn cells(&mut self, relation: u32, tuple: &Tuple, old: Option<&Tuple>, i: usize) -> Result<Vec<Option<String>>> {
+    async fn cells(
+        &mut self,
+        relation: u32,
+        tuple: &Tuple,
+        old: Option<&Tuple>,
+        i: usize,
+    ) -> Result<Vec<Option<String>>> {
         let map = &self.relations[&relation];
         let mut row = Vec::with_capacity(map.columns.len());
         let mut missing = Vec::new();
         for (k, j) in map.columns.iter().enumerate() {
-            let v = tuple.get(*j).ok_or_else(|| Error::internal("pgoutput tuple shorter than its relation"))?;
+            let v = tuple
+                .get(*j)
+                .ok_or_else(|| Error::internal("pgoutput tuple shorter than its relation"))?;
             row.push(match v {
                 TupleValue::Null => None,
                 TupleValue::Text(b) => Some(text(b)?),

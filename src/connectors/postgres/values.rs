@@ -24,11 +24,7 @@ pub struct TextRows {
 
 impl TextRows {
     pub fn new(names: &[String], types: &[SqlType]) -> TextRows {
-        let fields: Vec<Field> = names
-            .iter()
-            .zip(types)
-            .map(|(n, t)| t.arrow_field(n, true))
-            .collect();
+        let fields: Vec<Field> = names.iter().zip(types).map(|(n, t)| t.arrow_field(n, true)).collect();
         TextRows {
             types: types.to_vec(),
             schema: Arc::new(Schema::new(fields)),
@@ -131,7 +127,10 @@ mod tests {
 
     #[test]
     fn postgres_text_forms_become_arrow_values() {
-        let names: Vec<String> = ["id", "ts", "tags", "raw", "doc", "iv"].iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = ["id", "ts", "tags", "raw", "doc", "iv"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let types = vec![
             SqlType::Int4,
             SqlType::Timestamptz,
