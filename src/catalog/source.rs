@@ -20,6 +20,9 @@ pub struct SourceDef {
     pub connector: String,
     /// Every WITH option but `connector`, keys lower-cased.
     pub options: BTreeMap<String, String>,
+    /// Made by `CREATE TABLE .. WITH (connector = ..)` for that one table, and dropped with it.
+    #[serde(default)]
+    pub implicit: bool,
 }
 
 impl SourceDef {

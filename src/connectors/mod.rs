@@ -14,7 +14,9 @@
 //!
 //! - [`mysql`]: MySQL / MariaDB change-data-capture (consistent snapshot, then the binlog).
 //! - [`postgres`]: PostgreSQL change-data-capture (exported snapshot, then logical replication).
+//! - [`generator`]: generated streams (Nexmark).
 
+pub mod generator;
 pub mod mysql;
 pub mod postgres;
 pub mod runtime;
@@ -25,7 +27,7 @@ use crate::catalog::SqlType;
 use crate::error::{Error, Result, SqlState};
 
 /// The connectors `CREATE SOURCE ... WITH (connector = '...')` accepts.
-pub const SOURCE_CONNECTORS: &[&str] = &["mysql-cdc", "postgres-cdc"];
+pub const SOURCE_CONNECTORS: &[&str] = &["mysql-cdc", "postgres-cdc", "nexmark"];
 
 /// One upstream column, mapped to a Freshet type where possible.
 #[derive(Clone, Debug)]
@@ -46,6 +48,9 @@ pub struct UpstreamTable {
     pub columns: Vec<UpstreamColumn>,
     /// Primary-key column names, in key order.
     pub primary_key: Vec<String>,
+    /// Rows are only ever added (a generated stream): a table without a primary key may read
+    /// it, keyed by a hidden row id.
+    pub append_only: bool,
 }
 
 /// The connector named by a source's options, refused when unknown.
@@ -74,6 +79,7 @@ pub async fn validate(connector: &str, options: &BTreeMap<String, String>) -> Re
     match connector {
         "mysql-cdc" => mysql::MysqlConfig::from_options(options)?.check().await,
         "postgres-cdc" => postgres::PostgresConfig::from_options(options)?.check().await,
+        "nexmark" => generator::nexmark::NexmarkOptions::from_options(options).map(|_| ()),
         other => Err(Error::unsupported(format!("source connector '{other}'"))),
     }
 }
@@ -97,6 +103,7 @@ pub async fn describe(connector: &str, options: &BTreeMap<String, String>, exter
                         sql_type: c.sql_type.clone().map_err(|e| e.to_string()),
                     })
                     .collect(),
+                append_only: false,
             })
         }
         "postgres-cdc" => {
@@ -116,9 +123,30 @@ pub async fn describe(connector: &str, options: &BTreeMap<String, String>, exter
                         sql_type: c.sql_type.clone(),
                     })
                     .collect(),
+                append_only: false,
             })
         }
+        "nexmark" => {
+            generator::nexmark::NexmarkOptions::from_options(options)?;
+            generator::nexmark::describe(external)
+        }
         other => Err(Error::unsupported(format!("source connector '{other}'"))),
+    }
+}
+
+/// The upstream table a `CREATE TABLE name .. WITH (connector = ..)` reads: for `nexmark`, the
+/// `nexmark.table.type` option (person, auction or bid).
+pub fn table_of_options(connector: &str, options: &BTreeMap<String, String>, _table: &str) -> Result<String> {
+    match connector {
+        "nexmark" => options.get("nexmark.table.type").cloned().ok_or_else(|| {
+            Error::user(
+                SqlState::INVALID_PARAMETER_VALUE,
+                "a nexmark table needs the option nexmark.table.type (person, auction or bid)",
+            )
+        }),
+        other => Err(Error::unsupported(format!(
+            "CREATE TABLE .. WITH (connector = '{other}'): use CREATE SOURCE, then CREATE TABLE .. FROM"
+        ))),
     }
 }
 

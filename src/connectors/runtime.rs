@@ -180,7 +180,33 @@ impl SourceTask {
             return Ok(());
         }
         let data = changes.data();
-        let columns: Vec<ArrayRef> = data.columns().to_vec();
+        let mut columns: Vec<ArrayRef> = data.columns().to_vec();
+        if table.has_row_id() {
+            // An append-only table: each row gets the next hidden row id.
+            if changes.weights().values().iter().any(|w| *w != 1) {
+                return Err(Error::internal(format!(
+                    "{} has no primary key: its source may only add rows",
+                    table.def.name
+                )));
+            }
+            let first = table.allocate_row_ids(changes.len());
+            let ids: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+                first..first + changes.len() as i64,
+            ));
+            let mut visible = columns.into_iter();
+            columns = table
+                .def
+                .columns
+                .iter()
+                .map(|c| {
+                    if c.hidden {
+                        ids.clone()
+                    } else {
+                        visible.next().expect("a visible column")
+                    }
+                })
+                .collect();
+        }
         let pk: Vec<ArrayRef> = table.def.primary_key.iter().map(|i| columns[*i].clone()).collect();
         if let Some(i) = pk.iter().position(|c| c.null_count() > 0) {
             return Err(Error::user(
@@ -349,6 +375,7 @@ fn driver_of(connector: &str) -> Option<Driver> {
     match connector {
         "mysql-cdc" => Some(crate::connectors::mysql::source::driver),
         "postgres-cdc" => Some(crate::connectors::postgres::source::driver),
+        "nexmark" => Some(crate::connectors::generator::nexmark::driver),
         _ => None,
     }
 }

@@ -324,6 +324,7 @@ impl Worker {
                         let _ = r.reply.send(Err(e.clone()));
                     }
                 } else {
+                    tracing::warn!(error = %e, requests = requests.len(), "epoch failed; retrying its requests one by one");
                     for r in requests {
                         self.commit_segment(vec![r]);
                     }
@@ -356,12 +357,13 @@ impl Worker {
                 catalog = Arc::new(std::mem::take(&mut ddl.catalog));
                 created.extend(std::mem::take(&mut ddl.created_views));
             }
-            for (k, w) in std::mem::take(&mut req.writes.rows) {
-                let table = table_of_key(&k);
+            // Copied, not taken: if the epoch fails, the request is retried with its writes.
+            for (k, w) in &req.writes.rows {
+                let table = table_of_key(k);
                 if table.is_some_and(|t| watched.contains(&t)) {
-                    let old = match overlay.get(&k) {
+                    let old = match overlay.get(k) {
                         Some(v) => v.clone(),
-                        None => match prev.snapshot.get(&k) {
+                        None => match prev.snapshot.get(k) {
                             Ok(v) => v,
                             Err(e) => return Err((accepted.into_iter().chain([req]).collect(), e)),
                         },
@@ -374,12 +376,12 @@ impl Worker {
                 overlay.insert(k.clone(), w.value().map(|v| v.to_vec()));
                 last_write_updates.push(k.clone());
                 match w {
-                    RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(k, v),
-                    RowWrite::Delete => batch.delete(k),
+                    RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(k.clone(), v.clone()),
+                    RowWrite::Delete => batch.delete(k.clone()),
                 }
             }
-            for (k, v) in std::mem::take(&mut req.writes.meta) {
-                batch.put(k, v);
+            for (k, v) in &req.writes.meta {
+                batch.put(k.clone(), v.clone());
             }
             accepted.push(req);
         }

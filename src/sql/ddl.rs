@@ -54,6 +54,18 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Stmt) -> Result<
             catalog.create_table(def, &mut batch)?;
             Output::command("CREATE TABLE")
         }
+        Stmt::CreateTableWith(ct) => {
+            if !super::source::create_table_with(env, &mut catalog, ct, &mut batch).await? {
+                let name = super::object_name_parts(&ct.create.name).pop().unwrap_or_default();
+                session.notice(
+                    "NOTICE",
+                    "42P07",
+                    format!("relation \"{name}\" already exists, skipping"),
+                );
+                return Ok(Planned::Done(Output::command("CREATE TABLE")));
+            }
+            Output::command("CREATE TABLE")
+        }
         Stmt::DropSource(ds) => {
             super::source::drop_sources(session, env, &mut catalog, ds, &mut batch, &mut dropped_views)?;
             if batch.is_empty() {
@@ -190,7 +202,18 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Stmt) -> Result<
                                         dropped_views.push(d.def.id);
                                         catalog.drop_view(&d, &mut batch);
                                     }
-                                    catalog.drop_table(&t, &mut batch)
+                                    catalog.drop_table(&t, &mut batch);
+                                    // The source CREATE TABLE .. WITH (connector = ..) made goes too.
+                                    let implicit = t
+                                        .def
+                                        .source
+                                        .as_ref()
+                                        .and_then(|s| catalog.source_by_id(s.source))
+                                        .filter(|s| s.implicit)
+                                        .cloned();
+                                    if let Some(s) = implicit {
+                                        catalog.drop_source(&s, &mut batch);
+                                    }
                                 }
                                 Err(_) if *if_exists => session.notice(
                                     "NOTICE",

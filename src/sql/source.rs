@@ -11,7 +11,7 @@ use crate::dataflow::coordinator::now_micros;
 use crate::error::{Error, Result, SqlState};
 use crate::query::context::QueryEnv;
 use crate::session::{Output, Session};
-use crate::sql::syntax::{CreateSource, CreateTableFrom, DropSource};
+use crate::sql::syntax::{CreateSource, CreateTableFrom, CreateTableWith, DropSource};
 use crate::state::WriteBatch;
 
 /// Plans CREATE SOURCE; `None` when IF NOT EXISTS found it.
@@ -52,6 +52,7 @@ pub async fn create_source(
             name,
             connector,
             options,
+            implicit: false,
         },
         batch,
     )?;
@@ -118,7 +119,7 @@ pub async fn table_from_source(env: &QueryEnv, catalog: &Catalog, ct: &CreateTab
     let started = now_micros();
     let upstream = connectors::describe(&source.connector, &source.options, &ct.external).await?;
     tracing::debug!(table = %name, upstream = %upstream.name, micros = now_micros() - started, "upstream described");
-    if upstream.primary_key.is_empty() {
+    if upstream.primary_key.is_empty() && !upstream.append_only {
         return Err(Error::user(
             SqlState::INVALID_TABLE_DEFINITION,
             format!(
@@ -139,6 +140,52 @@ pub async fn table_from_source(env: &QueryEnv, catalog: &Catalog, ct: &CreateTab
         external: ct.external.clone(),
     });
     Ok(Some(def))
+}
+
+/// Plans CREATE TABLE t (..) WITH (connector = '..', ..): a table with a source of its own
+/// (named like the table, dropped with it). False when IF NOT EXISTS found the table.
+pub async fn create_table_with(
+    env: &QueryEnv,
+    catalog: &mut Catalog,
+    ct: &CreateTableWith,
+    batch: &mut WriteBatch,
+) -> Result<bool> {
+    let mut parts = super::object_name_parts(&ct.create.name);
+    let name = parts.pop().unwrap_or_default();
+    let schema = parts.pop().unwrap_or_else(|| env.default_schema());
+    if catalog.resolve_relation(&[schema.clone(), name.clone()], &[]).is_some() && ct.create.if_not_exists {
+        return Ok(false);
+    }
+    let connector = connectors::connector_of(&ct.options)?;
+    let mut options = ct.options.clone();
+    options.remove("connector");
+    let external = connectors::table_of_options(&connector, &options, &name)?;
+    connectors::validate(&connector, &options).await?;
+    let source = catalog.create_source(
+        SourceDef {
+            id: 0,
+            schema: schema.clone(),
+            name: name.clone(),
+            connector,
+            options,
+            implicit: true,
+        },
+        batch,
+    )?;
+    let from = CreateTableFrom {
+        create: ct.create.clone(),
+        all_columns: ct.all_columns,
+        source: sqlparser::ast::ObjectName::from(vec![
+            sqlparser::ast::Ident::with_quote('"', schema),
+            sqlparser::ast::Ident::with_quote('"', source.name.clone()),
+        ]),
+        external,
+    };
+    let def = table_from_source(env, catalog, &from)
+        .await?
+        .ok_or_else(|| Error::internal("the table appeared while being created"))?;
+    catalog.create_table(def, batch)?;
+    Ok(true)
 }
 
 /// The definition of `(*)`: every upstream column, in upstream order, with its mapped type.
@@ -170,6 +217,18 @@ fn all_columns(schema: &str, name: &str, upstream: &UpstreamTable) -> Result<Tab
                 .ok_or_else(|| Error::internal("upstream key column missing"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut primary_key = primary_key;
+    if primary_key.is_empty() {
+        // An append-only stream without a key: rows are keyed by a hidden row id.
+        columns.push(ColumnDef {
+            name: crate::catalog::ROW_ID_COLUMN.into(),
+            ty: crate::catalog::SqlType::Int8,
+            not_null: true,
+            default: None,
+            hidden: true,
+        });
+        primary_key.push(columns.len() - 1);
+    }
     Ok(TableDef {
         id: 0,
         schema: schema.to_string(),

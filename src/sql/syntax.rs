@@ -30,6 +30,7 @@ pub enum Stmt {
     DropSource(DropSource),
     ShowSources,
     CreateTableFrom(CreateTableFrom),
+    CreateTableWith(CreateTableWith),
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +60,16 @@ pub struct CreateTableFrom {
     pub external: String,
 }
 
+/// `CREATE TABLE t (cols | *) WITH (connector = '..', ..)`: a table with a source of its own.
+#[derive(Clone, Debug)]
+pub struct CreateTableWith {
+    /// The table as declared (no columns when `all_columns`).
+    pub create: CreateTable,
+    pub all_columns: bool,
+    /// Lower-cased keys, values as text; `connector` included.
+    pub options: BTreeMap<String, String>,
+}
+
 impl Stmt {
     /// The PostgreSQL statement, if this is one.
     pub fn as_pg(&self) -> Option<&Statement> {
@@ -77,6 +88,7 @@ impl std::fmt::Display for Stmt {
             Stmt::DropSource(d) => write!(f, "DROP SOURCE {}", d.names[0]),
             Stmt::ShowSources => write!(f, "SHOW SOURCES"),
             Stmt::CreateTableFrom(c) => write!(f, "CREATE TABLE {} FROM {}", c.create.name, c.source),
+            Stmt::CreateTableWith(c) => write!(f, "CREATE TABLE {} WITH (connector = ..)", c.create.name),
         }
     }
 }
@@ -145,6 +157,31 @@ fn parse_one(p: &mut Parser) -> Result<Stmt, ParserError> {
         p.next_token();
         return Ok(Stmt::ShowSources);
     }
+    if is_word(&t0, Keyword::CREATE, "create") && is_word(&t1, Keyword::TABLE, "table") && connector_ahead(p) {
+        p.next_token();
+        p.next_token();
+        let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = p.parse_object_name(false)?;
+        let all_columns = p.peek_token().token == Token::LParen && p.peek_nth_token(1).token == Token::Mul;
+        let mut builder = CreateTableBuilder::new(name).if_not_exists(if_not_exists);
+        if all_columns {
+            p.expect_token(&Token::LParen)?;
+            p.expect_token(&Token::Mul)?;
+            p.expect_token(&Token::RParen)?;
+        } else {
+            let (columns, constraints) = p.parse_columns()?;
+            builder = builder.columns(columns).constraints(constraints);
+        }
+        if !p.parse_keyword(Keyword::WITH) {
+            return p.expected("WITH (connector = ..)", p.peek_token());
+        }
+        let options = parse_options(p)?;
+        return Ok(Stmt::CreateTableWith(CreateTableWith {
+            create: builder.build(),
+            all_columns,
+            options,
+        }));
+    }
     if is_word(&t0, Keyword::CREATE, "create") && is_word(&t1, Keyword::TABLE, "table") && star_columns_ahead(p) {
         p.next_token();
         p.next_token();
@@ -177,6 +214,25 @@ fn parse_one(p: &mut Parser) -> Result<Stmt, ParserError> {
         }
     }
     Ok(Stmt::Pg(stmt))
+}
+
+/// Whether the CREATE TABLE ahead has `WITH (connector = ..)` after its columns.
+fn connector_ahead(p: &Parser) -> bool {
+    let mut depth = 0usize;
+    for i in 2..10_000 {
+        match p.peek_nth_token(i).token {
+            Token::EOF | Token::SemiColon if depth == 0 => return false,
+            Token::EOF => return false,
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w) if depth == 0 && w.keyword == Keyword::WITH => {
+                return p.peek_nth_token(i + 1).token == Token::LParen
+                    && matches!(&p.peek_nth_token(i + 2).token, Token::Word(w) if w.value.eq_ignore_ascii_case("connector"));
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether the CREATE TABLE ahead declares its columns as `(*)`.

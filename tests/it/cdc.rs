@@ -8,7 +8,7 @@ pub fn code(e: tokio_postgres::Error) -> String {
 
 /// Rows of a query as `a|b|c` lines (NULL as `NULL`), sorted.
 pub async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     let mut out: Vec<String> = msgs
         .iter()
         .filter_map(|m| match m {

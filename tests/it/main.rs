@@ -7,6 +7,7 @@ mod copy;
 mod crash;
 mod harness;
 mod mysql_cdc;
+mod nexmark;
 mod postgres_cdc;
 mod slt;
 mod views;

@@ -263,6 +263,7 @@ mod tests {
             name: "Shop-DB".into(),
             connector: "postgres-cdc".into(),
             options: BTreeMap::new(),
+            implicit: false,
         };
         assert_eq!(c.slot_for(&src), "freshet_public_shop_db");
         let mut more = base.to_vec();
