@@ -26,6 +26,66 @@ use crate::connectors::{UpstreamColumn, UpstreamTable};
 use crate::dataflow::changes::Changes;
 use crate::error::{Error, Result, SqlState};
 
+/// Nexmark queries (the SQL of RisingWave's suite; the `nexmark` crate spells states in lower
+/// case) that Freshet maintains incrementally.
+pub const QUERIES: &[(&str, &str)] = &[
+    ("q0", "SELECT auction, bidder, price, date_time, extra FROM bid"),
+    ("q1", "SELECT auction, bidder, 0.908 * price AS price, date_time, extra FROM bid"),
+    (
+        "q2",
+        "SELECT auction, price FROM bid WHERE auction = 1007 OR auction = 1020 OR auction = 2001 OR auction = 2019 OR auction = 2087",
+    ),
+    (
+        "q3",
+        "SELECT p.name, p.city, p.state, a.id FROM auction AS a INNER JOIN person AS p ON a.seller = p.id \
+         WHERE a.category = 10 AND (p.state = 'or' OR p.state = 'id' OR p.state = 'ca')",
+    ),
+    (
+        "q4",
+        "SELECT q.category, avg(q.final) AS avg FROM ( \
+           SELECT max(b.price) AS final, a.category FROM auction a, bid b \
+           WHERE a.id = b.auction AND b.date_time BETWEEN a.date_time AND a.expires \
+           GROUP BY a.id, a.category) q GROUP BY q.category",
+    ),
+    (
+        "q9",
+        "SELECT id, item_name, seller, category, auction, bidder, price, bid_date_time FROM ( \
+           SELECT a.id, a.item_name, a.seller, a.category, b.auction, b.bidder, b.price, b.date_time AS bid_date_time, \
+             row_number() OVER (PARTITION BY a.id ORDER BY b.price DESC, b.date_time ASC) AS rownum \
+           FROM auction a, bid b WHERE a.id = b.auction AND b.date_time BETWEEN a.date_time AND a.expires) t \
+         WHERE rownum <= 1",
+    ),
+    (
+        "q17",
+        "SELECT auction, to_char(date_time, 'YYYY-MM-DD') AS day, count(*) AS total_bids, \
+           sum(CASE WHEN price < 10000 THEN 1 ELSE 0 END) AS rank1_bids, min(price) AS min_price, \
+           max(price) AS max_price, avg(price) AS avg_price, sum(price) AS sum_price \
+         FROM bid GROUP BY auction, to_char(date_time, 'YYYY-MM-DD')",
+    ),
+    (
+        "q18",
+        "SELECT auction, bidder, price, channel, url, date_time FROM ( \
+           SELECT *, row_number() OVER (PARTITION BY bidder, auction ORDER BY date_time DESC, price DESC) AS rank_number FROM bid) t \
+         WHERE rank_number <= 1",
+    ),
+    (
+        "q19",
+        "SELECT auction, bidder, price, channel, url, date_time, rank_number FROM ( \
+           SELECT *, row_number() OVER (PARTITION BY auction ORDER BY price DESC, bidder, date_time) AS rank_number FROM bid) t \
+         WHERE rank_number <= 10",
+    ),
+    (
+        "q20",
+        "SELECT b.auction, b.bidder, b.price, b.channel, b.url, b.date_time, a.item_name, a.initial_bid, a.seller, a.category \
+         FROM bid b JOIN auction a ON b.auction = a.id WHERE a.category = 10",
+    ),
+    (
+        "q22",
+        "SELECT auction, bidder, price, channel, split_part(url, '/', 4) AS dir1, split_part(url, '/', 5) AS dir2, \
+           split_part(url, '/', 6) AS dir3 FROM bid",
+    ),
+];
+
 /// Options of a `nexmark` source.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NexmarkOptions {

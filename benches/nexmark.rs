@@ -1,0 +1,144 @@
+//! Nexmark benchmark: each query of `connectors::generator::nexmark::QUERIES` as a
+//! materialized view over the `nexmark` generator source, in a fresh Freshet server (release
+//! build, over pgwire), against DataFusion recomputing the same query from scratch over the same
+//! events (the naive baseline, in the same run).
+//!
+//! Per query: events per second (wall clock, from the first table's creation until the
+//! generator reports its last event durable, views maintained), events per CPU-second of the
+//! server process (its user + system time: "per core"), the server's peak RSS, and the
+//! baseline's time to answer the query once over all the events.
+//!
+//! Run: `cargo bench --bench nexmark` (`FRESHET_BENCH_EVENTS`, default 1,000,000;
+//! `FRESHET_BENCH_QUERIES=q0,q1` runs a subset). Writes its section of BENCHMARKS.md.
+//!
+//! Not yet here: the dbsp peer (issue 6), time windows (q5, q7, q8, ...).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use freshet::connectors::generator::nexmark::QUERIES;
+
+/// (utime + stime in seconds, peak RSS in MiB) of a process.
+fn usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command name: state is field 0, utime 11, stime 12 (clock ticks).
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm / 1024.0)
+}
+
+struct Figures {
+    name: &'static str,
+    events_per_sec: f64,
+    events_per_cpu_sec: f64,
+    peak_rss_mib: f64,
+    view_rows: i64,
+    batch_secs: f64,
+}
+
+async fn run_query(name: &'static str, sql: &str, events: u64) -> Figures {
+    let f = common::Freshet::start();
+    let pid = f.pid();
+    let c = f.connect().await;
+    let (cpu0, _) = usage(pid);
+    let started = Instant::now();
+    c.batch_execute(&format!(
+        "CREATE SOURCE nx WITH (connector = 'nexmark', nexmark.event.num = '{events}', nexmark.events.per.second = '0'); \
+         CREATE TABLE person (*) FROM nx TABLE 'person'; \
+         CREATE TABLE auction (*) FROM nx TABLE 'auction'; \
+         CREATE TABLE bid (*) FROM nx TABLE 'bid'; \
+         CREATE MATERIALIZED VIEW {name} AS {sql}"
+    ))
+    .await
+    .unwrap();
+    common::wait_for(
+        &c,
+        "SELECT count(*) FROM freshet_catalog.sources WHERE reason LIKE 'all % events generated'",
+        1,
+        Duration::from_secs(3600),
+    )
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    let (cpu1, rss) = usage(pid);
+    let view_rows = common::first_i64(&c, &format!("SELECT count(*) FROM {name}")).await;
+    // The baseline: DataFusion answers the query from scratch over every event.
+    let t = Instant::now();
+    c.simple_query(&format!("SELECT count(*) FROM ({sql}) q"))
+        .await
+        .unwrap();
+    let batch_secs = t.elapsed().as_secs_f64();
+    Figures {
+        name,
+        events_per_sec: events as f64 / secs,
+        events_per_cpu_sec: events as f64 / (cpu1 - cpu0).max(1e-3),
+        peak_rss_mib: rss,
+        view_rows,
+        batch_secs,
+    }
+}
+
+fn main() {
+    let events: u64 = std::env::var("FRESHET_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let only: Option<Vec<String>> = std::env::var("FRESHET_BENCH_QUERIES")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut all = Vec::new();
+    for (name, sql) in QUERIES {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|q| q == name)) {
+            continue;
+        }
+        let fig = rt.block_on(run_query(name, sql, events));
+        println!(
+            "{name}: {:.0} events/s, {:.0} events/CPU-s, peak RSS {:.0} MiB, {} view rows; batch recompute {:.2} s",
+            fig.events_per_sec, fig.events_per_cpu_sec, fig.peak_rss_mib, fig.view_rows, fig.batch_secs
+        );
+        all.push(fig);
+    }
+    let mut body = format!(
+        "{events} Nexmark events (the `nexmark` crate's generator, 1 : 3 : 46 person : auction : bid) generated \
+         as fast as possible into the three tables of one `nexmark` source, one materialized view per run, a fresh \
+         Freshet server (release build, WAL sync on) per query. Events/s: wall clock from the tables' creation to \
+         the last event durable with every view maintained. Events/CPU-s: the same events over the server \
+         process's user + system CPU time. Peak RSS: the server's VmHWM. Batch: DataFusion answering the query \
+         from scratch once over all the events (ad-hoc, same server): what a recompute-per-change system pays \
+         for every change.\n\n\
+         | query | events/s | events/CPU-s | peak RSS MiB | view rows | batch recompute s | recompute events/s |\n\
+         |---|---|---|---|---|---|---|\n"
+    );
+    for f in &all {
+        body.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {:.2} | {:.0} |\n",
+            f.name,
+            f.events_per_sec,
+            f.events_per_cpu_sec,
+            f.peak_rss_mib,
+            f.view_rows,
+            f.batch_secs,
+            events as f64 / f.batch_secs.max(1e-6)
+        ));
+    }
+    body.push_str(
+        "\nEvery table is durable (RocksDB, one WriteBatch per 20,000 events): this is an end-to-end figure, not an \
+         in-memory operator micro-benchmark. The dbsp peer of issue 6 is not in this table yet.\n",
+    );
+    println!("{body}");
+    common::write_section(
+        "nexmark",
+        "Nexmark: queries as materialized views over the generator",
+        "cargo bench --bench nexmark",
+        &body,
+    );
+}
