@@ -12,6 +12,7 @@ pub mod show;
 pub mod source;
 pub mod syntax;
 pub mod view;
+pub mod windows;
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;

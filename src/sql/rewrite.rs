@@ -18,6 +18,7 @@ use sqlparser::ast::{
 
 /// Rewrites `stmt` in place.
 pub fn rewrite(stmt: &mut Statement) {
+    super::windows::rewrite_windows(stmt);
     let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
         rewrite_expr(e);
         ControlFlow::<()>::Continue(())

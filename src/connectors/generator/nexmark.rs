@@ -48,6 +48,36 @@ pub const QUERIES: &[(&str, &str)] = &[
            GROUP BY a.id, a.category) q GROUP BY q.category",
     ),
     (
+        "q5",
+        "SELECT auction_bids.auction, auction_bids.num FROM ( \
+           SELECT bid.auction, count(*) AS num, window_start AS starttime \
+           FROM HOP(bid, date_time, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY window_start, bid.auction \
+         ) AS auction_bids JOIN ( \
+           SELECT max(count_bids.num) AS maxn, count_bids.starttime_c FROM ( \
+             SELECT count(*) AS num, window_start AS starttime_c \
+             FROM HOP(bid, date_time, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY bid.auction, window_start \
+           ) AS count_bids GROUP BY count_bids.starttime_c \
+         ) AS max_bids ON auction_bids.starttime = max_bids.starttime_c AND auction_bids.num >= max_bids.maxn",
+    ),
+    (
+        "q7",
+        "SELECT b.auction, b.price, b.bidder, b.date_time FROM bid b JOIN ( \
+           SELECT max(price) AS maxprice, window_end AS date_time FROM TUMBLE(bid, date_time, INTERVAL '10' SECOND) \
+           GROUP BY window_end \
+         ) b1 ON b.price = b1.maxprice \
+         WHERE b.date_time BETWEEN b1.date_time - INTERVAL '10' SECOND AND b1.date_time",
+    ),
+    (
+        "q8",
+        "SELECT p.id, p.name, p.starttime FROM ( \
+           SELECT id, name, window_start AS starttime, window_end AS endtime \
+           FROM TUMBLE(person, date_time, INTERVAL '10' SECOND) GROUP BY id, name, window_start, window_end \
+         ) p JOIN ( \
+           SELECT seller, window_start AS starttime, window_end AS endtime \
+           FROM TUMBLE(auction, date_time, INTERVAL '10' SECOND) GROUP BY seller, window_start, window_end \
+         ) a ON p.id = a.seller AND p.starttime = a.starttime AND p.endtime = a.endtime",
+    ),
+    (
         "q9",
         "SELECT id, item_name, seller, category, auction, bidder, price, bid_date_time FROM ( \
            SELECT a.id, a.item_name, a.seller, a.category, b.auction, b.bidder, b.price, b.date_time AS bid_date_time, \
