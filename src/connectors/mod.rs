@@ -27,7 +27,7 @@ use crate::catalog::SqlType;
 use crate::error::{Error, Result, SqlState};
 
 /// The connectors `CREATE SOURCE ... WITH (connector = '...')` accepts.
-pub const SOURCE_CONNECTORS: &[&str] = &["mysql-cdc", "postgres-cdc", "nexmark"];
+pub const SOURCE_CONNECTORS: &[&str] = &["mysql-cdc", "postgres-cdc", "nexmark", "datagen"];
 
 /// One upstream column, mapped to a Freshet type where possible.
 #[derive(Clone, Debug)]
@@ -80,6 +80,9 @@ pub async fn validate(connector: &str, options: &BTreeMap<String, String>) -> Re
         "mysql-cdc" => mysql::MysqlConfig::from_options(options)?.check().await,
         "postgres-cdc" => postgres::PostgresConfig::from_options(options)?.check().await,
         "nexmark" => generator::nexmark::NexmarkOptions::from_options(options).map(|_| ()),
+        "datagen" => Err(Error::unsupported(
+            "CREATE SOURCE .. (connector = 'datagen'): datagen makes rows for a table's columns; use CREATE TABLE t (..) WITH (connector = 'datagen', ..)",
+        )),
         other => Err(Error::unsupported(format!("source connector '{other}'"))),
     }
 }

@@ -376,6 +376,7 @@ fn driver_of(connector: &str) -> Option<Driver> {
         "mysql-cdc" => Some(crate::connectors::mysql::source::driver),
         "postgres-cdc" => Some(crate::connectors::postgres::source::driver),
         "nexmark" => Some(crate::connectors::generator::nexmark::driver),
+        "datagen" => Some(crate::connectors::generator::datagen::driver),
         _ => None,
     }
 }

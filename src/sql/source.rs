@@ -159,6 +159,37 @@ pub async fn create_table_with(
     let connector = connectors::connector_of(&ct.options)?;
     let mut options = ct.options.clone();
     options.remove("connector");
+    if connector == "datagen" {
+        // Rows for whatever columns the table declares.
+        if ct.all_columns {
+            return Err(Error::user(
+                SqlState::INVALID_TABLE_DEFINITION,
+                "a datagen table declares its columns: CREATE TABLE t (col type, ..) WITH (connector = 'datagen', ..)",
+            ));
+        }
+        let mut def = super::ddl::table_def(env, &ct.create).await?;
+        if def.columns.iter().any(|c| c.default.is_some()) {
+            return Err(Error::unsupported("DEFAULT on a column of a datagen table"));
+        }
+        connectors::generator::datagen::Datagen::new(&def, &options)?;
+        let source = catalog.create_source(
+            SourceDef {
+                id: 0,
+                schema: schema.clone(),
+                name: name.clone(),
+                connector,
+                options,
+                implicit: true,
+            },
+            batch,
+        )?;
+        def.source = Some(TableSource {
+            source: source.id,
+            external: name,
+        });
+        catalog.create_table(def, batch)?;
+        return Ok(true);
+    }
     let external = connectors::table_of_options(&connector, &options, &name)?;
     connectors::validate(&connector, &options).await?;
     let source = catalog.create_source(

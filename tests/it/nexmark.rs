@@ -1,4 +1,4 @@
-//! The `nexmark` generator source and the Nexmark queries as materialized views: each view,
+//! Generator sources (`nexmark`, `datagen`) and the Nexmark queries as materialized views: each view,
 //! maintained while the events arrive, equals DataFusion's batch answer to the same query over
 //! the same events.
 
@@ -115,4 +115,63 @@ async fn generated_table_resumes_exactly_after_kill9() {
         .await
         .unwrap_err();
     assert_eq!(crate::cdc::code(e), "22023");
+}
+
+/// `datagen`: rows for the declared columns, sequences and bounded random values, exactly the
+/// requested number, paced or at full speed; a view over them equals its batch answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn datagen_tables_generate_what_their_options_say() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE dg (id INT PRIMARY KEY, name VARCHAR(6), score INT, ts TIMESTAMP) WITH (connector = 'datagen', \
+           fields.id.kind = 'sequence', fields.id.start = '1', fields.id.end = '500', fields.name.length = '6', \
+           fields.score.min = '1', fields.score.max = '3', datagen.rows.per.second = '0'); \
+         CREATE MATERIALIZED VIEW by_score AS SELECT score, count(*) AS n FROM dg GROUP BY score",
+    )
+    .await
+    .unwrap();
+    eventually(&c, "SELECT count(*), sum(id) FROM dg", &["500|125250".into()]).await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT min(score), max(score), min(length(name)), max(length(name)), max(ts) > min(ts) FROM dg"
+        )
+        .await,
+        ["1|3|6|6|t"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT * FROM by_score").await,
+        rows(&c, "SELECT score, count(*) FROM dg GROUP BY score").await
+    );
+    // Paced: 50 rows a second.
+    c.batch_execute(
+        "CREATE TABLE slow (n BIGINT) WITH (connector = 'datagen', fields.n.kind = 'sequence', datagen.rows.per.second = '50')",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let n: i64 = rows(&c, "SELECT count(*) FROM slow").await[0].parse().unwrap();
+    assert!((20..=150).contains(&n), "{n} rows after 1.5 s at 50 rows/s");
+    // What cannot be generated is refused.
+    let e = c
+        .batch_execute("CREATE TABLE j (doc JSONB) WITH (connector = 'datagen')")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::cdc::code(e), "0A000");
+    let e = c
+        .batch_execute("CREATE TABLE a (*) WITH (connector = 'datagen')")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::cdc::code(e), "42P16");
+    let e = c
+        .batch_execute("CREATE TABLE b (x INT) WITH (connector = 'datagen', fields.y.kind = 'random')")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::cdc::code(e), "22023");
+    let e = c
+        .batch_execute("CREATE SOURCE d WITH (connector = 'datagen')")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::cdc::code(e), "0A000");
 }

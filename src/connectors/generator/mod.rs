@@ -1,11 +1,13 @@
 //! Generator sources: data made up inside Freshet, for benchmarks, demos and tests.
 //!
 //! - [`nexmark`]: the person / auction / bid streams of the Nexmark benchmark.
+//! - [`datagen`]: rows for the columns a table declares (sequences, random values, event time).
 //!
 //! A generator is deterministic in its position (the number of the next row or event), so it
 //! commits that position with each batch exactly as a CDC source commits its upstream
 //! position: after a crash it goes on where the last committed epoch ended.
 
+pub mod datagen;
 pub mod nexmark;
 
 use std::collections::BTreeMap;
