@@ -106,6 +106,35 @@ fn equalities(e: &Expr, qualifier: &str, out: &mut Vec<(String, KeyValue)>) -> b
     }
 }
 
+/// The row key a WHERE clause pins down: `pk = literal [AND ...]` covering exactly the primary
+/// key of `table` (columns bare or qualified by `qualifier`), literals only. None for any other
+/// shape, which the caller then runs the general way.
+pub fn key_of_filter(table: &Table, qualifier: &str, selection: &Expr) -> Option<Vec<u8>> {
+    if table.has_row_id() {
+        return None;
+    }
+    let mut eqs = Vec::new();
+    if !equalities(selection, qualifier, &mut eqs) || eqs.len() != table.def.primary_key.len() {
+        return None;
+    }
+    let mut key_cols: Vec<ArrayRef> = Vec::with_capacity(eqs.len());
+    for k in &table.def.primary_key {
+        let name = &table.def.columns[*k].name;
+        let mut matching = eqs.iter().filter(|(c, _)| c == name);
+        let (_, value) = matching.next()?;
+        if matching.next().is_some() {
+            return None;
+        }
+        let KeyValue::Literal(text) = value else {
+            return None;
+        };
+        let raw: ArrayRef = Arc::new(StringArray::from(vec![text.as_str()]));
+        key_cols.push(crate::sql::coerce::coerce(&raw, &table.def.columns[*k].ty).ok()?);
+    }
+    let encoded = table.key_codec.encode_one(&key_cols).ok()?;
+    Some(keys::row_key(table.def.id, encoded.row().as_ref()))
+}
+
 /// Matches `stmt` against the fast-path shape.
 pub fn match_lookup(env: &QueryEnv, stmt: &Statement) -> Option<PointLookup> {
     let Statement::Query(q) = stmt else { return None };

@@ -871,8 +871,17 @@ async fn select_targets(
     more_from: &[sqlparser::ast::TableWithJoins],
     selection: Option<&Expr>,
 ) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
-    env.expose_hidden_of = Some(table.def.id);
     let qual = alias.clone().unwrap_or_else(|| table.def.name.clone());
+    // `WHERE pk = literal`: read the one row and evaluate the expressions on it, without
+    // planning a query (the bulk of a single-row UPDATE / DELETE's cost otherwise).
+    if let (true, Some(sel)) = (more_from.is_empty(), selection) {
+        if let Some(key) = crate::query::point_lookup::key_of_filter(table, &qual, sel) {
+            if let Some(found) = point_targets(env, table, &qual, extra, &key)? {
+                return Ok(found);
+            }
+        }
+    }
+    env.expose_hidden_of = Some(table.def.id);
     let mut items: Vec<String> = table
         .def
         .columns
@@ -926,6 +935,58 @@ async fn select_targets(
     // Old values come back with the table's own types (possibly renamed metadata): coerce.
     let old = coerce_columns(table, old)?;
     Ok((old, extra_cols.to_vec()))
+}
+
+/// The target row of key `key` (none or one) with `extra` evaluated on it; None when an
+/// expression needs more than the row (a subquery, ...): the caller plans the general way.
+fn point_targets(
+    env: &QueryEnv,
+    table: &Arc<Table>,
+    qual: &str,
+    extra: &[String],
+    key: &[u8],
+) -> Result<Option<(Vec<ArrayRef>, Vec<ArrayRef>)>> {
+    let value = match env.view.overlay.rows.get(key) {
+        Some(w) => w.value().map(|v| v.to_vec()),
+        None => env.view.committed.snapshot.get(key)?,
+    };
+    let Some(value) = value else {
+        let old = table
+            .full_schema
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), 0))
+            .collect();
+        return Ok(Some((old, vec![new_null_array(&DataType::Null, 0); extra.len()])));
+    };
+    let old = table.row_codec.decode([value.as_slice()])?;
+    if extra.is_empty() {
+        return Ok(Some((old, Vec::new())));
+    }
+    let batch = RecordBatch::try_new(table.full_schema.clone(), old.clone())?;
+    let schema = datafusion::common::DFSchema::try_from_qualified_schema(qual, &table.full_schema)?;
+    let ctx = session_context(env);
+    let mut values = Vec::with_capacity(extra.len());
+    for e in extra {
+        let Ok(expr) = ctx.parse_sql_expr(e, &schema) else {
+            return Ok(None);
+        };
+        if datafusion::common::tree_node::TreeNode::exists(&expr, |x| {
+            Ok(matches!(
+                x,
+                datafusion::logical_expr::Expr::ScalarSubquery(_)
+                    | datafusion::logical_expr::Expr::Exists(_)
+                    | datafusion::logical_expr::Expr::InSubquery(_)
+            ))
+        })? {
+            return Ok(None);
+        }
+        let Ok(physical) = ctx.create_physical_expr(expr, &schema) else {
+            return Ok(None);
+        };
+        values.push(physical.evaluate(&batch)?.into_array(1)?);
+    }
+    Ok(Some((old, values)))
 }
 
 async fn update(
