@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every benchmark, one after the other (release build in $HOME/.cache/freshet-bench, outside
+# the clone); each rewrites its own section of BENCHMARKS.md. Usage: benches/run.sh [name ...]
+# (default: all). Sizes: see the FRESHET_BENCH_* variables at the top of each benches/*.rs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/freshet-bench}"
+benches=("$@")
+if ((${#benches[@]} == 0)); then
+  benches=(foundation maintenance mysql_cdc postgres_cdc nexmark)
+fi
+for b in "${benches[@]}"; do
+  echo "=== $b"
+  cargo bench --bench "$b"
+done
