@@ -145,6 +145,18 @@ impl SourceTask {
         self.board.update(self.source.id, f)
     }
 
+    /// Stops capturing one table (its state becomes `failed`, with the reason); the source's
+    /// other tables go on.
+    pub fn table_failed(&self, table: u32, reason: String) {
+        tracing::error!(source = %self.source.qualified_name(), table, %reason, "captured table stopped");
+        self.status(|s| {
+            if let Some(t) = s.tables.get_mut(&table) {
+                t.state = "failed".into();
+                t.reason = Some(reason);
+            }
+        });
+    }
+
     /// The resume position committed last (None: never started).
     pub fn stored_position<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         self.stored(&keys::source_position_key(self.source.id))

@@ -305,7 +305,8 @@ fn parse_text(text: &str, f: &CopyFormat) -> Result<Vec<Vec<Option<String>>>> {
     Ok(rows)
 }
 
-fn unescape_text(raw: &str) -> Result<String> {
+/// Undoes COPY text format's backslash escapes.
+pub(crate) fn unescape_text(raw: &str) -> Result<String> {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars().peekable();
     while let Some(c) = chars.next() {

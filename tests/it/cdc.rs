@@ -46,3 +46,27 @@ pub async fn eventually(c: &tokio_postgres::Client, sql: &str, want: &[String]) 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until the (one) source table finishes its snapshot, and checks that its progress
+/// (rows done and estimated) was visible while it ran.
+pub async fn snapshot_with_visible_progress(c: &tokio_postgres::Client) {
+    let mut saw_progress = false;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let p = rows(
+            c,
+            "SELECT state, snapshot_rows, snapshot_rows_estimated FROM freshet_catalog.source_tables",
+        )
+        .await;
+        let parts: Vec<&str> = p[0].split('|').collect();
+        if parts[0] == "snapshotting" && parts[1] != "0" && parts[2] != "0" {
+            saw_progress = true;
+        }
+        if parts[0] == "streaming" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "snapshot did not finish: {p:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(saw_progress, "snapshot progress was never visible");
+}

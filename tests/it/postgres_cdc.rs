@@ -415,25 +415,7 @@ async fn million_row_snapshot() {
     )
     .await
     .unwrap();
-    let mut saw_progress = false;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let p = rows(
-            &c,
-            "SELECT state, snapshot_rows, snapshot_rows_estimated FROM freshet_catalog.source_tables",
-        )
-        .await;
-        let parts: Vec<&str> = p[0].split('|').collect();
-        if parts[0] == "snapshotting" && parts[1] != "0" && parts[2] != "0" {
-            saw_progress = true;
-        }
-        if parts[0] == "streaming" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "snapshot did not finish: {p:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(saw_progress, "snapshot progress was never visible");
+    crate::cdc::snapshot_with_visible_progress(&c).await;
     assert_eq!(
         rows(&c, "SELECT count(*), sum(id) FROM events").await,
         ["1000000|500000500000"]

@@ -24,10 +24,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{option_u64, Pacer};
+use super::{option_u64, run_batches, Batches};
 use crate::catalog::{SqlType, TableDef};
 use crate::connectors::postgres::values::TextRows;
-use crate::connectors::runtime::{CommitPipeline, SourceState, SourceTask};
+use crate::connectors::runtime::SourceTask;
 use crate::error::{Error, Result, SqlState};
 
 /// How one column is generated.
@@ -294,53 +294,28 @@ async fn run(task: &SourceTask) -> Result<()> {
     });
     let names: Vec<String> = gen.fields.iter().map(|(n, _, _)| n.clone()).collect();
     let types: Vec<SqlType> = gen.fields.iter().map(|(_, t, _)| t.clone()).collect();
-    task.status(|s| {
-        s.state = SourceState::Streaming;
-        s.reason = None;
-        for t in s.tables.values_mut() {
-            t.state = "streaming".into();
-        }
-    });
-    let mut pipeline = CommitPipeline::new(task.coordinator.clone(), 4);
-    let mut pacer = Pacer::new(gen.rate);
-    let mut next = position.next;
-    let source = task.source.id;
-    loop {
-        let remaining = gen.total().map(|t| t.saturating_sub(next)).unwrap_or(u64::MAX);
-        if remaining == 0 {
-            pipeline.drain().await?;
-            task.status(|s| s.reason = Some(format!("all {next} rows generated")));
-            task.stopped().await;
-            return Ok(());
-        }
-        let n = pacer.batch(BATCH).min(remaining);
-        tokio::select! {
-            _ = pacer.wait(n) => {}
-            _ = task.stopped() => return pipeline.drain().await,
-        }
-        let mut rows = TextRows::new(&names, &types);
-        for i in next..next + n {
-            rows.push(gen.row(i, position.base_micros), 1);
-        }
-        next += n;
-        let mut writes = task.writes();
-        task.add_changes(&mut writes, &table, &rows.finish()?)?;
-        task.set_position(
-            &mut writes,
-            &Position {
-                base_micros: position.base_micros,
-                next,
-            },
-        );
-        let board = task.board.clone();
-        let on_commit = Box::new(move || {
-            board.update(source, |s| {
-                s.position = format!("row {next}");
-                s.applied_micros = Some(crate::dataflow::coordinator::now_micros());
-            })
-        });
-        pipeline.push(writes, Some(on_commit)).await?;
-    }
+    run_batches(
+        task,
+        Batches {
+            rate: gen.rate,
+            batch: BATCH,
+            total: gen.total(),
+            unit: "rows",
+        },
+        position.next,
+        |writes, first, n| {
+            let mut rows = TextRows::new(&names, &types);
+            for i in first..first + n {
+                rows.push(gen.row(i, position.base_micros), 1);
+            }
+            task.add_changes(writes, &table, &rows.finish()?)
+        },
+        |next| Position {
+            base_micros: position.base_micros,
+            next,
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@ pub mod nexmark;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
+use crate::connectors::runtime::{CommitPipeline, SourceState, SourceTask};
+use crate::dataflow::coordinator::TxnWrites;
 use crate::error::{Error, Result, SqlState};
 
 /// An unsigned integer option (None when absent).
@@ -59,5 +63,68 @@ impl Pacer {
             tokio::time::sleep_until(due.into()).await;
         }
         self.done += n;
+    }
+}
+
+/// How a generator's items are produced: at most `batch` per commit, `rate` per second (None:
+/// as fast as possible), `total` in all (None: no end); `unit` names them in the status.
+pub(crate) struct Batches {
+    pub rate: Option<u64>,
+    pub batch: u64,
+    pub total: Option<u64>,
+    pub unit: &'static str,
+}
+
+/// The loop every generator runs once its tables are ready: paced batches from item `next` on,
+/// each written by `fill(writes, first, count)` and committed with `position(next item)`, until
+/// the total (then it waits to be stopped) or a stop.
+pub(crate) async fn run_batches<P: Serialize>(
+    task: &SourceTask,
+    plan: Batches,
+    mut next: u64,
+    mut fill: impl FnMut(&mut TxnWrites, u64, u64) -> Result<()>,
+    position: impl Fn(u64) -> P,
+) -> Result<()> {
+    task.status(|s| {
+        s.state = SourceState::Streaming;
+        s.reason = None;
+        for t in s.tables.values_mut() {
+            t.state = "streaming".into();
+        }
+    });
+    let mut pipeline = CommitPipeline::new(task.coordinator.clone(), 4);
+    let Batches {
+        rate,
+        batch,
+        total,
+        unit,
+    } = plan;
+    let mut pacer = Pacer::new(rate);
+    let source = task.source.id;
+    loop {
+        let remaining = total.map(|t| t.saturating_sub(next)).unwrap_or(u64::MAX);
+        if remaining == 0 {
+            pipeline.drain().await?;
+            task.status(|s| s.reason = Some(format!("all {next} {unit} generated")));
+            task.stopped().await;
+            return Ok(());
+        }
+        let n = pacer.batch(batch).min(remaining);
+        tokio::select! {
+            _ = pacer.wait(n) => {}
+            _ = task.stopped() => return pipeline.drain().await,
+        }
+        let mut writes = task.writes();
+        fill(&mut writes, next, n)?;
+        next += n;
+        task.set_position(&mut writes, &position(next));
+        let board = task.board.clone();
+        let on_commit = Box::new(move || {
+            board.update(source, |s| {
+                s.position = format!("{unit} {next}");
+                s.applied_micros = Some(crate::dataflow::coordinator::now_micros());
+            })
+        });
+        pipeline.push(writes, Some(on_commit)).await?;
     }
 }

@@ -19,7 +19,7 @@ use nexmark::event::Event;
 use nexmark::EventGenerator;
 use serde::{Deserialize, Serialize};
 
-use super::{option_u64, Pacer};
+use super::{option_u64, run_batches, Batches};
 use crate::catalog::{SqlType, Table};
 use crate::connectors::runtime::{CommitPipeline, SourceState, SourceTask};
 use crate::connectors::{UpstreamColumn, UpstreamTable};
@@ -452,58 +452,26 @@ async fn run(task: &SourceTask) -> Result<()> {
     }
     let all: Vec<usize> = (0..rows.len()).collect();
     let mut generator = EventGenerator::new(config).with_offset(position.next);
-    let mut next = position.next;
-    task.status(|s| {
-        s.state = SourceState::Streaming;
-        s.reason = None;
-        for t in s.tables.values_mut() {
-            t.state = "streaming".into();
-        }
-    });
-    let mut pipeline = CommitPipeline::new(task.coordinator.clone(), 4);
-    let mut pacer = Pacer::new(options.rate);
-    let source = task.source.id;
-    loop {
-        if task.stopping() {
-            return pipeline.drain().await;
-        }
-        let remaining = options.events.map(|n| n.saturating_sub(next)).unwrap_or(u64::MAX);
-        if remaining == 0 {
-            pipeline.drain().await?;
-            task.status(|s| s.reason = Some(format!("all {next} events generated")));
-            task.stopped().await;
-            return Ok(());
-        }
-        let n = pacer.batch(BATCH).min(remaining);
-        tokio::select! {
-            _ = pacer.wait(n) => {}
-            _ = task.stopped() => return pipeline.drain().await,
-        }
-        generate(&mut generator, n, &mut rows, &all)?;
-        next += n;
-        let mut writes = task.writes();
-        for r in rows.iter_mut() {
-            if r.len > 0 {
-                let changes = r.finish()?;
-                task.add_changes(&mut writes, &r.table.clone(), &changes)?;
+    let base_time = position.base_time;
+    run_batches(
+        task,
+        Batches {
+            rate: options.rate,
+            batch: BATCH,
+            total: options.events,
+            unit: "events",
+        },
+        position.next,
+        |writes, _, n| {
+            generate(&mut generator, n, &mut rows, &all)?;
+            for r in rows.iter_mut().filter(|r| r.len > 0) {
+                task.add_changes(writes, &r.table.clone(), &r.finish()?)?;
             }
-        }
-        task.set_position(
-            &mut writes,
-            &Position {
-                base_time: position.base_time,
-                next,
-            },
-        );
-        let board = task.board.clone();
-        let on_commit = Box::new(move || {
-            board.update(source, |s| {
-                s.position = format!("event {next}");
-                s.applied_micros = Some(crate::dataflow::coordinator::now_micros());
-            })
-        });
-        pipeline.push(writes, Some(on_commit)).await?;
-    }
+            Ok(())
+        },
+        |next| Position { base_time, next },
+    )
+    .await
 }
 
 #[cfg(test)]

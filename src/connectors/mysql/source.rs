@@ -59,16 +59,6 @@ fn position_text(p: &BinlogPosition) -> String {
     }
 }
 
-fn table_failed(task: &SourceTask, table: u32, reason: String) {
-    tracing::error!(source = %task.source.qualified_name(), table, %reason, "captured table stopped");
-    task.status(|s| {
-        if let Some(t) = s.tables.get_mut(&table) {
-            t.state = "failed".into();
-            t.reason = Some(reason);
-        }
-    });
-}
-
 /// The declared columns of a Freshet table, as `capture` takes them.
 fn declared(t: &Table) -> (Vec<(String, crate::catalog::SqlType, bool)>, Vec<String>) {
     let columns = t
@@ -96,7 +86,7 @@ async fn run(task: &SourceTask) -> Result<()> {
         let (columns, pk) = declared(t);
         match capture(&columns, &pk, &upstream) {
             Ok(c) => captured.push((t.clone(), c)),
-            Err(e) => table_failed(task, t.def.id, format!("upstream table no longer matches: {e}")),
+            Err(e) => task.table_failed(t.def.id, format!("upstream table no longer matches: {e}")),
         }
     }
     if captured.is_empty() {
@@ -334,7 +324,7 @@ async fn stream(
                             %reason, "upstream schema change; the table goes on");
                         captured[table].1 = mapping;
                     }
-                    None => table_failed(task, captured[table].0.def.id, reason),
+                    None => task.table_failed(captured[table].0.def.id, reason),
                 }
                 let mut writes = task.writes();
                 task.set_position(&mut writes, &end);

@@ -114,7 +114,7 @@ impl SnapshotReader {
                             let line: Vec<u8> = self.partial.drain(..=nl).collect();
                             let text = std::str::from_utf8(&line[..line.len() - 1])
                                 .map_err(|_| Error::internal("postgres-cdc: COPY output is not UTF-8"))?;
-                            rows.push(copy_text_cells(text), 1);
+                            rows.push(copy_text_cells(text)?, 1);
                         }
                     }
                 }

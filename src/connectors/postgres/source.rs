@@ -63,16 +63,6 @@ pub fn driver(task: Arc<SourceTask>) -> std::pin::Pin<Box<dyn std::future::Futur
     Box::pin(async move { run(&task).await })
 }
 
-fn table_failed(task: &SourceTask, table: u32, reason: String) {
-    tracing::error!(source = %task.source.qualified_name(), table, %reason, "captured table stopped");
-    task.status(|s| {
-        if let Some(t) = s.tables.get_mut(&table) {
-            t.state = "failed".into();
-            t.reason = Some(reason);
-        }
-    });
-}
-
 async fn run(task: &SourceTask) -> Result<()> {
     let cfg = PostgresConfig::from_options(&task.source.options)?;
     let slot = cfg.slot_for(&task.source);
@@ -87,7 +77,7 @@ async fn run(task: &SourceTask) -> Result<()> {
         };
         match mapped {
             Ok(c) => captured.push(c),
-            Err(e) => table_failed(task, t.def.id, format!("upstream table cannot be captured: {e}")),
+            Err(e) => task.table_failed(t.def.id, format!("upstream table cannot be captured: {e}")),
         }
     }
     if captured.is_empty() {
@@ -571,7 +561,7 @@ impl Stream<'_> {
 
     fn stop_table(&mut self, i: usize, reason: String) {
         self.failed[i] = true;
-        table_failed(self.task, self.captured[i].table.def.id, reason);
+        self.task.table_failed(self.captured[i].table.def.id, reason);
     }
 
     /// The captured table a relation's changes go to (None: not captured, or stopped).

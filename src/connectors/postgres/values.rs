@@ -74,49 +74,17 @@ impl TextRows {
     }
 }
 
-/// Splits one line of COPY's text format into cells (`\N` is NULL; backslash escapes undone).
-pub fn copy_text_cells(line: &str) -> Vec<Option<String>> {
+/// Splits one line of COPY's text format into cells (`\\N` is NULL; backslash escapes undone).
+pub fn copy_text_cells(line: &str) -> Result<Vec<Option<String>>> {
     line.split('\t')
-        .map(|raw| if raw == "\\N" { None } else { Some(unescape(raw)) })
-        .collect()
-}
-
-fn unescape(raw: &str) -> String {
-    if !raw.contains('\\') {
-        return raw.to_string();
-    }
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some('v') => out.push('\u{b}'),
-            Some(d @ '0'..='7') => {
-                let mut v = d.to_digit(8).unwrap_or(0);
-                for _ in 0..2 {
-                    match chars.peek().and_then(|n| n.to_digit(8)) {
-                        Some(n) => {
-                            v = v * 8 + n;
-                            chars.next();
-                        }
-                        None => break,
-                    }
-                }
-                out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+        .map(|raw| {
+            if raw == "\\N" {
+                Ok(None)
+            } else {
+                crate::sql::copy::unescape_text(raw).map(Some)
             }
-            Some(other) => out.push(other),
-            None => out.push('\\'),
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -141,7 +109,7 @@ mod tests {
         ];
         let mut rows = TextRows::new(&names, &types);
         rows.push(
-            copy_text_cells("7\t2024-01-02 03:04:05.25+00\t{a,\"b c\",NULL}\t\\\\x00ff\t{\"k\": [1, 2]}\t1 year 2 mons 3 days 04:05:06"),
+            copy_text_cells("7\t2024-01-02 03:04:05.25+00\t{a,\"b c\",NULL}\t\\\\x00ff\t{\"k\": [1, 2]}\t1 year 2 mons 3 days 04:05:06").unwrap(),
             1,
         );
         rows.push(vec![Some("8".into()), None, None, None, None, None], -1);
