@@ -11,7 +11,11 @@
 //! Run: `cargo bench --bench nexmark` (`FRESHET_BENCH_EVENTS`, default 1,000,000;
 //! `FRESHET_BENCH_QUERIES=q0,q1` runs a subset). Writes its section of BENCHMARKS.md.
 //!
-//! Not yet here: the dbsp peer (issue 6), time windows (q5, q7, q8, ...).
+//! The peer: the same queries as DBSP circuits (`benches/peer`, the `dbsp` crate under Feldera,
+//! its own cargo root and target dir `$HOME/.cache/freshet-peer`) over the same generator, run
+//! by this bench in the same invocation, twice: emitting changes only (dbsp's default) and
+//! keeping each view's contents (`FRESHET_PEER_MATERIALIZE=1`, what a Freshet view does). The
+//! table gives Freshet / dbsp ratios per CPU-second and of peak RSS.
 
 mod common;
 
@@ -86,6 +90,64 @@ async fn run_query(name: &'static str, sql: &str, events: u64) -> Figures {
     }
 }
 
+/// One query's figures from the dbsp peer.
+struct PeerFigures {
+    events_per_cpu_sec: f64,
+    peak_rss_mib: f64,
+}
+
+/// Runs the dbsp peer (`benches/peer`) over `events` events for the queries it implements;
+/// `materialize`: keep each view's contents. Query name → figures (empty if it cannot run).
+fn run_peer(events: u64, only: &Option<Vec<String>>, materialize: bool) -> Vec<(String, PeerFigures)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer");
+    let target = std::env::var("HOME")
+        .map(|h| format!("{h}/.cache/freshet-peer"))
+        .unwrap_or_else(|_| "target/peer".into());
+    let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["run", "--release", "-q"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", target)
+        .env("FRESHET_BENCH_EVENTS", events.to_string())
+        .env("FRESHET_PEER_MATERIALIZE", if materialize { "1" } else { "0" })
+        .stderr(std::process::Stdio::inherit());
+    if let Some(o) = only {
+        cmd.env("FRESHET_BENCH_QUERIES", o.join(","));
+    }
+    let out = match cmd.output() {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            eprintln!("the dbsp peer failed: {}", o.status);
+            return Vec::new();
+        }
+        Err(e) => {
+            eprintln!("cannot run the dbsp peer: {e}");
+            return Vec::new();
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut figures = Vec::new();
+    for line in stdout.lines() {
+        println!("dbsp{}: {line}", if materialize { " (views kept)" } else { "" });
+        let mut words = line.split_whitespace();
+        let Some(name) = words.next() else { continue };
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        if let (Some(e), Some(r)) = (field("events_per_cpu_sec"), field("peak_rss_mib")) {
+            figures.push((
+                name.to_string(),
+                PeerFigures {
+                    events_per_cpu_sec: e,
+                    peak_rss_mib: r,
+                },
+            ));
+        }
+    }
+    figures
+}
+
 fn main() {
     let events: u64 = std::env::var("FRESHET_BENCH_EVENTS")
         .ok()
@@ -132,8 +194,57 @@ fn main() {
     }
     body.push_str(
         "\nEvery table is durable (RocksDB, one WriteBatch per 20,000 events): this is an end-to-end figure, not an \
-         in-memory operator micro-benchmark. The dbsp peer of issue 6 is not in this table yet.\n",
+         in-memory operator micro-benchmark.\n",
     );
+    let peer = run_peer(events, &only, false);
+    let kept = run_peer(events, &only, true);
+    body.push_str(
+        "\n### Beside the peer: dbsp (Feldera's engine)\n\n\
+         The same queries as DBSP circuits (`benches/peer`, crate `dbsp` 0.349.0, 1 worker, in memory, no \
+         durability), over the same generator and base time, one DBSP transaction per 20,000 events, each query \
+         in its own process, run by this bench in the same invocation. \"dbsp\": the circuit emits changes only \
+         (its default); \"dbsp, views kept\": it also keeps each view's contents (`integrate_trace`), as a \
+         Freshet materialized view does. Ratios are Freshet / dbsp: above 1× Freshet does more events per \
+         CPU-second, or uses more memory.\n\n\
+         | query | Freshet events/CPU-s | dbsp events/CPU-s | ratio | dbsp views kept events/CPU-s | ratio | Freshet RSS MiB | dbsp RSS MiB | dbsp views kept RSS MiB | RSS ratio (views kept) |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let find = |list: &[(String, PeerFigures)], name: &str| -> Option<(f64, f64)> {
+        list.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| (f.events_per_cpu_sec, f.peak_rss_mib))
+    };
+    let mut compared = 0;
+    for f in &all {
+        let (Some(p), Some(k)) = (find(&peer, f.name), find(&kept, f.name)) else {
+            continue;
+        };
+        compared += 1;
+        body.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.0} | {:.0} | {:.0} | {:.1}× |\n",
+            f.name,
+            f.events_per_cpu_sec,
+            p.0,
+            f.events_per_cpu_sec / p.0.max(1e-6),
+            k.0,
+            f.events_per_cpu_sec / k.0.max(1e-6),
+            f.peak_rss_mib,
+            p.1,
+            k.1,
+            f.peak_rss_mib / k.1.max(1e-6),
+        ));
+    }
+    if compared == 0 {
+        body.push_str("| (the peer did not run: see the bench's output) | | | | | | | | | |\n");
+    }
+    let missing: Vec<&str> = all
+        .iter()
+        .filter(|f| find(&peer, f.name).is_none())
+        .map(|f| f.name)
+        .collect();
+    if !missing.is_empty() {
+        body.push_str(&format!("\nNo dbsp circuit yet for: {}.\n", missing.join(", ")));
+    }
     println!("{body}");
     common::write_section(
         "nexmark",

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/freshet-bench}"
 benches=("$@")
 if ((${#benches[@]} == 0)); then
-  benches=(foundation maintenance mysql_cdc postgres_cdc nexmark peer)
+  # nexmark also runs the dbsp peer (benches/peer) and writes the side-by-side table; `peer`
+  # alone prints the peer's own figures.
+  benches=(foundation maintenance mysql_cdc postgres_cdc nexmark)
 fi
 for b in "${benches[@]}"; do
   echo "=== $b"

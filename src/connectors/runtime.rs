@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::catalog::{SourceDef, Table};
 use crate::dataflow::changes::Changes;
-use crate::dataflow::coordinator::{now_micros, Coordinator, RowWrite, TxnWrites};
+use crate::dataflow::coordinator::{now_micros, Append, Coordinator, RowWrite, TxnWrites};
 use crate::dataflow::Epoch;
 use crate::error::{Error, Result};
 use crate::state::keys;
@@ -192,33 +192,10 @@ impl SourceTask {
             return Ok(());
         }
         let data = changes.data();
-        let mut columns: Vec<ArrayRef> = data.columns().to_vec();
         if table.has_row_id() {
-            // An append-only table: each row gets the next hidden row id.
-            if changes.weights().values().iter().any(|w| *w != 1) {
-                return Err(Error::internal(format!(
-                    "{} has no primary key: its source may only add rows",
-                    table.def.name
-                )));
-            }
-            let first = table.allocate_row_ids(changes.len());
-            let ids: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
-                first..first + changes.len() as i64,
-            ));
-            let mut visible = columns.into_iter();
-            columns = table
-                .def
-                .columns
-                .iter()
-                .map(|c| {
-                    if c.hidden {
-                        ids.clone()
-                    } else {
-                        visible.next().expect("a visible column")
-                    }
-                })
-                .collect();
+            return self.add_appended(writes, table, data.columns(), changes.weights().values());
         }
+        let columns: Vec<ArrayRef> = data.columns().to_vec();
         let pk: Vec<ArrayRef> = table.def.primary_key.iter().map(|i| columns[*i].clone()).collect();
         if let Some(i) = pk.iter().position(|c| c.null_count() > 0) {
             return Err(Error::user(
@@ -242,6 +219,43 @@ impl SourceTask {
         Ok(())
     }
 
+    /// Appends rows to a table keyed by a hidden row id: each row gets the next row id.
+    fn add_appended(&self, writes: &mut TxnWrites, table: &Table, visible: &[ArrayRef], weights: &[i64]) -> Result<()> {
+        if weights.iter().any(|w| *w != 1) {
+            return Err(Error::internal(format!(
+                "{} has no primary key: its source may only add rows",
+                table.def.name
+            )));
+        }
+        let n = weights.len();
+        let first = table.allocate_row_ids(n);
+        let ids: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+            first..first + n as i64,
+        ));
+        let mut next_visible = visible.iter();
+        let columns: Vec<ArrayRef> = table
+            .def
+            .columns
+            .iter()
+            .map(|c| {
+                if c.hidden {
+                    ids.clone()
+                } else {
+                    next_visible.next().expect("a visible column").clone()
+                }
+            })
+            .collect();
+        let pk: Vec<ArrayRef> = table.def.primary_key.iter().map(|i| columns[*i].clone()).collect();
+        let data = datafusion::arrow::array::RecordBatch::try_new(table.visible_schema.clone(), visible.to_vec())?;
+        writes.appends.push(Append {
+            table: table.def.id,
+            keys: Arc::new(table.key_codec.encode(&pk)?),
+            values: Arc::new(table.row_codec.encode(&columns)?),
+            changes: Changes::uniform(data, 1)?,
+        });
+        Ok(())
+    }
+
     /// Deletes every row `table` holds: its committed rows and those `writes` put so far (a
     /// snapshot that starts over after a crash, an upstream TRUNCATE). Rows of commits still
     /// in flight are not seen: wait for them first.
@@ -255,6 +269,7 @@ impl SourceTask {
         for k in written {
             writes.rows.remove(&k);
         }
+        writes.appends.retain(|a| a.table != table.def.id);
         for kv in self.coordinator.current().snapshot.scan(&from, &to) {
             let (k, _) = kv?;
             writes.record(k.to_vec(), RowWrite::Delete);

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
+use datafusion::arrow::row::Rows;
 use tokio::sync::{mpsc, oneshot};
 
 use super::changes::Changes;
@@ -78,11 +79,31 @@ pub struct TxnWrites {
     /// Set when a source writes: its tables have no other writer, so the writes are blind
     /// (no conflict checks, in arrival order) and are refused only if the source was dropped.
     pub source: Option<u32>,
+    /// Rows a source appends to tables keyed by hidden row ids (see [`Append`]).
+    pub appends: Vec<Append>,
+}
+
+/// Rows a source appends to a table keyed by a hidden row id. Their keys are new row ids that
+/// nothing else writes, so the coordinator reads no old values and checks no conflicts for
+/// them, and views get the appended rows as they are (no decoding back from the store).
+#[derive(Clone, Debug)]
+pub struct Append {
+    pub table: u32,
+    /// The encoded primary keys (the row ids) and rows, one per appended row.
+    pub keys: Arc<Rows>,
+    pub values: Arc<Rows>,
+    /// The same rows in the table's visible columns, each with weight +1.
+    pub changes: Changes,
 }
 
 impl TxnWrites {
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.meta.is_empty()
+        self.rows.is_empty() && self.meta.is_empty() && self.appends.is_empty()
+    }
+
+    /// How many rows these writes put or delete.
+    pub fn row_count(&self) -> usize {
+        self.rows.len() + self.appends.iter().map(|a| a.changes.len()).sum::<usize>()
     }
 
     /// Adds the writes of a later statement of the same transaction.
@@ -92,6 +113,7 @@ impl TxnWrites {
         }
         self.tables.extend(later.tables);
         self.meta.extend(later.meta);
+        self.appends.extend(later.appends);
     }
 
     /// Records a write, keeping INSERT semantics when a row inserted by this transaction is
@@ -343,6 +365,8 @@ impl Worker {
         let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         // Row changes of tables that views read: table → (old, new) values.
         let mut table_changes: BTreeMap<u32, Vec<RowChange>> = BTreeMap::new();
+        // Rows appended to such tables (new keys: no old values).
+        let mut appended: BTreeMap<u32, Vec<Changes>> = BTreeMap::new();
         let watched: std::collections::HashSet<u32> = self.views.values().flat_map(|v| v.sources()).collect();
         let mut accepted: Vec<CommitRequest> = Vec::with_capacity(segment.len());
         let mut created: Vec<ViewDataflow> = Vec::new();
@@ -380,6 +404,14 @@ impl Worker {
                     RowWrite::Delete => batch.delete(k.clone()),
                 }
             }
+            for a in &req.writes.appends {
+                for (k, v) in a.keys.iter().zip(a.values.iter()) {
+                    batch.put(keys::row_key(a.table, k.as_ref()), v.as_ref().to_vec());
+                }
+                if watched.contains(&a.table) {
+                    appended.entry(a.table).or_default().push(a.changes.clone());
+                }
+            }
             for (k, v) in &req.writes.meta {
                 batch.put(k.clone(), v.clone());
             }
@@ -399,7 +431,7 @@ impl Worker {
         let ctx = EpochContext {
             snapshot: prev.snapshot.clone(),
         };
-        if let Err(e) = self.maintain_views(&catalog, &ctx, table_changes, created, &mut batch) {
+        if let Err(e) = self.maintain_views(&catalog, &ctx, table_changes, appended, created, &mut batch) {
             // Throw away the operators' buffered state of the failed epoch.
             for v in self.views.values_mut() {
                 v.flush(&mut WriteBatch::default());
@@ -437,14 +469,26 @@ impl Worker {
         catalog: &Arc<Catalog>,
         ctx: &EpochContext,
         table_changes: BTreeMap<u32, Vec<RowChange>>,
+        mut appended: BTreeMap<u32, Vec<Changes>>,
         created: Vec<ViewDataflow>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
         let mut deltas: HashMap<u32, Changes> = HashMap::new();
         for (table_id, changes) in table_changes {
             if let Some(t) = catalog.table_by_id(table_id) {
-                deltas.insert(table_id, table_delta(t, &changes)?);
+                appended.entry(table_id).or_default().push(table_delta(t, &changes)?);
             }
+        }
+        for (table_id, mut parts) in appended {
+            let Some(t) = catalog.table_by_id(table_id) else {
+                continue;
+            };
+            let delta = if parts.len() == 1 {
+                parts.pop().expect("one part")
+            } else {
+                Changes::concat(&t.visible_schema, &parts)?
+            };
+            deltas.insert(table_id, delta);
         }
         let mut view_rows: HashMap<Vec<u8>, i64> = HashMap::new();
         if !deltas.is_empty() {

@@ -507,16 +507,32 @@ impl Builder {
                     "aggregate expression {e} in materialized views"
                 )));
             };
-            if params.filter.is_some() {
-                return Err(Error::unsupported("aggregate FILTER clauses in materialized views"));
-            }
             let name = func.name().to_lowercase();
             let output = a.schema.field(ngroups + i).data_type().clone();
-            let first = params.args.first();
             let is_literal = |e: Option<&Expr>| matches!(e, Some(Expr::Literal(v, _)) if !v.is_null());
+            // `agg(x) FILTER (WHERE p)` is `agg(CASE WHEN p THEN x END)` for every aggregate
+            // that skips NULLs (`count(*)` counts `CASE WHEN p THEN 1 END`).
+            let filtered = match &params.filter {
+                None => None,
+                Some(_) if name == "array_agg" => {
+                    return Err(Error::unsupported("array_agg(...) FILTER in materialized views"))
+                }
+                Some(p) => {
+                    let first = params.args.first();
+                    let value = if params.args.is_empty() || (name == "count" && is_literal(first)) {
+                        datafusion::logical_expr::lit(1i64)
+                    } else {
+                        first
+                            .cloned()
+                            .ok_or_else(|| Error::internal("aggregate without argument"))?
+                    };
+                    Some(datafusion::logical_expr::when((**p).clone(), value).end()?)
+                }
+            };
+            let first = filtered.as_ref().or(params.args.first());
             let kind = match name.as_str() {
                 "count" if params.distinct => AggKind::CountDistinct,
-                "count" if params.args.is_empty() || is_literal(first) => AggKind::CountStar,
+                "count" if filtered.is_none() && (params.args.is_empty() || is_literal(first)) => AggKind::CountStar,
                 "count" => AggKind::Count,
                 "sum" => AggKind::Sum,
                 "avg" | "mean" => AggKind::Avg,

@@ -3,6 +3,7 @@
 
 pub mod coerce;
 pub mod copy;
+pub mod datetime_format;
 pub mod ddl;
 pub mod describe;
 pub mod dml;

@@ -441,6 +441,16 @@ fn rewrite_expr(e: &mut Expr) {
                 }
             }
         }
+        // to_char(x, 'PostgreSQL pattern') -> to_char(x, 'chrono format')
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => {
+            if let FunctionArguments::List(l) = &mut f.args {
+                if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) = l.args.get_mut(1) {
+                    if let sqlparser::ast::Value::SingleQuotedString(p) = &mut v.value {
+                        *p = super::datetime_format::pg_to_chrono(p);
+                    }
+                }
+            }
+        }
         // pg_catalog.fn(...) -> fn(...)
         Expr::Function(f) if f.name.0.len() == 2 => {
             let first = f.name.0[0].as_ident().map(|i| i.value.to_lowercase());

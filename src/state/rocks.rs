@@ -25,6 +25,10 @@ impl RocksStore {
         opts.increase_parallelism(2);
         opts.set_max_background_jobs(2);
         opts.set_write_buffer_size(64 << 20);
+        // Most point reads during view maintenance miss (a new view row, new operator state):
+        // a whole-key bloom filter on the memtable answers those without a skiplist search.
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.05);
         let mut block = rocksdb::BlockBasedOptions::default();
         block.set_block_cache(&rocksdb::Cache::new_lru_cache(256 << 20));
         block.set_bloom_filter(10.0, false);

@@ -86,6 +86,48 @@ pub const QUERIES: &[(&str, &str)] = &[
          WHERE rownum <= 1",
     ),
     (
+        "q14",
+        "SELECT auction, bidder, 0.908 * price AS price, \
+           CASE WHEN extract(hour FROM date_time) >= 8 AND extract(hour FROM date_time) <= 18 THEN 'dayTime' \
+                WHEN extract(hour FROM date_time) <= 6 OR extract(hour FROM date_time) >= 20 THEN 'nightTime' \
+                ELSE 'otherTime' END AS bidTimeType, \
+           date_time, extra, length(extra) - length(replace(extra, 'c', '')) AS c_counts \
+         FROM bid WHERE 0.908 * price > 1000000 AND 0.908 * price < 50000000",
+    ),
+    (
+        "q15",
+        "SELECT to_char(date_time, 'YYYY-MM-DD') AS day, count(*) AS total_bids, \
+           count(*) FILTER (WHERE price < 10000) AS rank1_bids, \
+           count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, \
+           count(*) FILTER (WHERE price >= 1000000) AS rank3_bids, \
+           count(DISTINCT bidder) AS total_bidders, \
+           count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders, \
+           count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bidders, \
+           count(DISTINCT bidder) FILTER (WHERE price >= 1000000) AS rank3_bidders, \
+           count(DISTINCT auction) AS total_auctions, \
+           count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions, \
+           count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions, \
+           count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions \
+         FROM bid GROUP BY to_char(date_time, 'YYYY-MM-DD')",
+    ),
+    (
+        "q16",
+        "SELECT channel, to_char(date_time, 'YYYY-MM-DD') AS day, max(to_char(date_time, 'HH24:MI')) AS minute, \
+           count(*) AS total_bids, \
+           count(*) FILTER (WHERE price < 10000) AS rank1_bids, \
+           count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, \
+           count(*) FILTER (WHERE price >= 1000000) AS rank3_bids, \
+           count(DISTINCT bidder) AS total_bidders, \
+           count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders, \
+           count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bidders, \
+           count(DISTINCT bidder) FILTER (WHERE price >= 1000000) AS rank3_bidders, \
+           count(DISTINCT auction) AS total_auctions, \
+           count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions, \
+           count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions, \
+           count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions \
+         FROM bid GROUP BY channel, to_char(date_time, 'YYYY-MM-DD')",
+    ),
+    (
         "q17",
         "SELECT auction, to_char(date_time, 'YYYY-MM-DD') AS day, count(*) AS total_bids, \
            sum(CASE WHEN price < 10000 THEN 1 ELSE 0 END) AS rank1_bids, min(price) AS min_price, \
@@ -108,6 +150,15 @@ pub const QUERIES: &[(&str, &str)] = &[
         "q20",
         "SELECT b.auction, b.bidder, b.price, b.channel, b.url, b.date_time, a.item_name, a.initial_bid, a.seller, a.category \
          FROM bid b JOIN auction a ON b.auction = a.id WHERE a.category = 10",
+    ),
+    (
+        "q21",
+        "SELECT auction, bidder, price, channel, \
+           CASE WHEN lower(channel) = 'apple' THEN '0' WHEN lower(channel) = 'google' THEN '1' \
+                WHEN lower(channel) = 'facebook' THEN '2' WHEN lower(channel) = 'baidu' THEN '3' \
+                ELSE (regexp_match(url, '(&|^)channel_id=([^&]*)'))[2] END AS channel_id \
+         FROM bid WHERE (regexp_match(url, '(&|^)channel_id=([^&]*)'))[2] IS NOT NULL \
+           OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu')",
     ),
     (
         "q22",

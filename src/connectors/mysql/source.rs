@@ -163,7 +163,7 @@ async fn snapshot(
         };
         let table = &captured[pending[j]].0;
         task.add_changes(&mut writes, table, &Changes::uniform(batch, 1)?)?;
-        if writes.rows.len() >= SNAPSHOT_CHUNK {
+        if writes.row_count() >= SNAPSHOT_CHUNK {
             pipeline
                 .push(std::mem::replace(&mut writes, task.writes()), None)
                 .await?;

@@ -261,7 +261,7 @@ async fn snapshot(
             break;
         };
         task.add_changes(&mut writes, &tables[j].table, &changes)?;
-        if writes.rows.len() >= SNAPSHOT_CHUNK {
+        if writes.row_count() >= SNAPSHOT_CHUNK {
             pipeline
                 .push(std::mem::replace(&mut writes, task.writes()), None)
                 .await?;
