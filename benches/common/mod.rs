@@ -32,7 +32,8 @@ fn output_of(cmd: &str, args: &[&str]) -> String {
 
 /// Replaces (or appends) section `name` of BENCHMARKS.md with `title` and `body`.
 pub fn write_section(name: &str, title: &str, command: &str, body: &str) {
-    let commit = output_of("git", &["rev-parse", "--short", "HEAD"]);
+    // "-dirty" when the run measured uncommitted changes.
+    let commit = output_of("git", &["describe", "--always", "--dirty"]);
     let date = output_of("date", &["-u", "+%Y-%m-%d"]);
     let (start, end) = (format!("<!-- {name}:start -->"), format!("<!-- {name}:end -->"));
     let section = format!(

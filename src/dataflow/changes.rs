@@ -4,7 +4,7 @@
 //! Operators consume and produce `Changes`; [`Changes::consolidate`] sums the weights of equal
 //! rows and drops rows whose weight is zero, at operator boundaries.
 
-use std::collections::HashMap;
+use datafusion::common::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};

@@ -14,10 +14,12 @@
 //! epoch newer than its snapshot. An INSERT whose key another transaction inserted meanwhile gets
 //! 23505, as it would in PostgreSQL after waiting for the other transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use datafusion::arrow::row::Rows;
+// hashbrown with foldhash: the per-row maps of an epoch hash every written key.
+use datafusion::common::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::changes::Changes;
@@ -473,7 +475,7 @@ impl Worker {
         created: Vec<ViewDataflow>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
-        let mut deltas: HashMap<u32, Changes> = HashMap::new();
+        let mut deltas: std::collections::HashMap<u32, Changes> = std::collections::HashMap::new();
         for (table_id, changes) in table_changes {
             if let Some(t) = catalog.table_by_id(table_id) {
                 appended.entry(table_id).or_default().push(table_delta(t, &changes)?);
@@ -505,7 +507,7 @@ impl Worker {
         }
         for mut df in created {
             // Backfill: the full current contents of every source.
-            let mut full: HashMap<u32, Changes> = HashMap::new();
+            let mut full: std::collections::HashMap<u32, Changes> = std::collections::HashMap::new();
             for s in df.sources() {
                 full.insert(s, relation_contents(catalog, s, ctx)?);
             }
@@ -709,17 +711,27 @@ fn apply_view_delta(
         .collect::<Result<Vec<_>>>()?;
     let rows = view.row_codec.encode(&cols)?;
     let prefix = keys::view_prefix(view.def.id);
-    for (i, w) in delta.weights().values().iter().enumerate() {
-        let mut k = prefix.clone();
-        k.extend_from_slice(rows.row(i).as_ref());
-        let old = match counts.get(&k) {
-            Some(c) => *c,
-            None => ctx
-                .snapshot
-                .get(&k)?
-                .map(|v| super::operator::decode_i64(&v))
-                .unwrap_or(0),
-        };
+    let row_keys: Vec<Vec<u8>> = (0..rows.num_rows())
+        .map(|i| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(rows.row(i).as_ref());
+            k
+        })
+        .collect();
+    // The stored counts of the rows not seen earlier in this epoch, in one batched read.
+    let mut unseen: Vec<&[u8]> = row_keys
+        .iter()
+        .filter(|k| !counts.contains_key(*k))
+        .map(|k| k.as_slice())
+        .collect();
+    unseen.sort_unstable();
+    unseen.dedup();
+    let stored = ctx.snapshot.multi_get(&unseen)?;
+    for (k, v) in unseen.iter().zip(stored) {
+        counts.insert(k.to_vec(), v.map(|v| super::operator::decode_i64(&v)).unwrap_or(0));
+    }
+    for (k, w) in row_keys.into_iter().zip(delta.weights().values().iter()) {
+        let old = counts.get(&k).copied().unwrap_or(0);
         let new = old + w;
         if new < 0 {
             return Err(Error::internal(format!(

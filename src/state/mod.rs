@@ -60,6 +60,11 @@ pub trait StateStore: Send + Sync + 'static {
 /// A consistent, immutable read view of a [`StateStore`].
 pub trait StateSnapshot: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// The values of `keys` (sorted ascending, no duplicates), in the same order: one batched
+    /// read instead of one read per key.
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
     /// Key/value pairs with `from <= key < to`, in key order.
     fn scan<'a>(&'a self, from: &[u8], to: &[u8]) -> Box<dyn Iterator<Item = Result<KeyValue>> + Send + 'a>;
     /// The last key/value pair with `from <= key < to`.

@@ -21,7 +21,11 @@ impl RocksStore {
     pub fn open(dir: &Path) -> Result<Self> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
+        // No compression where data is written most (memtable flushes to L0, and L1), LZ4
+        // below: compressing every flush cost more CPU than the rest of a flush.
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let levels = opts_levels();
+        opts.set_compression_per_level(&levels);
         opts.increase_parallelism(2);
         opts.set_max_background_jobs(2);
         opts.set_write_buffer_size(64 << 20);
@@ -33,7 +37,9 @@ impl RocksStore {
         block.set_block_cache(&rocksdb::Cache::new_lru_cache(256 << 20));
         block.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&block);
-        let db = DB::open(&opts, dir)
+        // Opened with the default column family named, so that its handle is available to
+        // batched reads (`multi_get`).
+        let db = DB::open_cf(&opts, dir, [rocksdb::DEFAULT_COLUMN_FAMILY_NAME])
             .map_err(|e| Error::io(format!("cannot open the data directory {}", dir.display()), e))?;
         Ok(RocksStore { db: Arc::new(db) })
     }
@@ -43,11 +49,11 @@ impl StateStore for RocksStore {
     fn snapshot(&self) -> Arc<dyn StateSnapshot> {
         let snap = self.db.snapshot();
         // SAFETY: the snapshot borrows `*self.db`, which lives in an `Arc` that `RocksSnapshot`
-        // keeps alive (`_db`) and drops after `snap` (fields drop in declaration order).
+        // keeps alive (`db`) and drops after `snap` (fields drop in declaration order).
         let snap: SnapshotWithThreadMode<'static, DB> = unsafe { std::mem::transmute(snap) };
         Arc::new(RocksSnapshot {
             snap,
-            _db: self.db.clone(),
+            db: self.db.clone(),
         })
     }
 
@@ -67,14 +73,34 @@ impl StateStore for RocksStore {
     }
 }
 
+/// Compression of each LSM level (7, RocksDB's default number of levels).
+fn opts_levels() -> [rocksdb::DBCompressionType; 7] {
+    use rocksdb::DBCompressionType::{Lz4, None};
+    [None, None, Lz4, Lz4, Lz4, Lz4, Lz4]
+}
+
 struct RocksSnapshot {
     snap: SnapshotWithThreadMode<'static, DB>,
-    _db: Arc<DB>,
+    db: Arc<DB>,
 }
 
 impl StateSnapshot for RocksSnapshot {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.snap.get(key)?)
+    }
+
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&self.snap);
+        let cf = self
+            .db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| Error::internal("the default column family is missing"))?;
+        self.db
+            .batched_multi_get_cf_opt(cf, keys.iter().copied(), true, &ro)
+            .into_iter()
+            .map(|r| Ok(r?.map(|v| v.to_vec())))
+            .collect()
     }
 
     fn scan<'a>(&'a self, from: &[u8], to: &[u8]) -> Box<dyn Iterator<Item = Result<KeyValue>> + Send + 'a> {
