@@ -1,4 +1,4 @@
-//! Peer benchmark: Nexmark q0..q4 maintained incrementally by DBSP (crate `dbsp` 0.349.0, the
+//! Peer benchmark: Nexmark q0..q4 and q14 maintained incrementally by DBSP (crate `dbsp` 0.349.0, the
 //! engine under Feldera), over the same `nexmark` event generator and the same base time as
 //! Freshet's `benches/nexmark.rs`, so that the two can be compared.
 //!
@@ -36,13 +36,13 @@ use std::time::Instant;
 use dbsp::algebra::F64;
 use dbsp::operator::Max;
 use dbsp::typed_batch::{IndexedZSetReader, SpineSnapshot};
-use dbsp::utils::{Tup2, Tup3, Tup4, Tup5};
+use dbsp::utils::{Tup2, Tup3, Tup4, Tup5, Tup7};
 use dbsp::{OrdIndexedZSet, Runtime, ZSetHandle, ZWeight};
 use nexmark::config::NexmarkConfig;
 use nexmark::event::Event;
 use nexmark::EventGenerator;
 
-const QUERIES: &[&str] = &["q0", "q1", "q2", "q3", "q4"];
+const QUERIES: &[&str] = &["q0", "q1", "q2", "q3", "q4", "q14"];
 /// Events per transaction (Freshet's nexmark source commits 20,000 events per batch).
 const STEP: u64 = 20_000;
 
@@ -147,6 +147,29 @@ fn build(query: &'static str) -> (dbsp::DBSPHandle, Circuit) {
                 let view = finals.average(|v: &i64| *v);
                 circuit.take_rows = output(&view);
             }
+            "q14" => {
+                let (bid, h) = c.add_input_zset::<Bid>();
+                circuit.bid = Some(h);
+                let view = bid
+                    .filter(|b| {
+                        let p = 0.908 * b.2 as f64;
+                        p > 1_000_000.0 && p < 50_000_000.0
+                    })
+                    .map(|Tup5(a, b, p, t, e)| {
+                        // The hour of the day (UTC) of a timestamp in ms since the Unix epoch.
+                        let hour = (*t / 3_600_000) % 24;
+                        let kind = if (8..=18).contains(&hour) {
+                            "dayTime"
+                        } else if hour <= 6 || hour >= 20 {
+                            "nightTime"
+                        } else {
+                            "otherTime"
+                        };
+                        let c_counts = e.chars().filter(|c| *c == 'c').count() as u64;
+                        Tup7(*a, *b, F64::new(0.908 * *p as f64), kind.to_string(), *t, e.clone(), c_counts)
+                    });
+                circuit.take_rows = output(&view);
+            }
             _ => panic!("unknown query {query}"),
         }
         Ok(circuit)
@@ -224,7 +247,7 @@ fn main() {
         .map(|v| v.replace('_', "").parse().expect("FRESHET_BENCH_EVENTS: a number"))
         .unwrap_or(1_000_000);
     if let Some(arg) = std::env::args().nth(1) {
-        let query = QUERIES.iter().find(|q| **q == arg).expect("a query name: q0..q4");
+        let query = QUERIES.iter().find(|q| **q == arg).expect("a query name: q0..q4, q14");
         return run(query, events);
     }
     let wanted = std::env::var("FRESHET_BENCH_QUERIES").unwrap_or_default();
