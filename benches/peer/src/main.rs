@@ -166,7 +166,15 @@ fn build(query: &'static str) -> (dbsp::DBSPHandle, Circuit) {
                             "otherTime"
                         };
                         let c_counts = e.chars().filter(|c| *c == 'c').count() as u64;
-                        Tup7(*a, *b, F64::new(0.908 * *p as f64), kind.to_string(), *t, e.clone(), c_counts)
+                        Tup7(
+                            *a,
+                            *b,
+                            F64::new(0.908 * *p as f64),
+                            kind.to_string(),
+                            *t,
+                            e.clone(),
+                            c_counts,
+                        )
                     });
                 circuit.take_rows = output(&view);
             }
