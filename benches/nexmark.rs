@@ -128,8 +128,9 @@ fn run_peer(events: u64, only: &Option<Vec<String>>, materialize: bool) -> Vec<(
     let mut figures = Vec::new();
     for line in stdout.lines() {
         println!("dbsp{}: {line}", if materialize { " (views kept)" } else { "" });
-        let mut words = line.split_whitespace();
-        let Some(name) = words.next() else { continue };
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
         let field = |key: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))

@@ -23,9 +23,10 @@ impl RocksStore {
         opts.create_if_missing(true);
         // No compression where data is written most (memtable flushes to L0, and L1), LZ4
         // below: compressing every flush cost more CPU than the rest of a flush.
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let levels = opts_levels();
-        opts.set_compression_per_level(&levels);
+        {
+            use rocksdb::DBCompressionType::{Lz4, None};
+            opts.set_compression_per_level(&[None, None, Lz4, Lz4, Lz4, Lz4, Lz4]);
+        }
         opts.increase_parallelism(2);
         opts.set_max_background_jobs(2);
         opts.set_write_buffer_size(64 << 20);
@@ -71,12 +72,6 @@ impl StateStore for RocksStore {
         self.db.write_opt(wb, &wo)?;
         Ok(())
     }
-}
-
-/// Compression of each LSM level (7, RocksDB's default number of levels).
-fn opts_levels() -> [rocksdb::DBCompressionType; 7] {
-    use rocksdb::DBCompressionType::{Lz4, None};
-    [None, None, Lz4, Lz4, Lz4, Lz4, Lz4]
 }
 
 struct RocksSnapshot {

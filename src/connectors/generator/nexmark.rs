@@ -26,6 +26,23 @@ use crate::connectors::{UpstreamColumn, UpstreamTable};
 use crate::dataflow::changes::Changes;
 use crate::error::{Error, Result, SqlState};
 
+/// The bids, bidders and auctions per price band of q15 and q16.
+macro_rules! price_rank_counts {
+    () => {
+        "count(*) FILTER (WHERE price < 10000) AS rank1_bids, \
+         count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, \
+         count(*) FILTER (WHERE price >= 1000000) AS rank3_bids, \
+         count(DISTINCT bidder) AS total_bidders, \
+         count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders, \
+         count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bidders, \
+         count(DISTINCT bidder) FILTER (WHERE price >= 1000000) AS rank3_bidders, \
+         count(DISTINCT auction) AS total_auctions, \
+         count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions, \
+         count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions, \
+         count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions"
+    };
+}
+
 /// Nexmark queries (the SQL of RisingWave's suite; the `nexmark` crate spells states in lower
 /// case) that Freshet maintains incrementally.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -96,36 +113,20 @@ pub const QUERIES: &[(&str, &str)] = &[
     ),
     (
         "q15",
-        "SELECT to_char(date_time, 'YYYY-MM-DD') AS day, count(*) AS total_bids, \
-           count(*) FILTER (WHERE price < 10000) AS rank1_bids, \
-           count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, \
-           count(*) FILTER (WHERE price >= 1000000) AS rank3_bids, \
-           count(DISTINCT bidder) AS total_bidders, \
-           count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders, \
-           count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bidders, \
-           count(DISTINCT bidder) FILTER (WHERE price >= 1000000) AS rank3_bidders, \
-           count(DISTINCT auction) AS total_auctions, \
-           count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions, \
-           count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions, \
-           count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions \
-         FROM bid GROUP BY to_char(date_time, 'YYYY-MM-DD')",
+        concat!(
+            "SELECT to_char(date_time, 'YYYY-MM-DD') AS day, count(*) AS total_bids, ",
+            price_rank_counts!(),
+            " FROM bid GROUP BY to_char(date_time, 'YYYY-MM-DD')"
+        ),
     ),
     (
         "q16",
-        "SELECT channel, to_char(date_time, 'YYYY-MM-DD') AS day, max(to_char(date_time, 'HH24:MI')) AS minute, \
-           count(*) AS total_bids, \
-           count(*) FILTER (WHERE price < 10000) AS rank1_bids, \
-           count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, \
-           count(*) FILTER (WHERE price >= 1000000) AS rank3_bids, \
-           count(DISTINCT bidder) AS total_bidders, \
-           count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders, \
-           count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bidders, \
-           count(DISTINCT bidder) FILTER (WHERE price >= 1000000) AS rank3_bidders, \
-           count(DISTINCT auction) AS total_auctions, \
-           count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions, \
-           count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions, \
-           count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions \
-         FROM bid GROUP BY channel, to_char(date_time, 'YYYY-MM-DD')",
+        concat!(
+            "SELECT channel, to_char(date_time, 'YYYY-MM-DD') AS day, max(to_char(date_time, 'HH24:MI')) AS minute, \
+             count(*) AS total_bids, ",
+            price_rank_counts!(),
+            " FROM bid GROUP BY channel, to_char(date_time, 'YYYY-MM-DD')"
+        ),
     ),
     (
         "q17",
