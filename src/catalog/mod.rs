@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, SqlState};
 use crate::state::row_codec::RowCodec;
+pub use crate::state::segment::Layout;
 use crate::state::{keys, StateSnapshot, WriteBatch};
 pub use source::{SourceDef, TableSource};
 pub use types::SqlType;
@@ -65,6 +66,9 @@ pub struct TableDef {
     /// Set for a table written only by a source (CDC); DML on it is refused.
     #[serde(default)]
     pub source: Option<TableSource>,
+    /// How rows are stored: `Segments` for a table only a generator source appends to.
+    #[serde(default, skip_serializing_if = "Layout::is_rows")]
+    pub layout: Layout,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,6 +101,10 @@ pub struct ViewDef {
     /// The epoch the view was created in.
     #[serde(default)]
     pub created_epoch: u64,
+    /// How rows are stored: `Segments` for a view that only gains rows (see
+    /// `ViewDataflow::append_only`).
+    #[serde(default, skip_serializing_if = "Layout::is_rows")]
+    pub layout: Layout,
 }
 
 /// A materialized view with its derived forms. Rows are stored as the order-preserving
@@ -611,6 +619,15 @@ impl Catalog {
             .insert((t.def.schema.clone(), t.def.name.clone()), t.clone());
         self.version += 1;
         Ok(t)
+    }
+
+    /// How the rows of table or view `id` are stored (None: no such relation).
+    pub fn layout_of(&self, id: u32) -> Option<Layout> {
+        match (self.table_by_id(id), self.view_by_id(id)) {
+            (Some(t), _) => Some(t.def.layout),
+            (_, Some(v)) => Some(v.def.layout),
+            _ => None,
+        }
     }
 
     /// Removes a table and all of its rows (and, for a source's table, its capture progress).

@@ -15,6 +15,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::Result as DfResult;
 
+use crate::catalog::Layout;
 use crate::dataflow::operator::decode_i64;
 use crate::query::context::QueryEnv;
 use crate::state::keys;
@@ -153,7 +154,10 @@ fn materialized_views(env: &QueryEnv) -> DfResult<Option<Arc<dyn TableProvider>>
         let mut bytes = 0i64;
         for kv in committed.snapshot.scan(&from, &to) {
             let (k, val) = kv.map_err(external)?;
-            count += decode_i64(&val);
+            count += match v.def.layout {
+                Layout::Rows => decode_i64(&val),
+                Layout::Segments => crate::state::segment::header(&val).map_err(external)?.1 as i64,
+            };
             bytes += (k.len() + val.len()) as i64;
         }
         let (from, to) = keys::operator_range(v.def.id);

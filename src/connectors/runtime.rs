@@ -18,12 +18,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::catalog::{SourceDef, Table};
+use crate::catalog::{Layout, SourceDef, Table};
 use crate::dataflow::changes::Changes;
-use crate::dataflow::coordinator::{now_micros, Append, Coordinator, RowWrite, TxnWrites};
+use crate::dataflow::coordinator::{now_micros, Append, AppendStore, Coordinator, RowWrite, TxnWrites};
 use crate::dataflow::Epoch;
 use crate::error::{Error, Result};
-use crate::state::keys;
+use crate::state::{keys, segment};
 
 /// What a source is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,6 +229,21 @@ impl SourceTask {
         }
         let n = weights.len();
         let first = table.allocate_row_ids(n);
+        let data = datafusion::arrow::array::RecordBatch::try_new(table.visible_schema.clone(), visible.to_vec())?;
+        if table.def.layout == Layout::Segments {
+            // One key for the whole batch: the row key of its last row id.
+            let last: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![first + n as i64 - 1]));
+            let key = keys::row_key(table.def.id, table.key_codec.encode_one(&[last])?.row().as_ref());
+            writes.appends.push(Append {
+                table: table.def.id,
+                store: AppendStore::Segment {
+                    key,
+                    value: segment::encode(first, &data)?,
+                },
+                changes: Changes::uniform(data, 1)?,
+            });
+            return Ok(());
+        }
         let ids: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
             first..first + n as i64,
         ));
@@ -246,11 +261,12 @@ impl SourceTask {
             })
             .collect();
         let pk: Vec<ArrayRef> = table.def.primary_key.iter().map(|i| columns[*i].clone()).collect();
-        let data = datafusion::arrow::array::RecordBatch::try_new(table.visible_schema.clone(), visible.to_vec())?;
         writes.appends.push(Append {
             table: table.def.id,
-            keys: Arc::new(table.key_codec.encode(&pk)?),
-            values: Arc::new(table.row_codec.encode(&columns)?),
+            store: AppendStore::Rows {
+                keys: Arc::new(table.key_codec.encode(&pk)?),
+                values: Arc::new(table.row_codec.encode(&columns)?),
+            },
             changes: Changes::uniform(data, 1)?,
         });
         Ok(())

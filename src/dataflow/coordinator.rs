@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::Rows;
 // hashbrown with foldhash: the per-row maps of an epoch hash every written key.
 use datafusion::common::HashMap;
@@ -27,8 +28,9 @@ use super::graph::ViewDataflow;
 use super::operator::EpochContext;
 use super::Epoch;
 use crate::catalog::Catalog;
+use crate::catalog::Layout;
 use crate::error::{Error, Result, SqlState};
-use crate::state::{keys, StateSnapshot, StateStore, WriteBatch};
+use crate::state::{keys, segment, StateSnapshot, StateStore, WriteBatch};
 
 /// What a reader sees: one committed epoch, its data and its catalog.
 pub struct Committed {
@@ -91,11 +93,18 @@ pub struct TxnWrites {
 #[derive(Clone, Debug)]
 pub struct Append {
     pub table: u32,
-    /// The encoded primary keys (the row ids) and rows, one per appended row.
-    pub keys: Arc<Rows>,
-    pub values: Arc<Rows>,
+    pub store: AppendStore,
     /// The same rows in the table's visible columns, each with weight +1.
     pub changes: Changes,
+}
+
+/// What an [`Append`] puts in the store, by the table's layout.
+#[derive(Clone, Debug)]
+pub enum AppendStore {
+    /// The encoded primary keys (the row ids) and rows, one per appended row.
+    Rows { keys: Arc<Rows>, values: Arc<Rows> },
+    /// One segment holding every row (`state::segment`).
+    Segment { key: Vec<u8>, value: Vec<u8> },
 }
 
 impl TxnWrites {
@@ -407,8 +416,13 @@ impl Worker {
                 }
             }
             for a in &req.writes.appends {
-                for (k, v) in a.keys.iter().zip(a.values.iter()) {
-                    batch.put(keys::row_key(a.table, k.as_ref()), v.as_ref().to_vec());
+                match &a.store {
+                    AppendStore::Rows { keys: ks, values } => {
+                        for (k, v) in ks.iter().zip(values.iter()) {
+                            batch.put(keys::row_key(a.table, k.as_ref()), v.as_ref().to_vec());
+                        }
+                    }
+                    AppendStore::Segment { key, value } => batch.put(key.clone(), value.clone()),
                 }
                 if watched.contains(&a.table) {
                     appended.entry(a.table).or_default().push(a.changes.clone());
@@ -432,6 +446,7 @@ impl Worker {
         }
         let ctx = EpochContext {
             snapshot: prev.snapshot.clone(),
+            epoch,
         };
         if let Err(e) = self.maintain_views(&catalog, &ctx, table_changes, appended, created, &mut batch) {
             // Throw away the operators' buffered state of the failed epoch.
@@ -629,6 +644,9 @@ fn table_of_key(k: &[u8]) -> Option<u32> {
 
 /// The visible-column changes of a table from (old, new) stored values.
 fn table_delta(table: &crate::catalog::Table, changes: &[RowChange]) -> Result<Changes> {
+    if table.def.layout == Layout::Segments {
+        return segment_delta(&table.visible_schema, changes);
+    }
     let mut values: Vec<&[u8]> = Vec::new();
     let mut weights: Vec<i64> = Vec::new();
     for (old, new) in changes {
@@ -656,10 +674,36 @@ fn table_delta(table: &crate::catalog::Table, changes: &[RowChange]) -> Result<C
     Changes::new(batch, weights)?.consolidate()
 }
 
+/// The changes of an append-only relation from (old, new) segment values: every row of an old
+/// segment deleted, every row of a new one inserted.
+fn segment_delta(schema: &SchemaRef, changes: &[RowChange]) -> Result<Changes> {
+    let mut parts = Vec::new();
+    for (old, new) in changes {
+        if old == new {
+            continue;
+        }
+        for (value, weight) in [(old, -1), (new, 1)] {
+            if let Some(v) = value {
+                parts.push(Changes::uniform(segment::decode(v, schema)?, weight)?);
+            }
+        }
+    }
+    let all = Changes::concat(schema, &parts)?;
+    // Only a segment replaced or deleted (a truncate) can cancel rows out.
+    if changes.iter().any(|(old, _)| old.is_some()) {
+        all.consolidate()
+    } else {
+        Ok(all)
+    }
+}
+
 /// Every row of a table or view, as insertions.
 fn relation_contents(catalog: &Catalog, id: u32, ctx: &EpochContext) -> Result<Changes> {
     if let Some(t) = catalog.table_by_id(id) {
         let (from, to) = keys::table_range(id);
+        if t.def.layout == Layout::Segments {
+            return segment_contents(&t.visible_schema, ctx, &from, &to);
+        }
         let mut rows = Vec::new();
         for kv in ctx.snapshot.scan(&from, &to) {
             rows.push((None, Some(kv?.1.to_vec())));
@@ -668,6 +712,9 @@ fn relation_contents(catalog: &Catalog, id: u32, ctx: &EpochContext) -> Result<C
     }
     if let Some(v) = catalog.view_by_id(id) {
         let (from, to) = keys::view_range(id);
+        if v.def.layout == Layout::Segments {
+            return segment_contents(&v.schema, ctx, &from, &to);
+        }
         let mut rows: Vec<Box<[u8]>> = Vec::new();
         let mut weights = Vec::new();
         for kv in ctx.snapshot.scan(&from, &to) {
@@ -709,6 +756,9 @@ fn apply_view_delta(
             }
         })
         .collect::<Result<Vec<_>>>()?;
+    if view.def.layout == Layout::Segments {
+        return append_view_segment(view, cols, delta, ctx, batch);
+    }
     let rows = view.row_codec.encode(&cols)?;
     let prefix = keys::view_prefix(view.def.id);
     let row_keys: Vec<Vec<u8>> = (0..rows.num_rows())
@@ -748,4 +798,47 @@ fn apply_view_delta(
     }
     let data = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;
     Changes::new(data, delta.weights().values().to_vec())
+}
+
+/// Appends a view's insertions as one segment keyed by the epoch (an append-only view gets at
+/// most one delta per epoch).
+fn append_view_segment(
+    view: &crate::catalog::View,
+    cols: Vec<datafusion::arrow::array::ArrayRef>,
+    delta: &Changes,
+    ctx: &EpochContext,
+    batch: &mut WriteBatch,
+) -> Result<Changes> {
+    let weights = delta.weights().values();
+    if let Some(w) = weights.iter().find(|w| **w <= 0) {
+        return Err(Error::internal(format!(
+            "append-only materialized view {} received a change of weight {w}",
+            view.def.name
+        )));
+    }
+    let data = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;
+    // A row inserted n times is stored n times.
+    let rows = if weights.iter().all(|w| *w == 1) {
+        data.clone()
+    } else {
+        let idx: Vec<u32> = weights
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| std::iter::repeat_n(i as u32, *w as usize))
+            .collect();
+        datafusion::arrow::compute::take_record_batch(&data, &datafusion::arrow::array::UInt32Array::from(idx))?
+    };
+    let mut key = keys::view_prefix(view.def.id);
+    key.extend_from_slice(&ctx.epoch.to_be_bytes());
+    batch.put(key, segment::encode(0, &rows)?);
+    Changes::new(data, weights.to_vec())
+}
+
+/// Every row of an append-only relation stored as segments under `[from, to)`.
+fn segment_contents(schema: &SchemaRef, ctx: &EpochContext, from: &[u8], to: &[u8]) -> Result<Changes> {
+    let mut parts = Vec::new();
+    for kv in ctx.snapshot.scan(from, to) {
+        parts.push(Changes::uniform(segment::decode(&kv?.1, schema)?, 1)?);
+    }
+    Changes::concat(schema, &parts)
 }

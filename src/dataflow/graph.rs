@@ -54,6 +54,15 @@ impl ViewDataflow {
         v
     }
 
+    /// True if the view only ever gains rows: every relation it reads does (`append_only`
+    /// tells which do) and every operator turns insertions into insertions.
+    pub fn append_only(&self, relation_append_only: impl Fn(u32) -> bool) -> bool {
+        self.nodes.iter().all(|n| match &n.kind {
+            NodeKind::Source { relation, .. } => relation_append_only(*relation),
+            NodeKind::Op { op, .. } => op.append_only(),
+        })
+    }
+
     /// Pushes one epoch's changes through the graph; `deltas` holds the changes of every
     /// relation (visible columns). With `all`, every operator runs even without input (the
     /// backfill epoch, where a global aggregate creates its row).

@@ -17,6 +17,8 @@ use crate::state::{keys, StateSnapshot, WriteBatch};
 pub struct EpochContext {
     /// The last committed state.
     pub snapshot: Arc<dyn StateSnapshot>,
+    /// The epoch being computed.
+    pub epoch: super::Epoch,
 }
 
 /// An incremental operator.
@@ -29,6 +31,12 @@ pub trait Operator: Send {
 
     /// A one-line description for `EXPLAIN CREATE MATERIALIZED VIEW`.
     fn describe(&self) -> String;
+
+    /// True if insertions in give only insertions out, whatever came before (filters,
+    /// projections, unions): a view of such operators over append-only inputs only gains rows.
+    fn append_only(&self) -> bool {
+        false
+    }
 }
 
 /// A keyed state table of one operator: keys under `prefix`, written at the barrier.
@@ -58,6 +66,30 @@ impl StateTable {
             Some(v) => Ok(v.clone()),
             None => ctx.snapshot.get(&k),
         }
+    }
+
+    /// The values of `keys` (distinct), in order: this epoch's writes first, the rest from the snapshot
+    /// in one batched read.
+    pub fn get_many(&self, ctx: &EpochContext, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let full: Vec<Vec<u8>> = keys.iter().map(|k| self.full(k)).collect();
+        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
+        let mut missing: Vec<(usize, &[u8])> = Vec::new();
+        for (i, k) in full.iter().enumerate() {
+            match self.dirty.get(k) {
+                Some(v) => out.push(v.clone()),
+                None => {
+                    out.push(None);
+                    missing.push((i, k));
+                }
+            }
+        }
+        // multi_get takes sorted keys (`keys` are distinct).
+        missing.sort_unstable_by(|a, b| a.1.cmp(b.1));
+        let sorted: Vec<&[u8]> = missing.iter().map(|(_, k)| *k).collect();
+        for ((i, _), v) in missing.iter().zip(ctx.snapshot.multi_get(&sorted)?) {
+            out[*i] = v;
+        }
+        Ok(out)
     }
 
     pub fn put(&mut self, key: &[u8], value: Vec<u8>) {

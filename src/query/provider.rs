@@ -21,9 +21,10 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::key_range::{self, KeyRange};
 use super::ReadView;
-use crate::catalog::Table;
+use crate::catalog::{Layout, Table};
 use crate::dataflow::coordinator::RowWrite;
 use crate::error::Result;
+use crate::state::segment;
 
 const BATCH_ROWS: usize = 4096;
 
@@ -149,6 +150,9 @@ impl PartitionStream for ScanStream {
         let with_hidden = self.with_hidden;
         let limit = self.limit.unwrap_or(usize::MAX);
         builder.spawn_blocking(move || {
+            if table.def.layout == Layout::Segments {
+                return scan_segments(&table, &view, &schema, with_hidden, limit, &tx);
+            }
             let mut sent = 0usize;
             let mut pending: Vec<Box<[u8]>> = Vec::with_capacity(BATCH_ROWS.min(limit));
             let flush = |pending: &mut Vec<Box<[u8]>>| -> DfResult<bool> {
@@ -183,6 +187,48 @@ impl PartitionStream for ScanStream {
         });
         builder.build()
     }
+}
+
+/// Scans a table stored as segments (`state::segment`): every segment is a batch. Such a table
+/// is written only by its source, so the reading transaction has no writes of its own to merge.
+fn scan_segments(
+    table: &Table,
+    view: &ReadView,
+    schema: &SchemaRef,
+    with_hidden: bool,
+    limit: usize,
+    tx: &tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
+) -> DfResult<()> {
+    let (from, to) = crate::state::keys::table_range(table.def.id);
+    let mut left = limit;
+    for kv in view.committed.snapshot.scan(&from, &to) {
+        if left == 0 {
+            break;
+        }
+        let (_, v) = kv.map_err(to_df)?;
+        let visible = segment::decode(&v, &table.visible_schema).map_err(to_df)?;
+        let columns = if with_hidden {
+            // Storage order: the hidden row id where the definition has it.
+            let mut next_visible = visible.columns().iter();
+            let mut c = Vec::with_capacity(table.def.columns.len());
+            for col in &table.def.columns {
+                match col.hidden {
+                    true => c.push(segment::row_ids(&v).map_err(to_df)?),
+                    false => c.push(next_visible.next().expect("a visible column").clone()),
+                }
+            }
+            c
+        } else {
+            visible.columns().to_vec()
+        };
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        let batch = batch.slice(0, batch.num_rows().min(left));
+        left -= batch.num_rows();
+        if tx.blocking_send(Ok(batch)).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn decode(table: &Table, schema: &SchemaRef, with_hidden: bool, rows: &[Box<[u8]>]) -> Result<RecordBatch> {

@@ -16,9 +16,9 @@ use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::catalog::View;
+use crate::catalog::{Layout, View};
 use crate::dataflow::operator::decode_i64;
-use crate::state::{keys, StateSnapshot};
+use crate::state::{keys, segment, StateSnapshot};
 
 const BATCH_ROWS: usize = 4096;
 
@@ -98,6 +98,17 @@ impl PartitionStream for ViewScan {
         let snapshot = self.snapshot.clone();
         builder.spawn_blocking(move || {
             let (from, to) = keys::view_range(view.def.id);
+            if view.def.layout == Layout::Segments {
+                // Append-only: every segment is a batch of rows, each once.
+                for kv in snapshot.scan(&from, &to) {
+                    let (_, v) = kv.map_err(external)?;
+                    let batch = segment::decode(&v, &view.schema).map_err(external)?;
+                    if tx.blocking_send(Ok(batch)).is_err() {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
             let prefix = from.len();
             let mut rows: Vec<Box<[u8]>> = Vec::new();
             let mut counts: Vec<i64> = Vec::new();
@@ -108,7 +119,7 @@ impl PartitionStream for ViewScan {
                 let cols = view
                     .row_codec
                     .decode(rows.iter().map(|r| &r[prefix..]))
-                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                    .map_err(external)?;
                 let batch = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;
                 let idx: Vec<u32> = counts
                     .iter()
@@ -121,7 +132,7 @@ impl PartitionStream for ViewScan {
                 Ok(tx.blocking_send(Ok(batch)).is_ok())
             };
             for kv in snapshot.scan(&from, &to) {
-                let (k, v) = kv.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                let (k, v) = kv.map_err(external)?;
                 rows.push(k);
                 counts.push(decode_i64(&v));
                 if rows.len() >= BATCH_ROWS && !flush(&mut rows, &mut counts)? {
@@ -133,4 +144,8 @@ impl PartitionStream for ViewScan {
         });
         builder.build()
     }
+}
+
+fn external(e: crate::error::Error) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(e))
 }

@@ -447,11 +447,18 @@ pub(crate) async fn table_def(env: &QueryEnv, ct: &CreateTable) -> Result<TableD
         primary_key,
         version: 0,
         source: None,
+        layout: Default::default(),
     })
 }
 
 /// Reads every row of `table` (from the committed snapshot) as storage-order columns.
 fn read_all(env: &QueryEnv, table: &Table) -> Result<(Vec<Vec<u8>>, Option<RecordBatch>)> {
+    if table.def.layout == crate::catalog::Layout::Segments {
+        return Err(Error::unsupported(format!(
+            "adding or dropping a column of {}, whose rows a generator source appends",
+            table.def.name
+        )));
+    }
     let (from, to) = keys::table_range(table.def.id);
     let mut ks = Vec::new();
     let mut vs = Vec::new();

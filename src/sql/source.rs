@@ -5,7 +5,7 @@
 
 use sqlparser::ast::ColumnOption;
 
-use crate::catalog::{Catalog, ColumnDef, SourceDef, TableDef, TableSource, SYSTEM_SCHEMAS};
+use crate::catalog::{Catalog, ColumnDef, Layout, SourceDef, TableDef, TableSource, SYSTEM_SCHEMAS};
 use crate::connectors::{self, UpstreamTable};
 use crate::dataflow::coordinator::now_micros;
 use crate::error::{Error, Result, SqlState};
@@ -139,6 +139,7 @@ pub async fn table_from_source(env: &QueryEnv, catalog: &Catalog, ct: &CreateTab
         source: source.id,
         external: ct.external.clone(),
     });
+    def.layout = append_layout(&def, upstream.append_only);
     Ok(Some(def))
 }
 
@@ -187,6 +188,8 @@ pub async fn create_table_with(
             source: source.id,
             external: name,
         });
+        // A datagen table only gains rows.
+        def.layout = append_layout(&def, true);
         catalog.create_table(def, batch)?;
         return Ok(true);
     }
@@ -217,6 +220,20 @@ pub async fn create_table_with(
         .ok_or_else(|| Error::internal("the table appeared while being created"))?;
     catalog.create_table(def, batch)?;
     Ok(true)
+}
+
+/// The layout of a source's table: segments when the source only appends rows and the table
+/// keys them by a hidden row id (nothing else ever changes them).
+fn append_layout(def: &TableDef, append_only: bool) -> Layout {
+    let row_id = def
+        .columns
+        .iter()
+        .any(|c| c.hidden && c.name == crate::catalog::ROW_ID_COLUMN);
+    if append_only && row_id {
+        Layout::Segments
+    } else {
+        Layout::Rows
+    }
 }
 
 /// The definition of `(*)`: every upstream column, in upstream order, with its mapped type.
@@ -268,6 +285,7 @@ fn all_columns(schema: &str, name: &str, upstream: &UpstreamTable) -> Result<Tab
         primary_key,
         version: 0,
         source: None,
+        layout: Default::default(),
     })
 }
 

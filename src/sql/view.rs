@@ -7,7 +7,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::{CreateView, Query, Statement};
 
-use crate::catalog::{ColumnDef, SqlType, ViewDef};
+use crate::catalog::{ColumnDef, Layout, SqlType, ViewDef};
 use crate::dataflow::graph::ViewDataflow;
 use crate::error::{Error, Result, SqlState};
 use crate::query::context::{session_context, QueryEnv};
@@ -107,7 +107,13 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
     let column_names: Vec<String> = cv.columns.iter().map(|c| super::ident_name(&c.name)).collect();
     let planned = plan_query(env, &cv.query, &column_names).await?;
     // Validate now: every node must have an operator (0A000 otherwise).
-    crate::planner::build_dataflow(0, &planned.plan)?;
+    let dataflow = crate::planner::build_dataflow(0, &planned.plan)?;
+    let catalog = &env.view.committed.catalog;
+    let layout = if dataflow.append_only(|id| catalog.layout_of(id) == Some(Layout::Segments)) {
+        Layout::Segments
+    } else {
+        Layout::Rows
+    };
     let def = ViewDef {
         id: 0,
         schema,
@@ -116,6 +122,7 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
         columns: planned.columns.clone(),
         depends_on: planned.depends_on.clone(),
         created_epoch: env.view.committed.epoch + 1,
+        layout,
     };
     Ok((def, planned))
 }
@@ -148,6 +155,10 @@ pub async fn explain(env: &QueryEnv, cv: &CreateView) -> Result<Vec<String>> {
             .collect::<Vec<_>>()
             .join(", ")
     )];
+    if def.layout == Layout::Segments {
+        // Its rows are only ever added: stored as appended batches, not one key per row.
+        lines[0].push_str(", append-only");
+    }
     lines.extend(df.explain().into_iter().map(|l| format!("  {l}")));
     Ok(lines)
 }

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod memory;
 pub mod rocks;
 pub mod row_codec;
+pub mod segment;
 
 use std::sync::Arc;
 

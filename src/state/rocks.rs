@@ -27,6 +27,11 @@ impl RocksStore {
             use rocksdb::DBCompressionType::{Lz4, None};
             opts.set_compression_per_level(&[None, None, Lz4, Lz4, Lz4, Lz4, Lz4]);
         }
+        // Large values (segments of append-only tables and views, `state::segment`) go to blob
+        // files at flush, so compactions move their keys and never rewrite them.
+        opts.set_enable_blob_files(true);
+        opts.set_min_blob_size(64 << 10);
+        opts.set_enable_blob_gc(true);
         opts.increase_parallelism(2);
         opts.set_max_background_jobs(2);
         opts.set_write_buffer_size(64 << 20);

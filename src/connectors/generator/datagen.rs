@@ -341,6 +341,7 @@ mod tests {
             primary_key: vec![],
             version: 0,
             source: None,
+            layout: Default::default(),
         }
     }
 

@@ -10,7 +10,7 @@
 //! row did not change). A global aggregate (no GROUP BY) always has exactly one row, as in
 //! PostgreSQL: over an empty input COUNT is 0 and SUM is NULL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
@@ -79,6 +79,49 @@ struct Acc {
 struct GroupState {
     rows: i64,
     accs: Vec<Acc>,
+}
+
+/// First byte of the binary group-state encoding (older stores hold JSON, which starts `{`).
+const STATE_V2: u8 = 2;
+const ACC_BYTES: usize = 8 + 16 + 8 + 8 + 8;
+
+impl GroupState {
+    /// Binary: `2 | rows:i64 | per accumulator n:i64 int_sum:i128 float_sum:f64 trues falses`.
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(1 + 8 + self.accs.len() * ACC_BYTES);
+        v.push(STATE_V2);
+        v.extend_from_slice(&self.rows.to_le_bytes());
+        for a in &self.accs {
+            v.extend_from_slice(&a.n.to_le_bytes());
+            v.extend_from_slice(&a.int_sum.to_le_bytes());
+            v.extend_from_slice(&a.float_sum.to_le_bytes());
+            v.extend_from_slice(&a.trues.to_le_bytes());
+            v.extend_from_slice(&a.falses.to_le_bytes());
+        }
+        v
+    }
+
+    fn decode(v: &[u8]) -> Result<GroupState> {
+        let corrupt = |e: String| Error::internal(format!("corrupt aggregate state: {e}"));
+        if v.first() != Some(&STATE_V2) {
+            return serde_json::from_slice(v).map_err(|e| corrupt(e.to_string()));
+        }
+        if v.len() < 9 || !(v.len() - 9).is_multiple_of(ACC_BYTES) {
+            return Err(corrupt(format!("{} bytes", v.len())));
+        }
+        let i64_at = |o: usize| i64::from_le_bytes(v[o..o + 8].try_into().expect("8 bytes"));
+        let accs = (9..v.len())
+            .step_by(ACC_BYTES)
+            .map(|o| Acc {
+                n: i64_at(o),
+                int_sum: i128::from_le_bytes(v[o + 8..o + 24].try_into().expect("16 bytes")),
+                float_sum: f64::from_le_bytes(v[o + 24..o + 32].try_into().expect("8 bytes")),
+                trues: i64_at(o + 32),
+                falses: i64_at(o + 40),
+            })
+            .collect();
+        Ok(GroupState { rows: i64_at(1), accs })
+    }
 }
 
 pub struct GroupAggregateOp {
@@ -152,10 +195,7 @@ impl GroupAggregateOp {
             accs: vec![Acc::default(); self.aggs.len()],
         };
         let row = self.output_row(ctx, &[], &state)?;
-        self.groups.put(
-            &[],
-            serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?,
-        );
+        self.groups.put(&[], state.encode());
         let batch = self.rows_to_batch(vec![row])?;
         Changes::new(batch, vec![1])
     }
@@ -295,15 +335,13 @@ impl GroupAggregateOp {
         Ok(RecordBatch::try_new(schema, columns)?)
     }
 
-    fn load(&self, ctx: &EpochContext, group: &[u8]) -> Result<Option<GroupState>> {
-        match self.groups.get(ctx, group)? {
-            Some(v) => {
-                Ok(Some(serde_json::from_slice(&v).map_err(|e| {
-                    Error::internal(format!("corrupt aggregate state: {e}"))
-                })?))
-            }
-            None => Ok(None),
-        }
+    /// The stored states of `groups` (distinct), in one batched read.
+    fn load_many(&self, ctx: &EpochContext, groups: &[&[u8]]) -> Result<Vec<Option<GroupState>>> {
+        self.groups
+            .get_many(ctx, groups)?
+            .into_iter()
+            .map(|v| v.map(|v| GroupState::decode(&v)).transpose())
+            .collect()
     }
 }
 
@@ -409,12 +447,21 @@ impl Operator for GroupAggregateOp {
                 _ => value_keys.push(None),
             }
         }
-        // Touched groups in first-seen order, with their state before this epoch's changes.
+        // Touched groups in first-seen order, with their state before this epoch's changes
+        // (read in one batch).
         let mut order: Vec<Vec<u8>> = Vec::new();
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let distinct: Vec<&[u8]> = group_keys
+            .iter()
+            .map(|g| g.as_slice())
+            .filter(|g| seen.insert(*g))
+            .collect();
+        let mut loaded: HashMap<&[u8], Option<GroupState>> =
+            distinct.iter().copied().zip(self.load_many(ctx, &distinct)?).collect();
         let mut touched: HashMap<Vec<u8>, (Option<Vec<ScalarValue>>, GroupState)> = HashMap::new();
         for (i, g) in group_keys.iter().enumerate() {
             if !touched.contains_key(g) {
-                let state = self.load(ctx, g)?;
+                let state = loaded.remove(g.as_slice()).flatten();
                 let old = match &state {
                     Some(s) if s.rows > 0 || self.global => Some(self.output_row(ctx, g, s)?),
                     _ => None,
@@ -473,10 +520,7 @@ impl Operator for GroupAggregateOp {
             };
             if old == new {
                 if exists {
-                    self.groups.put(
-                        &g,
-                        serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?,
-                    );
+                    self.groups.put(&g, state.encode());
                 }
                 continue;
             }
@@ -489,10 +533,7 @@ impl Operator for GroupAggregateOp {
                 out_weights.push(1);
             }
             if exists {
-                self.groups.put(
-                    &g,
-                    serde_json::to_vec(&state).map_err(|e| Error::internal(e.to_string()))?,
-                );
+                self.groups.put(&g, state.encode());
             } else {
                 self.groups.delete(&g);
             }
@@ -528,3 +569,31 @@ pub fn converter(types: &[DataType]) -> Result<RowConverter> {
 
 #[allow(dead_code)]
 fn _array_is_used(_: &dyn Array) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_state_round_trips_and_reads_the_json_of_older_stores() {
+        let state = GroupState {
+            rows: 7,
+            accs: vec![
+                Acc {
+                    n: 3,
+                    int_sum: -(1i128 << 100),
+                    float_sum: 2.5,
+                    trues: 1,
+                    falses: 2,
+                },
+                Acc::default(),
+            ],
+        };
+        let bytes = state.encode();
+        assert_eq!(bytes.len(), 9 + 2 * ACC_BYTES);
+        assert_eq!(GroupState::decode(&bytes).unwrap(), state);
+        let json = serde_json::to_vec(&state).unwrap();
+        assert_eq!(GroupState::decode(&json).unwrap(), state);
+        assert!(GroupState::decode(&bytes[..20]).is_err());
+    }
+}

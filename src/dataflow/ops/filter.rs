@@ -33,6 +33,10 @@ impl Operator for FilterOp {
         Changes::from_weighted(filter_record_batch(input.batch(), &mask)?)
     }
 
+    fn append_only(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("Filter: {}", self.predicate.display.join(", "))
     }

@@ -10,6 +10,7 @@
 //! counts tell); with one, whether a row matches depends on the row, so a padded side keeps per
 //! row the number of partner rows that satisfy the condition ((key, row) → matches).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, UInt32Array};
@@ -22,6 +23,9 @@ use crate::dataflow::changes::Changes;
 use crate::dataflow::operator::{decode_i64, EpochContext, Operator, StateTable};
 use crate::error::{Error, Result};
 use crate::state::row_codec::RowCodec;
+
+/// A state entry: (key without the table prefix, value).
+type Entry = (Vec<u8>, Vec<u8>);
 
 /// One side of the join.
 pub struct JoinSide {
@@ -169,16 +173,22 @@ impl Operator for HashJoinOp {
         let mut match_count: Vec<i64> = Vec::new();
         let mut pairs_of: Vec<(usize, usize)> = Vec::with_capacity(data.num_rows());
         let mut others_empty: Vec<bool> = Vec::with_capacity(data.num_rows());
+        // The other side's rows of each key, read once per key (this pass writes no state).
+        let mut others_of: HashMap<Vec<u8>, Vec<Entry>> = HashMap::new();
         for (i, null_key) in has_null_key.iter().enumerate() {
             let start = match_this.len();
             if !null_key {
                 let prefix = key_prefix(keys.row(i).as_ref());
-                let others = self.sides[other].rows.scan_prefix(ctx, &prefix)?;
+                if !others_of.contains_key(&prefix) {
+                    let others = self.sides[other].rows.scan_prefix(ctx, &prefix)?;
+                    others_of.insert(prefix.clone(), others);
+                }
+                let others = &others_of[&prefix];
                 others_empty.push(others.is_empty());
                 for (k, count) in others {
                     match_this.push(i as u32);
                     match_other.push(k[prefix.len()..].to_vec());
-                    match_count.push(decode_i64(&count));
+                    match_count.push(decode_i64(count));
                 }
             } else {
                 others_empty.push(true);

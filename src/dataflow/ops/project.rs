@@ -42,6 +42,10 @@ impl Operator for ProjectOp {
         Changes::new(out, input.weights().values().to_vec())
     }
 
+    fn append_only(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("Project: {}", self.exprs.display.join(", "))
     }

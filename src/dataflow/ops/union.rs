@@ -19,6 +19,10 @@ impl Operator for UnionOp {
         Ok(input)
     }
 
+    fn append_only(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("Union All: {} inputs", self.inputs)
     }
