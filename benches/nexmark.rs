@@ -21,7 +21,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use freshet::connectors::generator::nexmark::QUERIES;
+use freshet::connectors::generator::nexmark::{QUERIES, SIDE_INPUT};
 
 /// (utime + stime in seconds, peak RSS in MiB) of a process.
 fn usage(pid: u32) -> (f64, f64) {
@@ -60,6 +60,7 @@ async fn run_query(name: &'static str, sql: &str, events: u64) -> Figures {
          CREATE TABLE person (*) FROM nx TABLE 'person'; \
          CREATE TABLE auction (*) FROM nx TABLE 'auction'; \
          CREATE TABLE bid (*) FROM nx TABLE 'bid'; \
+         {SIDE_INPUT}; \
          CREATE MATERIALIZED VIEW {name} AS {sql}"
     ))
     .await

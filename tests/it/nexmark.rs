@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use freshet::connectors::generator::nexmark::QUERIES;
+use freshet::connectors::generator::nexmark::{QUERIES, SIDE_INPUT};
 
 use crate::cdc::{eventually, rows};
 use crate::harness::TestServer;
@@ -23,6 +23,7 @@ async fn nexmark_views_equal_batch_answers() {
     )
     .await
     .unwrap();
+    c.batch_execute(SIDE_INPUT).await.unwrap();
     for (name, sql) in QUERIES {
         c.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {sql}"))
             .await
@@ -36,6 +37,7 @@ async fn nexmark_views_equal_batch_answers() {
         &["400|1200|18400".into()],
     )
     .await;
+    eventually(&c, "SELECT count(*) FROM side_input", &["10000".into()]).await;
     let log = server.log_text();
     let failures: Vec<&str> = log.lines().filter(|l| l.contains("epoch failed")).collect();
     assert!(failures.is_empty(), "view maintenance failed: {failures:?}");

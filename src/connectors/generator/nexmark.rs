@@ -43,6 +43,12 @@ macro_rules! price_rank_counts {
     };
 }
 
+/// The side input of q13: 10,000 keyed rows (the suites read them from a file; here a
+/// `datagen` table, generated once, deterministically). Created beside the three streams.
+pub const SIDE_INPUT: &str = "CREATE TABLE side_input (key BIGINT PRIMARY KEY, value VARCHAR(16)) WITH ( \
+    connector = 'datagen', datagen.rows.per.second = '0', fields.key.kind = 'sequence', \
+    fields.key.start = '0', fields.key.end = '9999', fields.value.length = '16')";
+
 /// Nexmark queries (the SQL of RisingWave's suite; the `nexmark` crate spells states in lower
 /// case) that Freshet maintains incrementally.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -101,6 +107,11 @@ pub const QUERIES: &[(&str, &str)] = &[
              row_number() OVER (PARTITION BY a.id ORDER BY b.price DESC, b.date_time ASC) AS rownum \
            FROM auction a, bid b WHERE a.id = b.auction AND b.date_time BETWEEN a.date_time AND a.expires) t \
          WHERE rownum <= 1",
+    ),
+    (
+        "q13",
+        "SELECT b.auction, b.bidder, b.price, b.date_time, s.value FROM bid b \
+         JOIN side_input s ON b.auction % 10000 = s.key",
     ),
     (
         "q14",
