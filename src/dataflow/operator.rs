@@ -5,7 +5,7 @@
 //! committed snapshot; at the barrier [`Operator::flush`] moves those writes into the epoch's
 //! `WriteBatch`, which commits together with the table rows and view rows of the same epoch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -43,6 +43,8 @@ pub trait Operator: Send {
 pub struct StateTable {
     prefix: Vec<u8>,
     dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Committed values read ahead for this epoch ([`StateTable::prefetch`]); dropped at flush.
+    read_ahead: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl StateTable {
@@ -51,6 +53,7 @@ impl StateTable {
         StateTable {
             prefix: keys::operator_prefix(relation, op, part),
             dirty: BTreeMap::new(),
+            read_ahead: HashMap::new(),
         }
     }
 
@@ -62,10 +65,26 @@ impl StateTable {
 
     pub fn get(&self, ctx: &EpochContext, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let k = self.full(key);
-        match self.dirty.get(&k) {
+        match self.dirty.get(&k).or_else(|| self.read_ahead.get(&k)) {
             Some(v) => Ok(v.clone()),
             None => ctx.snapshot.get(&k),
         }
+    }
+
+    /// Reads the committed values of `keys` in one batched read, so that the `get`s and
+    /// `add_count`s of this epoch that follow find them in memory.
+    pub fn prefetch<'k>(&mut self, ctx: &EpochContext, keys: impl IntoIterator<Item = &'k [u8]>) -> Result<()> {
+        let mut wanted: Vec<Vec<u8>> = keys
+            .into_iter()
+            .map(|k| self.full(k))
+            .filter(|k| !self.dirty.contains_key(k) && !self.read_ahead.contains_key(k))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let refs: Vec<&[u8]> = wanted.iter().map(|k| k.as_slice()).collect();
+        let values = ctx.snapshot.multi_get(&refs)?;
+        self.read_ahead.extend(wanted.into_iter().zip(values));
+        Ok(())
     }
 
     /// The values of `keys` (distinct), in order: this epoch's writes first, the rest from the snapshot
@@ -75,7 +94,7 @@ impl StateTable {
         let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
         let mut missing: Vec<(usize, &[u8])> = Vec::new();
         for (i, k) in full.iter().enumerate() {
-            match self.dirty.get(k) {
+            match self.dirty.get(k).or_else(|| self.read_ahead.get(k)) {
                 Some(v) => out.push(v.clone()),
                 None => {
                     out.push(None);
@@ -192,6 +211,7 @@ impl StateTable {
 
     /// Moves this epoch's writes into `batch`.
     pub fn flush(&mut self, batch: &mut WriteBatch) {
+        self.read_ahead.clear();
         for (k, v) in std::mem::take(&mut self.dirty) {
             match v {
                 Some(v) => batch.put(k, v),

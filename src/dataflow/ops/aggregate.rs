@@ -447,6 +447,21 @@ impl Operator for GroupAggregateOp {
                 _ => value_keys.push(None),
             }
         }
+        // The value multisets (MIN, MAX, DISTINCT, STRING_AGG, ARRAY_AGG) this batch updates,
+        // read ahead in one batched read.
+        let mut multiset_keys: Vec<Vec<u8>> = Vec::new();
+        for (a, spec) in self.aggs.iter().enumerate() {
+            let (Some(values), Some(arg)) = (&value_keys[a], spec.arg) else {
+                continue;
+            };
+            let keep_nulls = matches!(spec.kind, AggKind::ArrayAgg);
+            for (i, g) in group_keys.iter().enumerate() {
+                if keep_nulls || !arg_cols[arg].is_null(i) {
+                    multiset_keys.push(Self::multiset_key(g, a, &values[i]));
+                }
+            }
+        }
+        self.values.prefetch(ctx, multiset_keys.iter().map(|k| k.as_slice()))?;
         // Touched groups in first-seen order, with their state before this epoch's changes
         // (read in one batch).
         let mut order: Vec<Vec<u8>> = Vec::new();

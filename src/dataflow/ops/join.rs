@@ -232,7 +232,19 @@ impl Operator for HashJoinOp {
             parts.push(joined);
         }
 
-        // Pass 2: padded rows, and state.
+        // Pass 2: padded rows, and state. The counts and rows it updates are read ahead in
+        // two batched reads.
+        let keyed: Vec<usize> = (0..data.num_rows()).filter(|i| !has_null_key[*i]).collect();
+        self.sides[this]
+            .counts
+            .prefetch(ctx, keyed.iter().map(|i| keys.row(*i).data()))?;
+        let this_rows: Vec<Vec<u8>> = keyed
+            .iter()
+            .map(|i| row_key(keys.row(*i).as_ref(), rows.row(*i).as_ref()))
+            .collect();
+        self.sides[this]
+            .rows
+            .prefetch(ctx, this_rows.iter().map(|r| r.as_slice()))?;
         let mut pad_this: Vec<u32> = Vec::new();
         let mut pad_w: Vec<i64> = Vec::new();
         // Other side's padded rows retracted / re-emitted as their matches come and go.
