@@ -1,6 +1,8 @@
-//! Peer benchmark: Nexmark q0..q4 and q14 maintained incrementally by DBSP (crate `dbsp` 0.349.0, the
-//! engine under Feldera), over the same `nexmark` event generator and the same base time as
-//! Freshet's `benches/nexmark.rs`, so that the two can be compared.
+//! Peer benchmark: the Nexmark queries Freshet runs (q0-q5, q7-q9, q14-q22) maintained
+//! incrementally by DBSP (crate `dbsp` 0.349.0, the engine under Feldera), over the same `nexmark`
+//! event generator as Freshet's `benches/nexmark.rs`, so that the two can be compared. One
+//! circuit per query in `queries.rs`, computing Freshet's SQL (`QUERIES` of
+//! `src/connectors/generator/nexmark.rs`).
 //!
 //! Per query, in a fresh child process (so that peak RSS and CPU time are the query's own):
 //! generate N events, push them into the circuit's input Z-sets and run one DBSP transaction
@@ -18,7 +20,11 @@
 //! * output_rows: rows in the view after the last event (sum of the weights of all changes).
 //!
 //! The circuit runs with 1 worker (`Runtime::init_circuit(1, ..)`), in memory (no storage).
-//! q1 computes `0.908 * price` as f64; q4's `avg` is an integer average (sum / count, i64).
+//! q1 computes `0.908 * price` as f64; q4's `avg` is an integer average (sum / count, i64), q17's
+//! a f64 one. Only the string columns a query reads are pushed into its circuit (see `EXTRA`).
+//! The generator's base time is fixed (1,700,000,000,000 ms) where Freshet's source takes its
+//! creation time: the rows of windowed views (q5, q7, q8) may differ slightly between the two,
+//! unless `FRESHET_PEER_BASE_TIME` is set to the source's (its first person's `date_time`).
 //!
 //! Run (a standalone cargo root, not part of Freshet's build):
 //!
@@ -28,45 +34,97 @@
 //! ```
 //!
 //! Env: `FRESHET_BENCH_EVENTS` (default 1,000,000), `FRESHET_BENCH_QUERIES=q0,q2` (a subset),
-//! `FRESHET_PEER_MATERIALIZE=1` (also keep each view's contents in the circuit, see `output`).
+//! `FRESHET_PEER_MATERIALIZE=1` (also keep each view's contents in the circuit, see `output`),
+//! `FRESHET_PEER_BASE_TIME` (ms since the epoch, see above), `FRESHET_PEER_DUMP=<file>` (write
+//! the view's changes, see `output`).
 //! `freshet-peer-dbsp q3` runs a single query in the current process.
 
+mod queries;
+
+use std::io::{BufWriter, Write};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use dbsp::algebra::F64;
-use dbsp::operator::Max;
 use dbsp::typed_batch::{IndexedZSetReader, SpineSnapshot};
-use dbsp::utils::{Tup2, Tup3, Tup4, Tup5, Tup7};
-use dbsp::{OrdIndexedZSet, Runtime, ZSetHandle, ZWeight};
+use dbsp::utils::{Tup2, Tup5, Tup7};
+use dbsp::{OrdZSet, RootCircuit, Runtime, Stream, ZSetHandle, ZWeight};
 use nexmark::config::NexmarkConfig;
 use nexmark::event::Event;
 use nexmark::EventGenerator;
 
-const QUERIES: &[&str] = &["q0", "q1", "q2", "q3", "q4", "q14"];
+use queries::QUERIES;
+
 /// Events per transaction (Freshet's nexmark source commits 20,000 events per batch).
 const STEP: u64 = 20_000;
 
-/// bid: (auction, bidder, price, date_time, extra)
-type Bid = Tup5<u64, u64, u64, u64, String>;
-/// auction: (id, seller, category, date_time, expires)
-type Auction = Tup5<u64, u64, u64, u64, u64>;
-/// person: (id, name, city, state)
-type Person = Tup4<u64, String, String, String>;
+/// bid: (auction, bidder, price, date_time, extra, channel, url)
+pub type Bid = Tup7<u64, u64, u64, u64, String, String, String>;
+/// auction: (id, seller, category, date_time, expires, item_name, initial_bid)
+pub type Auction = Tup7<u64, u64, u64, u64, u64, String, u64>;
+/// person: (id, name, city, state, date_time)
+pub type Person = Tup5<u64, String, String, String, u64>;
 
-/// Input handles of one circuit (only the streams its query reads) and a function that
-/// counts the net rows of the last transaction's output.
+/// The string columns of bids and auctions that a query reads (`Inputs::bid`,
+/// `Inputs::auction`): the others are pushed as empty strings, so that a circuit copies only
+/// what its query uses (person's name, city and state are always pushed).
+pub const EXTRA: u8 = 1;
+pub const CHANNEL_URL: u8 = 2;
+pub const ITEM_NAME: u8 = 4;
+
+/// The net number of rows (sum of weights) of the view's changes in the last transaction.
+pub type Rows = Box<dyn Fn() -> i64 + Send>;
+
+/// The input streams of a circuit being built: a query asks only for those it reads.
+pub struct Inputs<'a> {
+    circuit: &'a RootCircuit,
+    bid: Option<ZSetHandle<Bid>>,
+    auction: Option<ZSetHandle<Auction>>,
+    person: Option<ZSetHandle<Person>>,
+    /// EXTRA | CHANNEL_URL | ITEM_NAME: the string columns read.
+    strings: u8,
+}
+
+impl Inputs<'_> {
+    /// The bids, with the string columns `strings` (the others empty).
+    pub fn bid(&mut self, strings: u8) -> Stream<RootCircuit, OrdZSet<Bid>> {
+        let (stream, handle) = self.circuit.add_input_zset::<Bid>();
+        self.bid = Some(handle);
+        self.strings |= strings;
+        stream
+    }
+
+    /// The auctions, with the string columns `strings` (the others empty).
+    pub fn auction(&mut self, strings: u8) -> Stream<RootCircuit, OrdZSet<Auction>> {
+        let (stream, handle) = self.circuit.add_input_zset::<Auction>();
+        self.auction = Some(handle);
+        self.strings |= strings;
+        stream
+    }
+
+    pub fn person(&mut self) -> Stream<RootCircuit, OrdZSet<Person>> {
+        let (stream, handle) = self.circuit.add_input_zset::<Person>();
+        self.person = Some(handle);
+        stream
+    }
+}
+
+/// Input handles of one circuit (only the streams its query reads), the string columns it
+/// reads, and its output.
 struct Circuit {
     bid: Option<ZSetHandle<Bid>>,
     auction: Option<ZSetHandle<Auction>>,
     person: Option<ZSetHandle<Person>>,
-    take_rows: Box<dyn Fn() -> i64 + Send>,
+    strings: u8,
+    take_rows: Rows,
 }
 
 /// The view's output: a function returning the net number of rows (sum of weights) of the last
 /// transaction's changes, read through `accumulate_output()`. With `FRESHET_PEER_MATERIALIZE=1`
 /// the view's contents are also kept in the circuit (`integrate_trace`), as a materialized view
-/// in Freshet is; by default DBSP only emits the changes.
-fn output<B>(view: &dbsp::Stream<dbsp::RootCircuit, B>) -> Box<dyn Fn() -> i64 + Send>
+/// in Freshet is; by default DBSP only emits the changes. With `FRESHET_PEER_DUMP=<file>` the
+/// changes are also written to the file, one `<key>\t<value>\t<weight>` line each (to check
+/// a view's contents against Freshet's).
+pub fn output<B>(view: &Stream<RootCircuit, B>) -> Rows
 where
     B: dbsp::Batch<Time = ()> + Send,
     SpineSnapshot<B>: IndexedZSetReader + Send + Clone,
@@ -75,112 +133,44 @@ where
         view.integrate_trace();
     }
     let out = view.accumulate_output();
+    let dump = std::env::var("FRESHET_PEER_DUMP").ok().map(|path| {
+        let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("FRESHET_PEER_DUMP {path}: {e}"));
+        Mutex::new(BufWriter::new(file))
+    });
     Box::new(move || {
-        out.take_from_all()
-            .iter()
-            .map(|snapshot| snapshot.iter().map(|(_, _, w)| w).sum::<ZWeight>())
-            .sum()
+        let mut rows: ZWeight = 0;
+        for snapshot in out.take_from_all() {
+            for (key, val, w) in snapshot.iter() {
+                rows += w;
+                if let Some(dump) = &dump {
+                    writeln!(dump.lock().unwrap(), "{key:?}\t{val:?}\t{w}").expect("FRESHET_PEER_DUMP");
+                }
+            }
+        }
+        if let Some(dump) = &dump {
+            dump.lock().unwrap().flush().expect("FRESHET_PEER_DUMP");
+        }
+        rows
     })
 }
 
-fn build(query: &'static str) -> (dbsp::DBSPHandle, Circuit) {
+fn build(query: fn(&mut Inputs) -> Rows) -> (dbsp::DBSPHandle, Circuit) {
     Runtime::init_circuit(1, move |c| {
-        let mut circuit = Circuit {
+        let mut io = Inputs {
+            circuit: c,
             bid: None,
             auction: None,
             person: None,
-            take_rows: Box::new(|| 0),
+            strings: 0,
         };
-        match query {
-            "q0" => {
-                let (bid, h) = c.add_input_zset::<Bid>();
-                circuit.bid = Some(h);
-                let view = bid.map(|b| b.clone());
-                circuit.take_rows = output(&view);
-            }
-            "q1" => {
-                let (bid, h) = c.add_input_zset::<Bid>();
-                circuit.bid = Some(h);
-                let view = bid.map(|Tup5(a, b, p, t, e)| Tup5(*a, *b, F64::new(0.908 * *p as f64), *t, e.clone()));
-                circuit.take_rows = output(&view);
-            }
-            "q2" => {
-                let (bid, h) = c.add_input_zset::<Bid>();
-                circuit.bid = Some(h);
-                let view = bid
-                    .filter(|b| matches!(b.0, 1007 | 1020 | 2001 | 2019 | 2087))
-                    .map(|b| Tup2(b.0, b.2));
-                circuit.take_rows = output(&view);
-            }
-            "q3" => {
-                let (auction, ha) = c.add_input_zset::<Auction>();
-                let (person, hp) = c.add_input_zset::<Person>();
-                circuit.auction = Some(ha);
-                circuit.person = Some(hp);
-                let a: dbsp::Stream<_, OrdIndexedZSet<u64, u64>> =
-                    auction.filter(|a| a.2 == 10).map_index(|a| (a.1, a.0));
-                let p: dbsp::Stream<_, OrdIndexedZSet<u64, Tup3<String, String, String>>> = person
-                    .filter(|p| matches!(p.3.as_str(), "or" | "id" | "ca"))
-                    .map_index(|p| (p.0, Tup3(p.1.clone(), p.2.clone(), p.3.clone())));
-                let view = a.join(&p, |_seller, id, Tup3(name, city, state)| {
-                    Tup4(name.clone(), city.clone(), state.clone(), *id)
-                });
-                circuit.take_rows = output(&view);
-            }
-            "q4" => {
-                let (auction, ha) = c.add_input_zset::<Auction>();
-                let (bid, hb) = c.add_input_zset::<Bid>();
-                circuit.auction = Some(ha);
-                circuit.bid = Some(hb);
-                // id -> (category, date_time, expires); auction -> (price, date_time)
-                let a: dbsp::Stream<_, OrdIndexedZSet<u64, Tup3<u64, u64, u64>>> =
-                    auction.map_index(|a| (a.0, Tup3(a.2, a.3, a.4)));
-                let b: dbsp::Stream<_, OrdIndexedZSet<u64, Tup2<u64, u64>>> = bid.map_index(|b| (b.0, Tup2(b.2, b.3)));
-                // (id, category) -> price of the bids made while the auction was open
-                let prices: dbsp::Stream<_, OrdIndexedZSet<Tup2<u64, u64>, u64>> =
-                    a.join_index(&b, |id, Tup3(cat, start, end), Tup2(price, t)| {
-                        (start <= t && t <= end).then_some((Tup2(*id, *cat), *price))
-                    });
-                let finals: dbsp::Stream<_, OrdIndexedZSet<u64, i64>> = prices
-                    .aggregate(Max)
-                    .map_index(|(Tup2(_id, cat), max)| (*cat, *max as i64));
-                let view = finals.average(|v: &i64| *v);
-                circuit.take_rows = output(&view);
-            }
-            "q14" => {
-                let (bid, h) = c.add_input_zset::<Bid>();
-                circuit.bid = Some(h);
-                let view = bid
-                    .filter(|b| {
-                        let p = 0.908 * b.2 as f64;
-                        p > 1_000_000.0 && p < 50_000_000.0
-                    })
-                    .map(|Tup5(a, b, p, t, e)| {
-                        // The hour of the day (UTC) of a timestamp in ms since the Unix epoch.
-                        let hour = (*t / 3_600_000) % 24;
-                        let kind = if (8..=18).contains(&hour) {
-                            "dayTime"
-                        } else if hour <= 6 || hour >= 20 {
-                            "nightTime"
-                        } else {
-                            "otherTime"
-                        };
-                        let c_counts = e.chars().filter(|c| *c == 'c').count() as u64;
-                        Tup7(
-                            *a,
-                            *b,
-                            F64::new(0.908 * *p as f64),
-                            kind.to_string(),
-                            *t,
-                            e.clone(),
-                            c_counts,
-                        )
-                    });
-                circuit.take_rows = output(&view);
-            }
-            _ => panic!("unknown query {query}"),
-        }
-        Ok(circuit)
+        let take_rows = query(&mut io);
+        Ok(Circuit {
+            bid: io.bid,
+            auction: io.auction,
+            person: io.person,
+            strings: io.strings,
+            take_rows,
+        })
     })
     .expect("building the circuit")
 }
@@ -201,14 +191,27 @@ fn usage() -> (f64, f64) {
     ((ticks(11) + ticks(12)) / 100.0, hwm_kib / 1024.0)
 }
 
-fn run(query: &'static str, events: u64) {
+fn run(query: &str, circuit: fn(&mut Inputs) -> Rows, events: u64) {
     let (cpu0, _) = usage();
     let started = Instant::now();
-    let (mut dbsp, circuit) = build(query);
+    let (mut dbsp, circuit) = build(circuit);
+    // FRESHET_PEER_BASE_TIME (ms since the epoch): to compare a view with a Freshet source's,
+    // whose base time is its creation time.
+    let base_time = std::env::var("FRESHET_PEER_BASE_TIME")
+        .ok()
+        .map(|v| v.parse().expect("FRESHET_PEER_BASE_TIME: ms since the epoch"))
+        .unwrap_or(1_700_000_000_000);
     let mut generator = EventGenerator::new(NexmarkConfig {
-        base_time: 1_700_000_000_000,
+        base_time,
         ..Default::default()
     });
+    let keep = |s: String, column: u8| {
+        if circuit.strings & column != 0 {
+            s
+        } else {
+            String::new()
+        }
+    };
     let (mut bids, mut auctions, mut persons) = (Vec::new(), Vec::new(), Vec::new());
     let mut output_rows = 0i64;
     let mut done = 0;
@@ -217,15 +220,31 @@ fn run(query: &'static str, events: u64) {
         for event in generator.by_ref().take(n as usize) {
             match event {
                 Event::Bid(b) if circuit.bid.is_some() => bids.push(Tup2(
-                    Tup5(b.auction as u64, b.bidder as u64, b.price as u64, b.date_time, b.extra),
+                    Tup7(
+                        b.auction as u64,
+                        b.bidder as u64,
+                        b.price as u64,
+                        b.date_time,
+                        keep(b.extra, EXTRA),
+                        keep(b.channel, CHANNEL_URL),
+                        keep(b.url, CHANNEL_URL),
+                    ),
                     1,
                 )),
                 Event::Auction(a) if circuit.auction.is_some() => auctions.push(Tup2(
-                    Tup5(a.id as u64, a.seller as u64, a.category as u64, a.date_time, a.expires),
+                    Tup7(
+                        a.id as u64,
+                        a.seller as u64,
+                        a.category as u64,
+                        a.date_time,
+                        a.expires,
+                        keep(a.item_name, ITEM_NAME),
+                        a.initial_bid as u64,
+                    ),
                     1,
                 )),
                 Event::Person(p) if circuit.person.is_some() => {
-                    persons.push(Tup2(Tup4(p.id as u64, p.name, p.city, p.state), 1))
+                    persons.push(Tup2(Tup5(p.id as u64, p.name, p.city, p.state, p.date_time), 1))
                 }
                 _ => {}
             }
@@ -255,14 +274,17 @@ fn main() {
         .map(|v| v.replace('_', "").parse().expect("FRESHET_BENCH_EVENTS: a number"))
         .unwrap_or(1_000_000);
     if let Some(arg) = std::env::args().nth(1) {
-        let query = QUERIES.iter().find(|q| **q == arg).expect("a query name: q0..q4, q14");
-        return run(query, events);
+        let (name, circuit) = QUERIES
+            .iter()
+            .find(|(q, _)| *q == arg)
+            .expect("a query name: q0, q1, q2, q3, q4, q5, q7, q8, q9, q14, q15, q16, q17, q18, q19, q20, q21, q22");
+        return run(name, *circuit, events);
     }
     let wanted = std::env::var("FRESHET_BENCH_QUERIES").unwrap_or_default();
     let exe = std::env::current_exe().expect("own executable");
-    for query in QUERIES
+    for (query, _) in QUERIES
         .iter()
-        .filter(|q| wanted.is_empty() || wanted.split(',').any(|w| w == **q))
+        .filter(|(q, _)| wanted.is_empty() || wanted.split(',').any(|w| w == *q))
     {
         // A child process per query: its own peak RSS and CPU time, a fresh circuit.
         let status = std::process::Command::new(&exe).arg(query).status().expect("spawn");
