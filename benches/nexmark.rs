@@ -40,6 +40,10 @@ fn usage(pid: u32) -> (f64, f64) {
     (cpu, hwm / 1024.0)
 }
 
+/// The first event's time (ms since the Unix epoch), the same in Freshet and the peer: the same
+/// events, so the same windows.
+const BASE_TIME: u64 = 1_700_000_000_000;
+
 struct Figures {
     name: &'static str,
     events_per_sec: f64,
@@ -56,7 +60,8 @@ async fn run_query(name: &'static str, sql: &str, events: u64) -> Figures {
     let (cpu0, _) = usage(pid);
     let started = Instant::now();
     c.batch_execute(&format!(
-        "CREATE SOURCE nx WITH (connector = 'nexmark', nexmark.event.num = '{events}', nexmark.events.per.second = '0'); \
+        "CREATE SOURCE nx WITH (connector = 'nexmark', nexmark.event.num = '{events}', nexmark.events.per.second = '0', \
+           nexmark.base.time = '{BASE_TIME}'); \
          CREATE TABLE person (*) FROM nx TABLE 'person'; \
          CREATE TABLE auction (*) FROM nx TABLE 'auction'; \
          CREATE TABLE bid (*) FROM nx TABLE 'bid'; \
@@ -95,6 +100,8 @@ async fn run_query(name: &'static str, sql: &str, events: u64) -> Figures {
 struct PeerFigures {
     events_per_cpu_sec: f64,
     peak_rss_mib: f64,
+    /// Rows in the view after the last event.
+    output_rows: Option<i64>,
 }
 
 /// Runs the dbsp peer (`benches/peer`) over `events` events for the queries it implements;
@@ -109,6 +116,7 @@ fn run_peer(events: u64, only: &Option<Vec<String>>, materialize: bool) -> Vec<(
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", target)
         .env("FRESHET_BENCH_EVENTS", events.to_string())
+        .env("FRESHET_PEER_BASE_TIME", BASE_TIME.to_string())
         .env("FRESHET_PEER_MATERIALIZE", if materialize { "1" } else { "0" })
         .stderr(std::process::Stdio::inherit());
     if let Some(o) = only {
@@ -143,6 +151,7 @@ fn run_peer(events: u64, only: &Option<Vec<String>>, materialize: bool) -> Vec<(
                 PeerFigures {
                     events_per_cpu_sec: e,
                     peak_rss_mib: r,
+                    output_rows: field("output_rows").map(|v| v as i64),
                 },
             ));
         }
@@ -207,14 +216,14 @@ fn main() {
          in its own process, run by this bench in the same invocation. \"dbsp\": the circuit emits changes only \
          (its default); \"dbsp, views kept\": it also keeps each view's contents (`integrate_trace`), as a \
          Freshet materialized view does. Ratios are Freshet / dbsp: above 1× Freshet does more events per \
-         CPU-second, or uses more memory.\n\n\
-         | query | Freshet events/CPU-s | dbsp events/CPU-s | ratio | dbsp views kept events/CPU-s | ratio | Freshet RSS MiB | dbsp RSS MiB | dbsp views kept RSS MiB | RSS ratio (views kept) |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         CPU-second, or uses more memory. \"same rows\": the Freshet view's row count equals the peer's.\n\n\
+         | query | Freshet events/CPU-s | dbsp events/CPU-s | ratio | dbsp views kept events/CPU-s | ratio | Freshet RSS MiB | dbsp RSS MiB | dbsp views kept RSS MiB | RSS ratio (views kept) | same rows |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    let find = |list: &[(String, PeerFigures)], name: &str| -> Option<(f64, f64)> {
+    let find = |list: &[(String, PeerFigures)], name: &str| -> Option<(f64, f64, Option<i64>)> {
         list.iter()
             .find(|(n, _)| n == name)
-            .map(|(_, f)| (f.events_per_cpu_sec, f.peak_rss_mib))
+            .map(|(_, f)| (f.events_per_cpu_sec, f.peak_rss_mib, f.output_rows))
     };
     let mut compared = 0;
     for f in &all {
@@ -223,7 +232,7 @@ fn main() {
         };
         compared += 1;
         body.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.0} | {:.0} | {:.0} | {:.1}× |\n",
+            "| {} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.0} | {:.0} | {:.0} | {:.1}× | {} |\n",
             f.name,
             f.events_per_cpu_sec,
             p.0,
@@ -234,10 +243,15 @@ fn main() {
             p.1,
             k.1,
             f.peak_rss_mib / k.1.max(1e-6),
+            match p.2 {
+                Some(n) if n == f.view_rows => "yes".to_string(),
+                Some(n) => format!("no: {} vs {n}", f.view_rows),
+                None => "?".to_string(),
+            },
         ));
     }
     if compared == 0 {
-        body.push_str("| (the peer did not run: see the bench's output) | | | | | | | | | |\n");
+        body.push_str("| (the peer did not run: see the bench's output) | | | | | | | | | | |\n");
     }
     let missing: Vec<&str> = all
         .iter()

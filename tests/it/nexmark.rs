@@ -16,7 +16,8 @@ async fn nexmark_views_equal_batch_answers() {
     let c = server.connect().await;
     // One source feeds the three tables, so that they are one consistent event stream.
     c.batch_execute(
-        "CREATE SOURCE nx WITH (connector = 'nexmark', nexmark.event.num = '20000', nexmark.events.per.second = '20000'); \
+        "CREATE SOURCE nx WITH (connector = 'nexmark', nexmark.event.num = '20000', nexmark.events.per.second = '20000', \
+           nexmark.base.time = '1700000000000'); \
          CREATE TABLE person (*) FROM nx TABLE 'person'; \
          CREATE TABLE auction (*) FROM nx TABLE 'auction'; \
          CREATE TABLE bid (*) FROM nx TABLE 'bid'",
@@ -38,6 +39,15 @@ async fn nexmark_views_equal_batch_answers() {
     )
     .await;
     eventually(&c, "SELECT count(*) FROM side_input", &["10000".into()]).await;
+    // Event time starts at the base time (2023-11-14 22:13:20 UTC).
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT min(date_time) >= '2023-11-14 22:13:20', max(date_time) < '2023-11-14 22:14:00' FROM bid"
+        )
+        .await,
+        ["t|t"]
+    );
     let log = server.log_text();
     let failures: Vec<&str> = log.lines().filter(|l| l.contains("epoch failed")).collect();
     assert!(failures.is_empty(), "view maintenance failed: {failures:?}");

@@ -1,4 +1,4 @@
-//! Peer benchmark: the Nexmark queries Freshet runs (q0-q5, q7-q9, q14-q22) maintained
+//! Peer benchmark: the Nexmark queries Freshet runs (q0-q5, q7-q9, q13-q22) maintained
 //! incrementally by DBSP (crate `dbsp` 0.349.0, the engine under Feldera), over the same `nexmark`
 //! event generator as Freshet's `benches/nexmark.rs`, so that the two can be compared. One
 //! circuit per query in `queries.rs`, computing Freshet's SQL (`QUERIES` of
@@ -274,10 +274,9 @@ fn main() {
         .map(|v| v.replace('_', "").parse().expect("FRESHET_BENCH_EVENTS: a number"))
         .unwrap_or(1_000_000);
     if let Some(arg) = std::env::args().nth(1) {
-        let (name, circuit) = QUERIES
-            .iter()
-            .find(|(q, _)| *q == arg)
-            .expect("a query name: q0, q1, q2, q3, q4, q5, q7, q8, q9, q14, q15, q16, q17, q18, q19, q20, q21, q22");
+        let (name, circuit) = QUERIES.iter().find(|(q, _)| *q == arg).expect(
+            "a query name: q0, q1, q2, q3, q4, q5, q7, q8, q9, q13, q14, q15, q16, q17, q18, q19, q20, q21, q22",
+        );
         return run(name, *circuit, events);
     }
     let wanted = std::env::var("FRESHET_BENCH_QUERIES").unwrap_or_default();

@@ -186,13 +186,21 @@ pub struct NexmarkOptions {
     pub events: Option<u64>,
     /// Events per second; None: as fast as possible.
     pub rate: Option<u64>,
+    /// The event time of the first event (ms since the Unix epoch); None: when the source
+    /// first starts.
+    pub base_time: Option<u64>,
 }
 
 impl NexmarkOptions {
     /// From the WITH options (`nexmark.event.num`, `nexmark.events.per.second`; 0 = unlimited
     /// for both; `nexmark.table.type` is the table of `CREATE TABLE .. WITH`).
     pub fn from_options(opts: &BTreeMap<String, String>) -> Result<NexmarkOptions> {
-        let known = ["nexmark.event.num", "nexmark.events.per.second", "nexmark.table.type"];
+        let known = [
+            "nexmark.event.num",
+            "nexmark.events.per.second",
+            "nexmark.base.time",
+            "nexmark.table.type",
+        ];
         if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(Error::user(
                 SqlState::INVALID_PARAMETER_VALUE,
@@ -208,7 +216,12 @@ impl NexmarkOptions {
             Some(0) => None,
             Some(r) => Some(r),
         };
-        Ok(NexmarkOptions { events, rate })
+        let base_time = option_u64(opts, "nexmark.base.time")?;
+        Ok(NexmarkOptions {
+            events,
+            rate,
+            base_time,
+        })
     }
 }
 
@@ -460,10 +473,12 @@ async fn run(task: &SourceTask) -> Result<()> {
     let position: Position = match task.stored_position()? {
         Some(p) => p,
         None => Position {
-            base_time: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            base_time: options.base_time.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0)
+            }),
             next: 0,
         },
     };
