@@ -428,7 +428,11 @@ async fn streams_inserts_updates_deletes_truncates_and_transactions() -> Result<
         .collect();
     assert_eq!(cols, vec![(true, "id", 23), (false, "v", 25), (false, "n", 23)]);
     // ... and again after anything that invalidates the table's cache entry, such as TRUNCATE.
-    assert!(txns[1..5].iter().all(|t| t.relations.is_empty()));
+    // (PostgreSQL may also re-send it after a cache reset of its own, e.g. when the WAL sender
+    // falls behind on invalidations on a loaded machine: always the same description.)
+    assert!(txns[1..5]
+        .iter()
+        .all(|t| t.relations.iter().all(|r| r == &txns[0].relations[0])));
     assert_eq!(&txns[5].relations, &txns[0].relations);
 
     let null = TupleValue::Null;
