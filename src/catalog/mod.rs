@@ -71,6 +71,13 @@ pub struct TableDef {
     pub layout: Layout,
 }
 
+impl TableDef {
+    /// True for a table without a primary key: its rows are keyed by a hidden row id.
+    pub fn has_row_id(&self) -> bool {
+        self.columns.iter().any(|c| c.hidden && c.name == ROW_ID_COLUMN)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SchemaDef {
     pub id: u32,
@@ -208,7 +215,7 @@ impl Table {
     }
 
     pub fn has_row_id(&self) -> bool {
-        self.def.columns.iter().any(|c| c.hidden && c.name == ROW_ID_COLUMN)
+        self.def.has_row_id()
     }
 
     /// The index of visible column `name`, or 42703.

@@ -87,30 +87,6 @@ impl StateTable {
         Ok(())
     }
 
-    /// The values of `keys` (distinct), in order: this epoch's writes first, the rest from the snapshot
-    /// in one batched read.
-    pub fn get_many(&self, ctx: &EpochContext, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        let full: Vec<Vec<u8>> = keys.iter().map(|k| self.full(k)).collect();
-        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
-        let mut missing: Vec<(usize, &[u8])> = Vec::new();
-        for (i, k) in full.iter().enumerate() {
-            match self.dirty.get(k).or_else(|| self.read_ahead.get(k)) {
-                Some(v) => out.push(v.clone()),
-                None => {
-                    out.push(None);
-                    missing.push((i, k));
-                }
-            }
-        }
-        // multi_get takes sorted keys (`keys` are distinct).
-        missing.sort_unstable_by(|a, b| a.1.cmp(b.1));
-        let sorted: Vec<&[u8]> = missing.iter().map(|(_, k)| *k).collect();
-        for ((i, _), v) in missing.iter().zip(ctx.snapshot.multi_get(&sorted)?) {
-            out[*i] = v;
-        }
-        Ok(out)
-    }
-
     pub fn put(&mut self, key: &[u8], value: Vec<u8>) {
         let k = self.full(key);
         self.dirty.insert(k, Some(value));

@@ -121,7 +121,7 @@ impl TableProvider for StoredTable {
     }
 }
 
-fn to_df(e: crate::error::Error) -> datafusion::error::DataFusionError {
+pub(super) fn to_df(e: crate::error::Error) -> datafusion::error::DataFusionError {
     datafusion::error::DataFusionError::External(Box::new(e))
 }
 

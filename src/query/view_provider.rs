@@ -16,6 +16,7 @@ use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::provider::to_df;
 use crate::catalog::{Layout, View};
 use crate::dataflow::operator::decode_i64;
 use crate::state::{keys, segment, StateSnapshot};
@@ -101,8 +102,8 @@ impl PartitionStream for ViewScan {
             if view.def.layout == Layout::Segments {
                 // Append-only: every segment is a batch of rows, each once.
                 for kv in snapshot.scan(&from, &to) {
-                    let (_, v) = kv.map_err(external)?;
-                    let batch = segment::decode(&v, &view.schema).map_err(external)?;
+                    let (_, v) = kv.map_err(to_df)?;
+                    let batch = segment::decode(&v, &view.schema).map_err(to_df)?;
                     if tx.blocking_send(Ok(batch)).is_err() {
                         break;
                     }
@@ -119,7 +120,7 @@ impl PartitionStream for ViewScan {
                 let cols = view
                     .row_codec
                     .decode(rows.iter().map(|r| &r[prefix..]))
-                    .map_err(external)?;
+                    .map_err(to_df)?;
                 let batch = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;
                 let idx: Vec<u32> = counts
                     .iter()
@@ -132,7 +133,7 @@ impl PartitionStream for ViewScan {
                 Ok(tx.blocking_send(Ok(batch)).is_ok())
             };
             for kv in snapshot.scan(&from, &to) {
-                let (k, v) = kv.map_err(external)?;
+                let (k, v) = kv.map_err(to_df)?;
                 rows.push(k);
                 counts.push(decode_i64(&v));
                 if rows.len() >= BATCH_ROWS && !flush(&mut rows, &mut counts)? {
@@ -144,8 +145,4 @@ impl PartitionStream for ViewScan {
         });
         builder.build()
     }
-}
-
-fn external(e: crate::error::Error) -> datafusion::error::DataFusionError {
-    datafusion::error::DataFusionError::External(Box::new(e))
 }

@@ -225,11 +225,7 @@ pub async fn create_table_with(
 /// The layout of a source's table: segments when the source only appends rows and the table
 /// keys them by a hidden row id (nothing else ever changes them).
 fn append_layout(def: &TableDef, append_only: bool) -> Layout {
-    let row_id = def
-        .columns
-        .iter()
-        .any(|c| c.hidden && c.name == crate::catalog::ROW_ID_COLUMN);
-    if append_only && row_id {
+    if append_only && def.has_row_id() {
         Layout::Segments
     } else {
         Layout::Rows

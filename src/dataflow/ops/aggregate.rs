@@ -10,7 +10,7 @@
 //! row did not change). A global aggregate (no GROUP BY) always has exactly one row, as in
 //! PostgreSQL: over an empty input COUNT is 0 and SUM is NULL.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
@@ -335,13 +335,8 @@ impl GroupAggregateOp {
         Ok(RecordBatch::try_new(schema, columns)?)
     }
 
-    /// The stored states of `groups` (distinct), in one batched read.
-    fn load_many(&self, ctx: &EpochContext, groups: &[&[u8]]) -> Result<Vec<Option<GroupState>>> {
-        self.groups
-            .get_many(ctx, groups)?
-            .into_iter()
-            .map(|v| v.map(|v| GroupState::decode(&v)).transpose())
-            .collect()
+    fn load(&self, ctx: &EpochContext, group: &[u8]) -> Result<Option<GroupState>> {
+        self.groups.get(ctx, group)?.map(|v| GroupState::decode(&v)).transpose()
     }
 }
 
@@ -428,8 +423,8 @@ impl Operator for GroupAggregateOp {
             let rows = self.group_codec.as_ref().expect("grouped").encode(&cols)?;
             (0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect()
         };
-        // Multiset keys of every (row, aggregate) that needs one.
-        let mut value_keys: Vec<Option<Vec<Vec<u8>>>> = Vec::with_capacity(self.aggs.len());
+        // Multiset keys (group, aggregate, value) of every (row, aggregate) that needs one.
+        let mut multiset_keys: Vec<Option<Vec<Vec<u8>>>> = Vec::with_capacity(self.aggs.len());
         for (a, spec) in self.aggs.iter().enumerate() {
             match (&self.value_codecs[a], spec.arg) {
                 (Some(codec), Some(arg)) => {
@@ -440,43 +435,38 @@ impl Operator for GroupAggregateOp {
                         datafusion::arrow::compute::cast(col, &spec.input)?
                     };
                     let rows = codec.encode(&[col])?;
-                    value_keys.push(Some(
-                        (0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect(),
+                    multiset_keys.push(Some(
+                        group_keys
+                            .iter()
+                            .enumerate()
+                            .map(|(i, g)| Self::multiset_key(g, a, rows.row(i).as_ref()))
+                            .collect(),
                     ));
                 }
-                _ => value_keys.push(None),
+                _ => multiset_keys.push(None),
             }
         }
-        // The value multisets (MIN, MAX, DISTINCT, STRING_AGG, ARRAY_AGG) this batch updates,
-        // read ahead in one batched read.
-        let mut multiset_keys: Vec<Vec<u8>> = Vec::new();
+        // The value multisets (MIN, MAX, DISTINCT, STRING_AGG, ARRAY_AGG) and group states this
+        // batch updates, read ahead in batched reads.
         for (a, spec) in self.aggs.iter().enumerate() {
-            let (Some(values), Some(arg)) = (&value_keys[a], spec.arg) else {
+            let (Some(keys), Some(arg)) = (&multiset_keys[a], spec.arg) else {
                 continue;
             };
             let keep_nulls = matches!(spec.kind, AggKind::ArrayAgg);
-            for (i, g) in group_keys.iter().enumerate() {
-                if keep_nulls || !arg_cols[arg].is_null(i) {
-                    multiset_keys.push(Self::multiset_key(g, a, &values[i]));
-                }
-            }
+            let updated = keys
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| keep_nulls || !arg_cols[arg].is_null(*i))
+                .map(|(_, k)| k.as_slice());
+            self.values.prefetch(ctx, updated)?;
         }
-        self.values.prefetch(ctx, multiset_keys.iter().map(|k| k.as_slice()))?;
-        // Touched groups in first-seen order, with their state before this epoch's changes
-        // (read in one batch).
+        self.groups.prefetch(ctx, group_keys.iter().map(|g| g.as_slice()))?;
+        // Touched groups in first-seen order, with their state before this epoch's changes.
         let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut seen: HashSet<&[u8]> = HashSet::new();
-        let distinct: Vec<&[u8]> = group_keys
-            .iter()
-            .map(|g| g.as_slice())
-            .filter(|g| seen.insert(*g))
-            .collect();
-        let mut loaded: HashMap<&[u8], Option<GroupState>> =
-            distinct.iter().copied().zip(self.load_many(ctx, &distinct)?).collect();
         let mut touched: HashMap<Vec<u8>, (Option<Vec<ScalarValue>>, GroupState)> = HashMap::new();
         for (i, g) in group_keys.iter().enumerate() {
             if !touched.contains_key(g) {
-                let state = loaded.remove(g.as_slice()).flatten();
+                let state = self.load(ctx, g)?;
                 let old = match &state {
                     Some(s) if s.rows > 0 || self.global => Some(self.output_row(ctx, g, s)?),
                     _ => None,
@@ -500,18 +490,18 @@ impl Operator for GroupAggregateOp {
                     AggKind::CountStar => {}
                     AggKind::Min | AggKind::Max | AggKind::StringAgg(_) => {
                         if !v.is_null() {
-                            let key = Self::multiset_key(g, a, &value_keys[a].as_ref().expect("multiset")[i]);
-                            self.values.add_count(ctx, &key, w)?;
+                            let key = &multiset_keys[a].as_ref().expect("multiset")[i];
+                            self.values.add_count(ctx, key, w)?;
                         }
                     }
                     AggKind::ArrayAgg => {
-                        let key = Self::multiset_key(g, a, &value_keys[a].as_ref().expect("multiset")[i]);
-                        self.values.add_count(ctx, &key, w)?;
+                        let key = &multiset_keys[a].as_ref().expect("multiset")[i];
+                        self.values.add_count(ctx, key, w)?;
                     }
                     AggKind::CountDistinct => {
                         if !v.is_null() {
-                            let key = Self::multiset_key(g, a, &value_keys[a].as_ref().expect("multiset")[i]);
-                            let (old, new) = self.values.add_count(ctx, &key, w)?;
+                            let key = &multiset_keys[a].as_ref().expect("multiset")[i];
+                            let (old, new) = self.values.add_count(ctx, key, w)?;
                             if old <= 0 && new > 0 {
                                 entry.1.accs[a].n += 1;
                             } else if old > 0 && new <= 0 {

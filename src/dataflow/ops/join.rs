@@ -245,6 +245,7 @@ impl Operator for HashJoinOp {
         self.sides[this]
             .rows
             .prefetch(ctx, this_rows.iter().map(|r| r.as_slice()))?;
+        let mut this_rows = this_rows.into_iter();
         let mut pad_this: Vec<u32> = Vec::new();
         let mut pad_w: Vec<i64> = Vec::new();
         // Other side's padded rows retracted / re-emitted as their matches come and go.
@@ -260,7 +261,7 @@ impl Operator for HashJoinOp {
                 continue;
             }
             let key = keys.row(i);
-            let this_row = row_key(key.as_ref(), rows.row(i).as_ref());
+            let this_row = this_rows.next().expect("one per keyed row");
             let (start, end) = pairs_of[i];
             if self.filter.is_none() {
                 if self.pads(this) && others_empty[i] {
