@@ -21,7 +21,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use freshet::connectors::generator::nexmark::{QUERIES, SIDE_INPUT};
+use freshet::connectors::generator::nexmark::{stream_tables, QUERIES, SIDE_INPUT};
 
 /// (utime + stime in seconds, peak RSS in MiB) of a process.
 fn usage(pid: u32) -> (f64, f64) {
@@ -62,11 +62,9 @@ async fn run_query(name: &'static str, sql: &str, events: u64) -> Figures {
     c.batch_execute(&format!(
         "CREATE SOURCE nx WITH (connector = 'nexmark', nexmark.event.num = '{events}', nexmark.events.per.second = '0', \
            nexmark.base.time = '{BASE_TIME}'); \
-         CREATE TABLE person (*) FROM nx TABLE 'person'; \
-         CREATE TABLE auction (*) FROM nx TABLE 'auction'; \
-         CREATE TABLE bid (*) FROM nx TABLE 'bid'; \
-         {SIDE_INPUT}; \
-         CREATE MATERIALIZED VIEW {name} AS {sql}"
+         {}; {SIDE_INPUT}; \
+         CREATE MATERIALIZED VIEW {name} AS {sql}",
+        stream_tables("nx")
     ))
     .await
     .unwrap();

@@ -31,6 +31,10 @@ enum Command {
         /// Do not fsync the WAL at each commit (faster; a crash may lose the last commits).
         #[arg(long)]
         no_sync: bool,
+        /// Memory for the in-memory copies of operator state, in MiB (0: operators read the
+        /// store for every access).
+        #[arg(long, default_value_t = 2048)]
+        state_cache_mb: usize,
     },
     /// Print the version.
     Version,
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
             pg_listen,
             http_listen,
             no_sync,
+            state_cache_mb,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -61,6 +66,7 @@ fn main() -> anyhow::Result<()> {
                 pg_listen,
                 http_listen,
                 sync: !no_sync,
+                state_cache_bytes: state_cache_mb << 20,
             };
             if let Err(e) = runtime.block_on(freshet::server::run(config)) {
                 eprintln!("freshet: {e}");

@@ -13,6 +13,8 @@ pub struct ServerConfig {
     pub pg_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub sync: bool,
+    /// Memory for the in-memory copies of operator state (see [`crate::dataflow::state_table`]).
+    pub state_cache_bytes: usize,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
@@ -26,6 +28,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
 
 /// Runs the server until a shutdown signal arrives.
 pub async fn run(config: ServerConfig) -> Result<()> {
+    crate::dataflow::state_table::set_cache_budget(config.state_cache_bytes);
     let pg = bind(config.pg_listen, "PostgreSQL clients").await?;
     let http = bind(config.http_listen, "HTTP").await?;
     let db = Database::open(&config.data_dir, DatabaseOptions { sync: config.sync }).await?;

@@ -50,6 +50,16 @@ pub struct ColumnDef {
     /// Hidden columns (the row id) are not in `SELECT *`.
     #[serde(default)]
     pub hidden: bool,
+    /// Set for a column whose values Freshet writes itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<Generated>,
+}
+
+/// How Freshet makes the values of a generated column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Generated {
+    /// `AS PROCTIME()`: the time the row was written (processing time), in µs.
+    ProcTime,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +85,11 @@ impl TableDef {
     /// True for a table without a primary key: its rows are keyed by a hidden row id.
     pub fn has_row_id(&self) -> bool {
         self.columns.iter().any(|c| c.hidden && c.name == ROW_ID_COLUMN)
+    }
+
+    /// The columns a source fills from upstream: visible and not generated, in table order.
+    pub fn upstream_columns(&self) -> impl Iterator<Item = &ColumnDef> {
+        self.columns.iter().filter(|c| !c.hidden && c.generated.is_none())
     }
 }
 

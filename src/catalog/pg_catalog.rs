@@ -456,7 +456,7 @@ fn attribute_row(relid: i64, n: usize, c: &super::ColumnDef) -> Vec<ScalarValue>
         b(c.default.is_some()),
         b(false),
         s(""),
-        s(""),
+        s(if c.generated.is_some() { "s" } else { "" }),
         b(false),
         b(true),
         i4(0),
@@ -1504,8 +1504,8 @@ fn info_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<
                         s("pg_catalog"),
                         s(udt),
                         s("NO"),
-                        s("NEVER"),
-                        s("YES"),
+                        s(if c.generated.is_some() { "ALWAYS" } else { "NEVER" }),
+                        s(if c.generated.is_some() { "NO" } else { "YES" }),
                     ]);
                 }
             }

@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::catalog::{Layout, SourceDef, Table};
+use crate::catalog::{ColumnDef, Generated, Layout, SourceDef, Table};
 use crate::dataflow::changes::Changes;
 use crate::dataflow::coordinator::{now_micros, Append, AppendStore, Coordinator, RowWrite, TxnWrites};
 use crate::dataflow::Epoch;
@@ -185,13 +185,14 @@ impl SourceTask {
         }
     }
 
-    /// Appends weighted rows of `table` (in the table's visible columns, in order): -1 deletes
-    /// the row's key, +1 puts the row. Applied in order, so an update is its -1 then its +1.
+    /// Appends weighted rows of `table` (in the table's upstream columns, or all its visible
+    /// columns, in order): -1 deletes the row's key, +1 puts the row. Applied in order, so an
+    /// update is its -1 then its +1. Generated columns get their values here.
     pub fn add_changes(&self, writes: &mut TxnWrites, table: &Table, changes: &Changes) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
-        let data = changes.data();
+        let data = with_generated(table, changes.data())?;
         if table.has_row_id() {
             return self.add_appended(writes, table, data.columns(), changes.weights().values());
         }
@@ -229,7 +230,7 @@ impl SourceTask {
         }
         let n = weights.len();
         let first = table.allocate_row_ids(n);
-        let data = datafusion::arrow::array::RecordBatch::try_new(table.visible_schema.clone(), visible.to_vec())?;
+        let data = RecordBatch::try_new(table.visible_schema.clone(), visible.to_vec())?;
         if table.def.layout == Layout::Segments {
             // One key for the whole batch: the row key of its last row id.
             let last: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![first + n as i64 - 1]));
@@ -582,4 +583,36 @@ pub fn note_applied(board: &SourceStatusBoard, source: u32, upstream_commit_micr
         s.applied_micros = Some(now_micros());
         s.position = position;
     });
+}
+
+/// `data` (a table's upstream columns, or all its visible columns) with the generated columns
+/// filled in: `PROCTIME()` columns get the time of this write.
+fn with_generated(table: &Table, data: RecordBatch) -> Result<RecordBatch> {
+    let visible: Vec<&ColumnDef> = table.def.columns.iter().filter(|c| !c.hidden).collect();
+    if visible.iter().all(|c| c.generated.is_none()) {
+        return Ok(data);
+    }
+    let all_given = data.num_columns() == visible.len();
+    let mut given = data.columns().iter();
+    let now = now_micros();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(visible.len());
+    for (i, c) in visible.iter().enumerate() {
+        let value = if all_given || c.generated.is_none() {
+            given.next()
+        } else {
+            None
+        };
+        match c.generated {
+            Some(Generated::ProcTime) => columns.push(Arc::new(
+                TimestampMicrosecondArray::from_value(now, data.num_rows())
+                    .with_data_type(table.visible_schema.field(i).data_type().clone()),
+            )),
+            None => columns.push(
+                value
+                    .ok_or_else(|| Error::internal(format!("{}: fewer columns than the table has", table.def.name)))?
+                    .clone(),
+            ),
+        }
+    }
+    Ok(RecordBatch::try_new(table.visible_schema.clone(), columns)?)
 }

@@ -322,7 +322,7 @@ impl Worker {
             if outcome.is_err() {
                 tracing::error!("epoch processing panicked; the epoch was not committed");
                 for v in self.views.values_mut() {
-                    v.flush(&mut WriteBatch::default());
+                    v.abort();
                 }
             }
         }
@@ -451,13 +451,17 @@ impl Worker {
         if let Err(e) = self.maintain_views(&catalog, &ctx, table_changes, appended, created, &mut batch) {
             // Throw away the operators' buffered state of the failed epoch.
             for v in self.views.values_mut() {
-                v.flush(&mut WriteBatch::default());
+                v.abort();
             }
             return Err((accepted, e));
         }
         batch.put(keys::epoch_key(), epoch.to_be_bytes().to_vec());
         if let Err(e) = self.store.commit(batch, self.sync) {
             tracing::error!(epoch, error = %e, "epoch commit failed");
+            // The state mirrors already hold this epoch's writes: reload them from the store.
+            for v in self.views.values_mut() {
+                v.abort();
+            }
             for req in accepted {
                 let _ = req.reply.send(Err(Error::io("commit failed", &e)));
             }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::changes::Changes;
-use super::operator::{EpochContext, Operator};
+use super::operator::{EpochContext, Operator, StateTable};
 use crate::error::Result;
 use crate::state::WriteBatch;
 
@@ -109,12 +109,26 @@ impl ViewDataflow {
         })
     }
 
-    /// Writes every operator's buffered state into `batch`.
+    /// Every state table of every operator.
+    fn state_tables(&mut self) -> impl Iterator<Item = &mut StateTable> {
+        self.nodes.iter_mut().flat_map(|n| match &mut n.kind {
+            NodeKind::Op { op, .. } => op.state_tables(),
+            NodeKind::Source { .. } => Vec::new(),
+        })
+    }
+
+    /// Writes every operator's buffered state into `batch` (and into the state mirrors).
     pub fn flush(&mut self, batch: &mut WriteBatch) {
-        for n in &mut self.nodes {
-            if let NodeKind::Op { op, .. } = &mut n.kind {
-                op.flush(batch);
-            }
+        for t in self.state_tables() {
+            t.flush(batch);
+        }
+    }
+
+    /// Forgets the state written since the last committed epoch: the epoch failed, or its batch
+    /// did not reach the store.
+    pub fn abort(&mut self) {
+        for t in self.state_tables() {
+            t.abort();
         }
     }
 

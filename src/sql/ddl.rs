@@ -13,7 +13,7 @@ use sqlparser::ast::{
 };
 
 use super::coerce::coerce;
-use crate::catalog::{Catalog, ColumnDef, SqlType, Table, TableDef, ROW_ID_COLUMN, SYSTEM_SCHEMAS};
+use crate::catalog::{Catalog, ColumnDef, Generated, SqlType, Table, TableDef, ROW_ID_COLUMN, SYSTEM_SCHEMAS};
 use crate::dataflow::coordinator::DdlChange;
 use crate::error::{Error, Result, SqlState};
 use crate::query::context::{session_context, QueryEnv};
@@ -160,6 +160,12 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Stmt) -> Result<
             }
             Statement::CreateTable(ct) => {
                 let def = table_def(env, ct).await?;
+                if let Some(c) = def.columns.iter().find(|c| c.generated.is_some()) {
+                    return Err(Error::unsupported(format!(
+                        "generated column \"{}\" on a table written by DML (PROCTIME() columns are for tables fed by a source)",
+                        c.name
+                    )));
+                }
                 if ct.if_not_exists && catalog.table(&def.schema, &def.name).is_some() {
                     session.notice(
                         "NOTICE",
@@ -312,6 +318,7 @@ fn column_def(
         not_null: false,
         default: None,
         hidden: false,
+        generated: None,
     };
     for opt in &c.options {
         match &opt.option {
@@ -325,6 +332,12 @@ fn column_def(
                 col.not_null = true;
                 pk.push(name.clone());
             }
+            ColumnOption::Generated {
+                generation_expr: Some(e),
+                ..
+            } => {
+                col.generated = Some(generated(&name, &col.ty, e)?);
+            }
             other => return Err(Error::unsupported(format!("column option {other}"))),
         }
     }
@@ -335,6 +348,56 @@ fn column_def(
         ));
     }
     Ok(col)
+}
+
+/// The columns listed after `*` in `CREATE TABLE t (*, ..) FROM ..`: generated columns only
+/// (the others come from upstream).
+pub(crate) fn generated_columns(ct: &CreateTable) -> Result<Vec<ColumnDef>> {
+    let mut out: Vec<ColumnDef> = Vec::new();
+    for c in &ct.columns {
+        let mut pk = Vec::new();
+        let col = column_def(&mut Vec::new(), c, &mut pk)?;
+        if col.generated.is_none() || col.default.is_some() || !pk.is_empty() {
+            return Err(Error::user(
+                SqlState::INVALID_TABLE_DEFINITION,
+                format!(
+                    "column \"{}\" after *: only generated columns (AS PROCTIME()) may be listed, the others come from upstream",
+                    col.name
+                ),
+            ));
+        }
+        if out.iter().any(|x| x.name == col.name) {
+            return Err(Error::user(
+                SqlState::DUPLICATE_COLUMN,
+                format!("column \"{}\" specified more than once", col.name),
+            ));
+        }
+        out.push(col);
+    }
+    Ok(out)
+}
+
+/// What a generated column (`AS PROCTIME()`, `GENERATED ALWAYS AS (PROCTIME()) STORED`) holds.
+fn generated(name: &str, ty: &SqlType, e: &sqlparser::ast::Expr) -> Result<Generated> {
+    let proctime = matches!(e, sqlparser::ast::Expr::Function(f)
+    if super::object_name_parts(&f.name).pop().is_some_and(|n| n == "proctime")
+        && match &f.args {
+            sqlparser::ast::FunctionArguments::None => true,
+            sqlparser::ast::FunctionArguments::List(l) => l.args.is_empty(),
+            sqlparser::ast::FunctionArguments::Subquery(_) => false,
+        });
+    if !proctime {
+        return Err(Error::unsupported(format!(
+            "generated column \"{name}\" AS {e} (the one generated column is AS PROCTIME())"
+        )));
+    }
+    if !matches!(ty, SqlType::Timestamptz | SqlType::Timestamp) {
+        return Err(Error::user(
+            SqlState::DATATYPE_MISMATCH,
+            format!("a PROCTIME() column is timestamptz or timestamp, not {}", ty.name()),
+        ));
+    }
+    Ok(Generated::ProcTime)
 }
 
 /// Checks that DEFAULT expressions are valid constant expressions.
@@ -435,6 +498,7 @@ pub(crate) async fn table_def(env: &QueryEnv, ct: &CreateTable) -> Result<TableD
             not_null: true,
             default: None,
             hidden: true,
+            generated: None,
         });
         primary_key.push(columns.len() - 1);
     }
@@ -503,6 +567,9 @@ async fn alter(
             let col = column_def(&mut defaults, c, &mut pk)?;
             if !pk.is_empty() {
                 return Err(Error::unsupported("adding a primary-key column"));
+            }
+            if col.generated.is_some() {
+                return Err(Error::unsupported("adding a generated column"));
             }
             if table.column_index(&col.name).is_some() {
                 if *if_not_exists {

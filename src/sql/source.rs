@@ -129,7 +129,7 @@ pub async fn table_from_source(env: &QueryEnv, catalog: &Catalog, ct: &CreateTab
         ));
     }
     let mut def = if ct.all_columns {
-        all_columns(&schema, &name, &upstream)?
+        all_columns(&schema, &name, &upstream, super::ddl::generated_columns(&ct.create)?)?
     } else {
         let def = super::ddl::table_def(env, &ct.create).await?;
         check_declared(&def, &ct.create, &upstream)?;
@@ -171,6 +171,9 @@ pub async fn create_table_with(
         let mut def = super::ddl::table_def(env, &ct.create).await?;
         if def.columns.iter().any(|c| c.default.is_some()) {
             return Err(Error::unsupported("DEFAULT on a column of a datagen table"));
+        }
+        if def.columns.iter().any(|c| c.generated.is_some()) {
+            return Err(Error::unsupported("a generated column on a datagen table"));
         }
         connectors::generator::datagen::Datagen::new(&def, &options)?;
         let source = catalog.create_source(
@@ -232,8 +235,9 @@ fn append_layout(def: &TableDef, append_only: bool) -> Layout {
     }
 }
 
-/// The definition of `(*)`: every upstream column, in upstream order, with its mapped type.
-fn all_columns(schema: &str, name: &str, upstream: &UpstreamTable) -> Result<TableDef> {
+/// The definition of `(*, generated ..)`: every upstream column, in upstream order, with its
+/// mapped type, then the generated columns.
+fn all_columns(schema: &str, name: &str, upstream: &UpstreamTable, generated: Vec<ColumnDef>) -> Result<TableDef> {
     let mut columns = Vec::with_capacity(upstream.columns.len());
     for c in &upstream.columns {
         let ty = c.sql_type.clone().map_err(|why| {
@@ -248,6 +252,7 @@ fn all_columns(schema: &str, name: &str, upstream: &UpstreamTable) -> Result<Tab
             not_null: !c.nullable || upstream.primary_key.contains(&c.name),
             default: None,
             hidden: false,
+            generated: None,
         });
     }
     let primary_key = upstream
@@ -262,6 +267,15 @@ fn all_columns(schema: &str, name: &str, upstream: &UpstreamTable) -> Result<Tab
         })
         .collect::<Result<Vec<_>>>()?;
     let mut primary_key = primary_key;
+    for g in generated {
+        if columns.iter().any(|c| c.name == g.name) {
+            return Err(Error::user(
+                SqlState::DUPLICATE_COLUMN,
+                format!("column \"{}\" specified more than once (upstream has it)", g.name),
+            ));
+        }
+        columns.push(g);
+    }
     if primary_key.is_empty() {
         // An append-only stream without a key: rows are keyed by a hidden row id.
         columns.push(ColumnDef {
@@ -270,6 +284,7 @@ fn all_columns(schema: &str, name: &str, upstream: &UpstreamTable) -> Result<Tab
             not_null: true,
             default: None,
             hidden: true,
+            generated: None,
         });
         primary_key.push(columns.len() - 1);
     }
@@ -294,7 +309,8 @@ fn check_declared(def: &TableDef, ct: &sqlparser::ast::CreateTable, upstream: &U
             .any(|o| matches!(o.option, ColumnOption::Default(_) | ColumnOption::Generated { .. }))
     }) {
         return Err(Error::unsupported(
-            "DEFAULT on a column of a table captured from a source (its values come from upstream)",
+            "DEFAULT or a generated column on a declared column of a table captured from a source \
+             (its values come from upstream; list PROCTIME() columns after *: (*, p_time TIMESTAMPTZ AS PROCTIME()))",
         ));
     }
     for c in def.columns.iter().filter(|c| !c.hidden) {

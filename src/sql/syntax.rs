@@ -5,8 +5,10 @@
 //! CREATE SOURCE [IF NOT EXISTS] name WITH (connector = 'mysql-cdc', database.name = 'shop', ...)
 //! DROP SOURCE [IF EXISTS] name [, ...] [CASCADE | RESTRICT]
 //! SHOW SOURCES
-//! CREATE TABLE [IF NOT EXISTS] t (column, ... | *) FROM source TABLE 'db.table'
+//! CREATE TABLE [IF NOT EXISTS] t (column, ... | * [, column ...]) FROM source TABLE 'db.table'
 //! ```
+//! A column `name type AS PROCTIME()` (RisingWave's form) is read as `name type GENERATED
+//! ALWAYS AS (PROCTIME()) STORED`.
 //! Option keys may be dotted (`database.name`); values are literals (strings, numbers, booleans)
 //! or bare words, kept as text: each connector checks its own options.
 
@@ -17,7 +19,7 @@ use sqlparser::ast::{CreateTable, ObjectName, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::Token;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use crate::error::Result;
 
@@ -51,7 +53,7 @@ pub struct DropSource {
 /// `CREATE TABLE ... FROM source TABLE 'upstream'`: a table written only by a source.
 #[derive(Clone, Debug)]
 pub struct CreateTableFrom {
-    /// The table as declared (no columns when `all_columns`).
+    /// The table as declared (with `all_columns`, only the columns listed after `*`).
     pub create: CreateTable,
     /// `(*)`: the columns are taken from the upstream table.
     pub all_columns: bool,
@@ -63,7 +65,7 @@ pub struct CreateTableFrom {
 /// `CREATE TABLE t (cols | *) WITH (connector = '..', ..)`: a table with a source of its own.
 #[derive(Clone, Debug)]
 pub struct CreateTableWith {
-    /// The table as declared (no columns when `all_columns`).
+    /// The table as declared (with `all_columns`, only the columns listed after `*`).
     pub create: CreateTable,
     pub all_columns: bool,
     /// Lower-cased keys, values as text; `connector` included.
@@ -95,7 +97,11 @@ impl std::fmt::Display for Stmt {
 
 /// Parses a query string into statements (empty statements dropped).
 pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
-    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(ParserError::from)?;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(proctime_shorthand(tokens));
     let mut out = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -108,6 +114,55 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
         }
     }
     Ok(out)
+}
+
+/// RisingWave's column `name type AS PROCTIME()` becomes `name type GENERATED ALWAYS AS
+/// (PROCTIME()) STORED`, which PostgreSQL's grammar has (`AS` followed by a call is no alias).
+fn proctime_shorthand(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|i| !matches!(tokens[*i].token, Token::Whitespace(_)))
+        .collect();
+    let at = |k: usize| significant.get(k).map(|i| &tokens[*i].token);
+    let mut matched = std::collections::HashMap::new();
+    for k in 0..significant.len() {
+        if at(k).is_some_and(|t| is_word(t, Keyword::AS, "as"))
+            && at(k + 1).is_some_and(|t| is_word(t, Keyword::NoKeyword, "proctime"))
+            && at(k + 2) == Some(&Token::LParen)
+            && at(k + 3) == Some(&Token::RParen)
+        {
+            matched.insert(significant[k], significant[k + 3]);
+        }
+    }
+    if matched.is_empty() {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + 4 * matched.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let Some(&end) = matched.get(&i) else {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        };
+        let span = tokens[i].span;
+        let replacement = [
+            Token::make_keyword("GENERATED"),
+            Token::make_keyword("ALWAYS"),
+            Token::make_keyword("AS"),
+            Token::LParen,
+            Token::make_word("proctime", None),
+            Token::LParen,
+            Token::RParen,
+            Token::RParen,
+            Token::make_keyword("STORED"),
+        ];
+        for t in replacement {
+            out.push(TokenWithSpan::new(Token::Whitespace(Whitespace::Space), span));
+            out.push(TokenWithSpan::new(t, span));
+        }
+        i = end + 1;
+    }
+    out
 }
 
 fn is_word(t: &Token, keyword: Keyword, text: &str) -> bool {
@@ -165,9 +220,7 @@ fn parse_one(p: &mut Parser) -> Result<Stmt, ParserError> {
         let all_columns = p.peek_token().token == Token::LParen && p.peek_nth_token(1).token == Token::Mul;
         let mut builder = CreateTableBuilder::new(name).if_not_exists(if_not_exists);
         if all_columns {
-            p.expect_token(&Token::LParen)?;
-            p.expect_token(&Token::Mul)?;
-            p.expect_token(&Token::RParen)?;
+            builder = builder.columns(parse_star_columns(p)?);
         } else {
             let (columns, constraints) = p.parse_columns()?;
             builder = builder.columns(columns).constraints(constraints);
@@ -187,15 +240,16 @@ fn parse_one(p: &mut Parser) -> Result<Stmt, ParserError> {
         p.next_token();
         let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let name = p.parse_object_name(false)?;
-        p.expect_token(&Token::LParen)?;
-        p.expect_token(&Token::Mul)?;
-        p.expect_token(&Token::RParen)?;
+        let columns = parse_star_columns(p)?;
         if !p.parse_keyword(Keyword::FROM) {
             return p.expected("FROM source TABLE 'name' after (*)", p.peek_token());
         }
         let (source, external) = parse_from_source(p)?;
         return Ok(Stmt::CreateTableFrom(CreateTableFrom {
-            create: CreateTableBuilder::new(name).if_not_exists(if_not_exists).build(),
+            create: CreateTableBuilder::new(name)
+                .if_not_exists(if_not_exists)
+                .columns(columns)
+                .build(),
             all_columns: true,
             source,
             external,
@@ -214,6 +268,19 @@ fn parse_one(p: &mut Parser) -> Result<Stmt, ParserError> {
         }
     }
     Ok(Stmt::Pg(stmt))
+}
+
+/// `(*)` or `(*, column, ..)`: every upstream column, then the columns listed (generated ones,
+/// such as `p_time TIMESTAMPTZ AS PROCTIME()`).
+fn parse_star_columns(p: &mut Parser) -> Result<Vec<sqlparser::ast::ColumnDef>, ParserError> {
+    p.expect_token(&Token::LParen)?;
+    p.expect_token(&Token::Mul)?;
+    let mut columns = Vec::new();
+    while p.consume_token(&Token::Comma) {
+        columns.push(p.parse_column_def()?);
+    }
+    p.expect_token(&Token::RParen)?;
+    Ok(columns)
 }
 
 /// Whether the CREATE TABLE ahead has `WITH (connector = ..)` after its columns.
@@ -240,7 +307,7 @@ fn star_columns_ahead(p: &Parser) -> bool {
     (2..12).any(|i| {
         p.peek_nth_token(i).token == Token::LParen
             && p.peek_nth_token(i + 1).token == Token::Mul
-            && p.peek_nth_token(i + 2).token == Token::RParen
+            && matches!(p.peek_nth_token(i + 2).token, Token::RParen | Token::Comma)
             && (2..i).all(|j| !matches!(p.peek_nth_token(j).token, Token::LParen | Token::EOF))
     })
 }

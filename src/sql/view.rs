@@ -81,6 +81,7 @@ pub async fn plan_query(env: &QueryEnv, query: &Query, column_names: &[String]) 
             not_null: false,
             default: None,
             hidden: false,
+            generated: None,
         })
         .collect();
     Ok(PlannedQuery {

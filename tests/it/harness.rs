@@ -13,6 +13,8 @@ pub struct TestServer {
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
     log: PathBuf,
+    /// Extra `freshet server` arguments.
+    args: Vec<String>,
 }
 
 /// A port that was free a moment ago.
@@ -23,6 +25,11 @@ pub fn free_port() -> u16 {
 impl TestServer {
     /// Starts a server on a new, empty data directory.
     pub fn start() -> TestServer {
+        TestServer::start_with(&[])
+    }
+
+    /// Starts a server on a new, empty data directory with extra `freshet server` arguments.
+    pub fn start_with(args: &[&str]) -> TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
         let mut s = TestServer {
@@ -32,6 +39,7 @@ impl TestServer {
             log: tmp.path().join("server.log"),
             _tmp: Some(tmp),
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
         s
@@ -54,6 +62,7 @@ impl TestServer {
                 .arg(format!("127.0.0.1:{}", self.pg_port))
                 .arg("--http-listen")
                 .arg(format!("127.0.0.1:{}", self.http_port))
+                .args(&self.args)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::from(log.try_clone().unwrap()))
                 .stderr(Stdio::from(log))

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use freshet::connectors::generator::nexmark::{QUERIES, SIDE_INPUT};
+use freshet::connectors::generator::nexmark::{stream_tables, QUERIES, SIDE_INPUT};
 
 use crate::cdc::{eventually, rows};
 use crate::harness::TestServer;
@@ -15,13 +15,12 @@ async fn nexmark_views_equal_batch_answers() {
     let server = TestServer::start();
     let c = server.connect().await;
     // One source feeds the three tables, so that they are one consistent event stream.
-    c.batch_execute(
+    let started = std::time::SystemTime::now();
+    c.batch_execute(&format!(
         "CREATE SOURCE nx WITH (connector = 'nexmark', nexmark.event.num = '20000', nexmark.events.per.second = '20000', \
-           nexmark.base.time = '1700000000000'); \
-         CREATE TABLE person (*) FROM nx TABLE 'person'; \
-         CREATE TABLE auction (*) FROM nx TABLE 'auction'; \
-         CREATE TABLE bid (*) FROM nx TABLE 'bid'",
-    )
+           nexmark.base.time = '1700000000000'); {}",
+        stream_tables("nx")
+    ))
     .await
     .unwrap();
     c.batch_execute(SIDE_INPUT).await.unwrap();
@@ -47,6 +46,23 @@ async fn nexmark_views_equal_batch_answers() {
         )
         .await,
         ["t|t"]
+    );
+    // Processing time: when each bid was written, between the source's creation and now.
+    let since = started.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() - 1.0;
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + 1.0;
+    assert_eq!(
+        rows(
+            &c,
+            &format!(
+                "SELECT count(*) FROM bid WHERE p_time >= to_timestamp({since}) AND p_time <= to_timestamp({until})"
+            )
+        )
+        .await,
+        ["18400"]
     );
     let log = server.log_text();
     let failures: Vec<&str> = log.lines().filter(|l| l.contains("epoch failed")).collect();
@@ -179,6 +195,73 @@ async fn generated_table_resumes_exactly_after_kill9() {
         .await
         .unwrap_err();
     assert_eq!(crate::cdc::code(e), "22023");
+}
+
+/// `AS PROCTIME()` columns after `*` hold the time each row was written, survive a restart, and
+/// are refused where Freshet cannot fill them.
+#[tokio::test(flavor = "multi_thread")]
+async fn proctime_columns_hold_the_write_time() {
+    let mut server = TestServer::start();
+    let c = server.connect().await;
+    let before = rows(&c, "SELECT now()").await;
+    c.batch_execute(
+        "CREATE TABLE b (*, p TIMESTAMP GENERATED ALWAYS AS (PROCTIME()) STORED, pz TIMESTAMPTZ AS PROCTIME()) \
+         WITH (connector = 'nexmark', nexmark.table.type = 'bid', nexmark.event.num = '1000')",
+    )
+    .await
+    .unwrap();
+    eventually(&c, "SELECT count(*) FROM b", &["920".into()]).await;
+    let after = rows(&c, "SELECT now()").await;
+    let check = format!(
+        "SELECT count(*) FROM b WHERE pz >= '{}'::timestamptz - INTERVAL '1' SECOND AND pz <= '{}'::timestamptz \
+           AND p = pz::timestamp",
+        before[0], after[0]
+    );
+    assert_eq!(rows(&c, &check).await, ["920"]);
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT column_name, is_generated, is_updatable FROM information_schema.columns \
+             WHERE table_name = 'b' AND column_name IN ('p', 'price') ORDER BY column_name"
+        )
+        .await,
+        ["p|ALWAYS|NO", "price|NEVER|YES"]
+    );
+    let stored = rows(&c, "SELECT count(DISTINCT pz), min(pz), max(pz) FROM b").await;
+    server.restart();
+    let c = server.connect().await;
+    assert_eq!(
+        rows(&c, "SELECT count(DISTINCT pz), min(pz), max(pz) FROM b").await,
+        stored
+    );
+    // Where Freshet cannot fill them.
+    for (sql, code) in [
+        ("CREATE TABLE t (a INT, p TIMESTAMPTZ AS PROCTIME())", "0A000"),
+        ("CREATE TABLE t (a INT, p TIMESTAMPTZ GENERATED ALWAYS AS (now()) STORED)", "0A000"),
+        (
+            "CREATE TABLE t (*, x INT) WITH (connector = 'nexmark', nexmark.table.type = 'bid')",
+            "42P16",
+        ),
+        (
+            "CREATE TABLE t (*, p INT AS PROCTIME()) WITH (connector = 'nexmark', nexmark.table.type = 'bid')",
+            "42804",
+        ),
+        (
+            "CREATE TABLE t (*, price TIMESTAMPTZ AS PROCTIME()) WITH (connector = 'nexmark', nexmark.table.type = 'bid')",
+            "42701",
+        ),
+        (
+            "CREATE TABLE t (n INT, p TIMESTAMPTZ AS PROCTIME()) WITH (connector = 'datagen')",
+            "0A000",
+        ),
+    ] {
+        let e = c.batch_execute(sql).await.unwrap_err();
+        assert_eq!(crate::cdc::code(e), code, "{sql}");
+    }
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM pg_tables WHERE tablename = 't'").await,
+        ["0"]
+    );
 }
 
 /// `datagen`: rows for the declared columns, sequences and bounded random values, exactly the

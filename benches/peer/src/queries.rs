@@ -27,9 +27,11 @@ pub const QUERIES: &[(&str, fn(&mut Inputs) -> Rows)] = &[
     ("q3", q3),
     ("q4", q4),
     ("q5", q5),
+    ("q6", q6),
     ("q7", q7),
     ("q8", q8),
     ("q9", q9),
+    ("q12", q12),
     ("q13", q13),
     ("q14", q14),
     ("q15", q15),
@@ -155,6 +157,54 @@ fn q5(io: &mut Inputs) -> Rows {
     output(&view)
 }
 
+/// q6's bids of an auction: (price, bid date_time, seller).
+type Q6Bid = Tup3<u64, u64, u64>;
+
+/// The winning bid of an auction: price DESC, date_time ASC (then the rest, for a total order).
+struct Q6BidOrder;
+
+impl CmpFunc<Q6Bid> for Q6BidOrder {
+    fn cmp(l: &Q6Bid, r: &Q6Bid) -> Ordering {
+        r.0.cmp(&l.0).then(l.1.cmp(&r.1)).then_with(|| l.cmp(r))
+    }
+}
+
+/// A seller's winning bids: (bid date_time, auction id, price).
+type Q6Win = Tup3<u64, u64, u64>;
+
+/// A seller's most recent winning bids first: date_time DESC, id DESC.
+struct Q6LatestOrder;
+
+impl CmpFunc<Q6Win> for Q6LatestOrder {
+    fn cmp(l: &Q6Win, r: &Q6Win) -> Ordering {
+        r.0.cmp(&l.0).then(r.1.cmp(&l.1)).then_with(|| l.cmp(r))
+    }
+}
+
+fn q6(io: &mut Inputs) -> Rows {
+    let auction = io.auction(0);
+    let bid = io.bid(0);
+    // id -> (seller, date_time, expires); auction -> (price, date_time)
+    let a: Indexed<u64, Tup3<u64, u64, u64>> = auction.map_index(|a| (a.0, Tup3(a.1, a.3, a.4)));
+    let b: Indexed<u64, Tup2<u64, u64>> = bid.map_index(|b| (b.0, Tup2(b.2, b.3)));
+    // The bids made while the auction was open.
+    let bids: Indexed<u64, Q6Bid> = a.join_index(&b, |id, Tup3(seller, start, end), Tup2(price, t)| {
+        (start <= t && t <= end).then_some((*id, Tup3(*price, *t, *seller)))
+    });
+    // row_number() OVER (PARTITION BY a.id ORDER BY b.price DESC, b.date_time ASC) <= 1
+    let winners: Indexed<u64, Q6Bid> = bids.topk_row_number_custom_order::<Q6BidOrder, _, _>(1, |_n, v: &Q6Bid| *v);
+    let by_seller: Indexed<u64, Q6Win> =
+        winners.map_index(|(id, Tup3(price, t, seller))| (*seller, Tup3(*t, *id, *price)));
+    // row_number() OVER (PARTITION BY seller ORDER BY date_time DESC, id DESC) <= 10
+    let recent: Indexed<u64, Q6Win> =
+        by_seller.topk_row_number_custom_order::<Q6LatestOrder, _, _>(10, |_n, v: &Q6Win| *v);
+    // avg(final) per seller (an integer average, as in q4).
+    let view = recent
+        .map_index(|(seller, Tup3(_t, _id, price))| (*seller, *price as i64))
+        .average(|v: &i64| *v);
+    output(&view)
+}
+
 fn q7(io: &mut Inputs) -> Rows {
     let bid = io.bid(0);
     // window_end -> max(price), indexed by the price
@@ -216,6 +266,23 @@ fn q9(io: &mut Inputs) -> Rows {
         let Tup6(price, t, bidder, item_name, seller, category) = v;
         Tup6(item_name.clone(), *seller, *category, *bidder, *price, *t)
     });
+    output(&view)
+}
+
+/// q12: bids per bidder in 10-second windows of processing time: the wall clock when the
+/// circuit first sees each bid (Freshet's `p_time` is when it writes the bid). The windows, so
+/// the rows, depend on the run's timing, in both engines.
+fn q12(io: &mut Inputs) -> Rows {
+    let bid = io.bid(0);
+    let view: Indexed<Tup2<u64, u64>, i64> = bid
+        .map_index(|b| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            (Tup2(b.1, tumble_start(now)), ())
+        })
+        .weighted_count();
     output(&view)
 }
 

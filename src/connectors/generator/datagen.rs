@@ -336,6 +336,7 @@ mod tests {
                     not_null: false,
                     default: None,
                     hidden: false,
+                    generated: None,
                 })
                 .collect(),
             primary_key: vec![],

@@ -49,6 +49,17 @@ pub const SIDE_INPUT: &str = "CREATE TABLE side_input (key BIGINT PRIMARY KEY, v
     connector = 'datagen', datagen.rows.per.second = '0', fields.key.kind = 'sequence', \
     fields.key.start = '0', fields.key.end = '9999', fields.value.length = '16')";
 
+/// The three Nexmark tables, fed by the `nexmark` source `source`: every column of each
+/// stream, and on `bid` the processing time `p_time` (the time each row was written) that q12
+/// windows by, as in RisingWave's suite.
+pub fn stream_tables(source: &str) -> String {
+    format!(
+        "CREATE TABLE person (*) FROM {source} TABLE 'person'; \
+         CREATE TABLE auction (*) FROM {source} TABLE 'auction'; \
+         CREATE TABLE bid (*, p_time TIMESTAMPTZ AS PROCTIME()) FROM {source} TABLE 'bid'"
+    )
+}
+
 /// Nexmark queries (the SQL of RisingWave's suite; the `nexmark` crate spells states in lower
 /// case) that Freshet maintains incrementally.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -83,6 +94,19 @@ pub const QUERIES: &[(&str, &str)] = &[
          ) AS max_bids ON auction_bids.starttime = max_bids.starttime_c AND auction_bids.num >= max_bids.maxn",
     ),
     (
+        // The average selling price of each seller's last 10 closed auctions (the suites write
+        // it with a ROWS window; here the winning bid of each auction, then each seller's 10
+        // most recent winning bids).
+        "q6",
+        "SELECT seller, avg(final) AS avg FROM ( \
+           SELECT seller, final, row_number() OVER (PARTITION BY seller ORDER BY date_time DESC, id DESC) AS recent FROM ( \
+             SELECT a.id, a.seller, b.price AS final, b.date_time, \
+               row_number() OVER (PARTITION BY a.id ORDER BY b.price DESC, b.date_time ASC) AS rownum \
+             FROM auction a, bid b WHERE a.id = b.auction AND b.date_time BETWEEN a.date_time AND a.expires) w \
+           WHERE rownum <= 1) t \
+         WHERE recent <= 10 GROUP BY seller",
+    ),
+    (
         "q7",
         "SELECT b.auction, b.price, b.bidder, b.date_time FROM bid b JOIN ( \
            SELECT max(price) AS maxprice, window_end AS date_time FROM TUMBLE(bid, date_time, INTERVAL '10' SECOND) \
@@ -107,6 +131,12 @@ pub const QUERIES: &[(&str, &str)] = &[
              row_number() OVER (PARTITION BY a.id ORDER BY b.price DESC, b.date_time ASC) AS rownum \
            FROM auction a, bid b WHERE a.id = b.auction AND b.date_time BETWEEN a.date_time AND a.expires) t \
          WHERE rownum <= 1",
+    ),
+    (
+        // Bids per bidder in 10-second windows of processing time.
+        "q12",
+        "SELECT bidder, count(*) AS bid_count, window_start, window_end \
+         FROM TUMBLE(bid, p_time, INTERVAL '10' SECOND) GROUP BY bidder, window_start, window_end",
     ),
     (
         "q13",

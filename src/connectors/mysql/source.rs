@@ -63,9 +63,7 @@ fn position_text(p: &BinlogPosition) -> String {
 fn declared(t: &Table) -> (Vec<(String, crate::catalog::SqlType, bool)>, Vec<String>) {
     let columns = t
         .def
-        .columns
-        .iter()
-        .filter(|c| !c.hidden)
+        .upstream_columns()
         .map(|c| (c.name.clone(), c.ty.clone(), !c.not_null))
         .collect();
     let pk = t

@@ -219,7 +219,7 @@ pub struct Captured {
 pub fn capture(table: &std::sync::Arc<Table>, upstream: &PgTable) -> Result<Captured> {
     let mut columns = Vec::new();
     let mut types = Vec::new();
-    for c in table.def.columns.iter().filter(|c| !c.hidden) {
+    for c in table.def.upstream_columns() {
         let Some(u) = upstream.columns.iter().find(|u| u.name.eq_ignore_ascii_case(&c.name)) else {
             return Err(Error::user(
                 SqlState::UNDEFINED_COLUMN,

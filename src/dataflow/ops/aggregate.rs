@@ -13,8 +13,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+};
+use datafusion::arrow::compute::{cast, cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
@@ -373,37 +376,89 @@ fn rescale(v: i128, from: i8, to: i8) -> i128 {
     }
 }
 
-/// Adds one input value (weight `w`) to an accumulator of `kind`.
-fn accumulate(acc: &mut Acc, kind: &AggKind, v: &ScalarValue, w: i64) -> Result<()> {
-    if v.is_null() {
-        return Ok(());
+/// One aggregate's argument column of a batch, cast once so that each row is a typed read.
+enum ArgColumn {
+    /// No argument (COUNT(*)): every row counts as NULL.
+    None,
+    /// Only nullness matters (COUNT, MIN, MAX, DISTINCT, STRING_AGG, ARRAY_AGG).
+    Nulls(ArrayRef),
+    Float(Float64Array),
+    /// Unscaled decimal values.
+    Decimal(Decimal128Array),
+    Int(Int64Array),
+    Bool(BooleanArray),
+}
+
+impl ArgColumn {
+    fn new(kind: &AggKind, col: Option<&ArrayRef>) -> Result<ArgColumn> {
+        let Some(col) = col else {
+            return Ok(ArgColumn::None);
+        };
+        let strict = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        Ok(match kind {
+            AggKind::Sum | AggKind::Avg => match col.data_type() {
+                DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+                    ArgColumn::Float(cast(col, &DataType::Float64)?.as_primitive::<Float64Type>().clone())
+                }
+                DataType::Decimal128(_, _) => ArgColumn::Decimal(col.as_primitive::<Decimal128Type>().clone()),
+                _ => ArgColumn::Int(
+                    cast_with_options(col, &DataType::Int64, &strict)?
+                        .as_primitive::<Int64Type>()
+                        .clone(),
+                ),
+            },
+            AggKind::BoolAnd | AggKind::BoolOr => ArgColumn::Bool(
+                cast_with_options(col, &DataType::Boolean, &strict)?
+                    .as_boolean()
+                    .clone(),
+            ),
+            _ => ArgColumn::Nulls(col.clone()),
+        })
     }
-    match kind {
-        AggKind::Count => acc.n += w,
-        AggKind::Sum | AggKind::Avg => {
-            acc.n += w;
-            match v {
-                ScalarValue::Float16(Some(x)) => acc.float_sum += f64::from(*x) * w as f64,
-                ScalarValue::Float32(Some(x)) => acc.float_sum += *x as f64 * w as f64,
-                ScalarValue::Float64(Some(x)) => acc.float_sum += x * w as f64,
-                ScalarValue::Decimal128(Some(x), _, _) => acc.int_sum += x * w as i128,
-                other => {
-                    let x = match other.cast_to(&DataType::Int64)? {
-                        ScalarValue::Int64(Some(x)) => x,
-                        _ => return Err(Error::internal(format!("cannot sum {other:?}"))),
-                    };
-                    acc.int_sum += x as i128 * w as i128;
+
+    fn is_null(&self, i: usize) -> bool {
+        match self {
+            ArgColumn::None => true,
+            ArgColumn::Nulls(a) => a.is_null(i),
+            ArgColumn::Float(a) => a.is_null(i),
+            ArgColumn::Decimal(a) => a.is_null(i),
+            ArgColumn::Int(a) => a.is_null(i),
+            ArgColumn::Bool(a) => a.is_null(i),
+        }
+    }
+
+    /// Adds row `i` (weight `w`) to an accumulator of `kind`.
+    fn accumulate(&self, acc: &mut Acc, kind: &AggKind, i: usize, w: i64) {
+        if self.is_null(i) {
+            return;
+        }
+        match (kind, self) {
+            (AggKind::Count, _) => acc.n += w,
+            (AggKind::Sum | AggKind::Avg, ArgColumn::Float(a)) => {
+                acc.n += w;
+                acc.float_sum += a.value(i) * w as f64;
+            }
+            (AggKind::Sum | AggKind::Avg, ArgColumn::Decimal(a)) => {
+                acc.n += w;
+                acc.int_sum += a.value(i) * w as i128;
+            }
+            (AggKind::Sum | AggKind::Avg, ArgColumn::Int(a)) => {
+                acc.n += w;
+                acc.int_sum += a.value(i) as i128 * w as i128;
+            }
+            (AggKind::BoolAnd | AggKind::BoolOr, ArgColumn::Bool(a)) => {
+                if a.value(i) {
+                    acc.trues += w;
+                } else {
+                    acc.falses += w;
                 }
             }
-        }
-        AggKind::BoolAnd | AggKind::BoolOr => match v {
-            ScalarValue::Boolean(Some(true)) => acc.trues += w,
-            ScalarValue::Boolean(Some(false)) => acc.falses += w,
             _ => {}
-        },
-        _ => {}
+        }
     }
-    Ok(())
 }
 
 impl Operator for GroupAggregateOp {
@@ -416,6 +471,11 @@ impl Operator for GroupAggregateOp {
         let weights = input.weights().values().to_vec();
         let group_cols = self.group_exprs.eval(&data)?;
         let arg_cols = self.arg_exprs.eval(&data)?;
+        let args: Vec<ArgColumn> = self
+            .aggs
+            .iter()
+            .map(|spec| ArgColumn::new(&spec.kind, spec.arg.map(|a| &arg_cols[a])))
+            .collect::<Result<_>>()?;
         let group_keys: Vec<Vec<u8>> = if self.group_types.is_empty() {
             vec![Vec::new(); data.num_rows()]
         } else {
@@ -482,14 +542,11 @@ impl Operator for GroupAggregateOp {
             let entry = touched.get_mut(g).expect("inserted");
             entry.1.rows += w;
             for (a, spec) in self.aggs.iter().enumerate() {
-                let v = match spec.arg {
-                    Some(arg) => ScalarValue::try_from_array(&arg_cols[arg], i)?,
-                    None => ScalarValue::Null,
-                };
+                let arg = &args[a];
                 match &spec.kind {
                     AggKind::CountStar => {}
                     AggKind::Min | AggKind::Max | AggKind::StringAgg(_) => {
-                        if !v.is_null() {
+                        if !arg.is_null(i) {
                             let key = &multiset_keys[a].as_ref().expect("multiset")[i];
                             self.values.add_count(ctx, key, w)?;
                         }
@@ -499,7 +556,7 @@ impl Operator for GroupAggregateOp {
                         self.values.add_count(ctx, key, w)?;
                     }
                     AggKind::CountDistinct => {
-                        if !v.is_null() {
+                        if !arg.is_null(i) {
                             let key = &multiset_keys[a].as_ref().expect("multiset")[i];
                             let (old, new) = self.values.add_count(ctx, key, w)?;
                             if old <= 0 && new > 0 {
@@ -509,7 +566,7 @@ impl Operator for GroupAggregateOp {
                             }
                         }
                     }
-                    kind => accumulate(&mut entry.1.accs[a], kind, &v, w)?,
+                    kind => arg.accumulate(&mut entry.1.accs[a], kind, i, w),
                 }
             }
         }
@@ -547,9 +604,8 @@ impl Operator for GroupAggregateOp {
         Changes::new(batch, out_weights)
     }
 
-    fn flush(&mut self, batch: &mut crate::state::WriteBatch) {
-        self.groups.flush(batch);
-        self.values.flush(batch);
+    fn state_tables(&mut self) -> Vec<&mut StateTable> {
+        vec![&mut self.groups, &mut self.values]
     }
 
     fn describe(&self) -> String {

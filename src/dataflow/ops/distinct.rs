@@ -50,8 +50,8 @@ impl Operator for DistinctOp {
         Changes::new(out, weights)
     }
 
-    fn flush(&mut self, batch: &mut crate::state::WriteBatch) {
-        self.state.flush(batch);
+    fn state_tables(&mut self) -> Vec<&mut StateTable> {
+        vec![&mut self.state]
     }
 
     fn describe(&self) -> String {

@@ -335,14 +335,16 @@ impl Operator for HashJoinOp {
         Changes::from_weighted(concat_batches(&schema, &batches)?)?.consolidate()
     }
 
-    fn flush(&mut self, batch: &mut crate::state::WriteBatch) {
+    fn state_tables(&mut self) -> Vec<&mut StateTable> {
+        let mut tables = Vec::new();
         for s in &mut self.sides {
-            s.rows.flush(batch);
-            s.counts.flush(batch);
+            tables.push(&mut s.rows);
+            tables.push(&mut s.counts);
             if let Some(m) = &mut s.matched {
-                m.flush(batch);
+                tables.push(m);
             }
         }
+        tables
     }
 
     fn describe(&self) -> String {

@@ -237,10 +237,8 @@ impl Operator for SemiJoinOp {
         self.emit(out_rows, out_w)
     }
 
-    fn flush(&mut self, batch: &mut crate::state::WriteBatch) {
-        self.left_rows.flush(batch);
-        self.right_counts.flush(batch);
-        self.right_globals.flush(batch);
+    fn state_tables(&mut self) -> Vec<&mut StateTable> {
+        vec![&mut self.left_rows, &mut self.right_counts, &mut self.right_globals]
     }
 
     fn describe(&self) -> String {

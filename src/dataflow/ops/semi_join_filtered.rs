@@ -259,10 +259,9 @@ impl Operator for FilteredSemiJoinOp {
         }
     }
 
-    fn flush(&mut self, batch: &mut crate::state::WriteBatch) {
-        self.state.left_rows.flush(batch);
-        self.state.left_matched.flush(batch);
-        self.state.right_rows.flush(batch);
+    fn state_tables(&mut self) -> Vec<&mut StateTable> {
+        let s = &mut self.state;
+        vec![&mut s.left_rows, &mut s.left_matched, &mut s.right_rows]
     }
 
     fn describe(&self) -> String {

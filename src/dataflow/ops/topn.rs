@@ -233,9 +233,8 @@ impl Operator for TopNOp {
         self.emit(out_rows, weights)
     }
 
-    fn flush(&mut self, batch: &mut crate::state::WriteBatch) {
-        self.ordered.flush(batch);
-        self.output.flush(batch);
+    fn state_tables(&mut self) -> Vec<&mut StateTable> {
+        vec![&mut self.ordered, &mut self.output]
     }
 
     fn describe(&self) -> String {
