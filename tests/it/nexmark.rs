@@ -225,7 +225,8 @@ async fn proctime_columns_hold_the_write_time() {
              WHERE table_name = 'b' AND column_name IN ('p', 'price') ORDER BY column_name"
         )
         .await,
-        ["p|ALWAYS|NO", "price|NEVER|YES"]
+        // (`rows` sorts the rows as text.)
+        ["price|NEVER|YES", "p|ALWAYS|NO"]
     );
     let stored = rows(&c, "SELECT count(DISTINCT pz), min(pz), max(pz) FROM b").await;
     server.restart();
