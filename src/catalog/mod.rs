@@ -127,6 +127,14 @@ pub struct ViewDef {
     /// `ViewDataflow::append_only`).
     #[serde(default, skip_serializing_if = "Layout::is_rows")]
     pub layout: Layout,
+    /// The planner version the view was created with (`planner::PLAN_VERSION`): a restart
+    /// re-plans with the same operator variants, which wrote its state (0: before versions).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub plan_version: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// A materialized view with its derived forms. Rows are stored as the order-preserving

@@ -11,6 +11,7 @@ pub mod coordinator;
 pub mod graph;
 pub mod operator;
 pub mod ops;
+pub mod state_index;
 pub mod state_table;
 
 /// A commit epoch: a monotonically increasing number, persisted with the data it committed.

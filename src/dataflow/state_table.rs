@@ -12,11 +12,11 @@
 //! reached the mirror, [`StateTable::abort`] drops the mirror and the next read reloads it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::operator::EpochContext;
+use super::state_index::Index;
 use crate::error::Result;
 use crate::state::{keys, WriteBatch};
 
@@ -59,10 +59,7 @@ enum Mirror {
     /// Not read yet (or dropped by [`StateTable::abort`]).
     Unloaded,
     /// Every committed entry (keys without the table prefix) and the bytes reserved for them.
-    Loaded {
-        entries: BTreeMap<Vec<u8>, Vec<u8>>,
-        bytes: usize,
-    },
+    Loaded { entries: Index<Vec<u8>>, bytes: usize },
     /// Over the budget: reads go to the store.
     Spilled,
 }
@@ -70,8 +67,11 @@ enum Mirror {
 /// A keyed state table of one operator: keys under `prefix`, written at the barrier.
 pub struct StateTable {
     prefix: Vec<u8>,
+    /// Bytes before the group length in this table's keys (`state_index`); `None`: keys
+    /// are kept in one ordered group.
+    group_offset: Option<usize>,
     /// This epoch's writes (keys without the table prefix; `None` deletes).
-    dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    dirty: Index<Option<Vec<u8>>>,
     /// Committed values read ahead for this epoch when spilled ([`StateTable::prefetch`]).
     read_ahead: HashMap<Vec<u8>, Option<Vec<u8>>>,
     mirror: RefCell<Mirror>,
@@ -82,10 +82,27 @@ impl StateTable {
     pub fn new(relation: u32, op: u32, part: u8) -> StateTable {
         StateTable {
             prefix: keys::operator_prefix(relation, op, part),
-            dirty: BTreeMap::new(),
+            group_offset: Some(0),
+            dirty: Index::new(Some(0)),
             read_ahead: HashMap::new(),
             mirror: RefCell::new(Mirror::Unloaded),
         }
+    }
+
+    /// For keys that start with `offset` bytes (a tag) before their group's length (see
+    /// `state_index`): lookups and group scans stay hashed.
+    pub fn with_group_offset(mut self, offset: usize) -> StateTable {
+        self.group_offset = Some(offset);
+        self.dirty = Index::new(self.group_offset);
+        self
+    }
+
+    /// For a table scanned in key order across all its keys (not group by group): one
+    /// ordered group.
+    pub fn ordered(mut self) -> StateTable {
+        self.group_offset = None;
+        self.dirty = Index::new(None);
+        self
     }
 
     fn full(&self, key: &[u8]) -> Vec<u8> {
@@ -104,7 +121,7 @@ impl StateTable {
             return Ok(());
         }
         let n = self.prefix.len();
-        let mut entries = BTreeMap::new();
+        let mut entries = Index::new(self.group_offset);
         let mut bytes = 0;
         let mut spilled = BUDGET.load(Ordering::Relaxed) == 0;
         for kv in ctx.snapshot.scan(&self.prefix, &self.prefix_end()) {
@@ -118,7 +135,7 @@ impl StateTable {
                 break;
             }
             bytes += size;
-            entries.insert(k[n..].to_vec(), v.into_vec());
+            entries.insert(&k[n..], v.into_vec());
         }
         if spilled {
             release(bytes);
@@ -158,7 +175,7 @@ impl StateTable {
         }
         let mut wanted: Vec<&[u8]> = keys
             .into_iter()
-            .filter(|k| !self.dirty.contains_key(*k) && !self.read_ahead.contains_key(*k))
+            .filter(|k| self.dirty.get(k).is_none() && !self.read_ahead.contains_key(*k))
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
@@ -171,11 +188,11 @@ impl StateTable {
     }
 
     pub fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.dirty.insert(key.to_vec(), Some(value));
+        self.dirty.insert(key, Some(value));
     }
 
     pub fn delete(&mut self, key: &[u8]) {
-        self.dirty.insert(key.to_vec(), None);
+        self.dirty.insert(key, None);
     }
 
     /// Adds `delta` to the i64 counter under `key` (deleting it at zero); returns (old, new).
@@ -200,18 +217,19 @@ impl StateTable {
     /// prefix), merging this epoch's writes over the committed state lazily: O(limit), not
     /// O(state).
     pub fn scan_first(&self, ctx: &EpochContext, key_prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let end = keys::prefix_end(key_prefix);
-        let bounds = (
-            Bound::Included(key_prefix.to_vec()),
-            end.clone().map_or(Bound::Unbounded, Bound::Excluded),
-        );
-        let dirty = self.dirty.range(bounds.clone());
+        let dirty = self.dirty.scan(key_prefix, usize::MAX);
+        // Each dirty entry hides at most one stored entry.
+        let stored_limit = limit.saturating_add(dirty.len());
         if self.loaded(ctx)? {
             if let Mirror::Loaded { entries, .. } = &*self.mirror.borrow() {
-                let stored = entries.range(bounds).map(|(k, v)| Ok((k.clone(), v.clone())));
-                return merge(stored, dirty, limit);
+                let stored = entries
+                    .scan(key_prefix, stored_limit)
+                    .into_iter()
+                    .map(|(k, v)| Ok((k, v.clone())));
+                return merge(stored, dirty.into_iter(), limit);
             }
         }
+        let end = keys::prefix_end(key_prefix);
         let from = self.full(key_prefix);
         let to = match &end {
             Some(e) => self.full(e),
@@ -222,7 +240,7 @@ impl StateTable {
             .snapshot
             .scan(&from, &to)
             .map(|kv| kv.map(|(k, v)| (k[n..].to_vec(), v.into_vec())));
-        merge(stored, dirty, limit)
+        merge(stored, dirty.into_iter(), limit)
     }
 
     /// The first entry under `key_prefix` (O(1) reads, not a scan of the prefix).
@@ -235,10 +253,10 @@ impl StateTable {
         self.read_ahead.clear();
         let mut mirror = self.mirror.borrow_mut();
         let mut over_budget = false;
-        for (k, v) in std::mem::take(&mut self.dirty) {
+        for (k, v) in self.dirty.drain() {
             if let Mirror::Loaded { entries, bytes } = &mut *mirror {
                 let old = match &v {
-                    Some(v) => entries.insert(k.clone(), v.clone()),
+                    Some(v) => entries.insert(&k, v.clone()),
                     None => entries.remove(&k),
                 };
                 if let Some(old) = old {
@@ -273,7 +291,7 @@ impl StateTable {
     /// Forgets this epoch's writes and the mirror (the epoch did not commit: the next read
     /// reloads the committed state).
     pub fn abort(&mut self) {
-        self.dirty.clear();
+        self.dirty = Index::new(self.group_offset);
         self.read_ahead.clear();
         let mut mirror = self.mirror.borrow_mut();
         if let Mirror::Loaded { bytes, .. } = &*mirror {
@@ -295,7 +313,7 @@ impl Drop for StateTable {
 /// writes, in key order) applied over them.
 fn merge<'d>(
     stored: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
-    dirty: impl Iterator<Item = (&'d Vec<u8>, &'d Option<Vec<u8>>)>,
+    dirty: impl Iterator<Item = (Vec<u8>, &'d Option<Vec<u8>>)>,
     limit: usize,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut stored = stored.peekable();
@@ -309,16 +327,16 @@ fn merge<'d>(
             (None, None) => break,
             (Some(_), None) => false,
             (None, Some(_)) => true,
-            (Some(Ok((s, _))), Some((d, _))) => *d <= s,
+            (Some(Ok((s, _))), Some((d, _))) => d <= s,
             (Some(Err(_)), _) => unreachable!("errors are returned above"),
         };
         if take_dirty {
             let (k, v) = dirty.next().expect("peeked");
-            if matches!(stored.peek(), Some(Ok((s, _))) if s == k) {
+            if matches!(stored.peek(), Some(Ok((s, _))) if *s == k) {
                 stored.next();
             }
             if let Some(v) = v {
-                out.push((k.clone(), v.clone()));
+                out.push((k, v.clone()));
             }
         } else {
             out.push(stored.next().expect("peeked")?);

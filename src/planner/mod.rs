@@ -26,6 +26,7 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan};
 
+use crate::catalog::Layout;
 use crate::dataflow::graph::{Node, NodeKind, ViewDataflow};
 use crate::dataflow::operator::StateTable;
 use crate::dataflow::ops::aggregate::{AggKind, AggSpec, GroupAggregateOp};
@@ -44,18 +45,33 @@ use crate::query::view_provider::ViewTable;
 
 struct Builder {
     view: u32,
+    /// The view's plan version (`ViewDef::plan_version`): which operator variants it uses.
+    version: u32,
     nodes: Vec<Node>,
+    /// Per node: whether it only ever produces insertions (see [`Builder::push`]).
+    append_only: Vec<bool>,
+    /// Whether the relation of the source node being pushed is append-only.
+    source_append_only: bool,
     next_op: u32,
     /// A Window node already built as a per-group top-N (see [`Builder::group_top_n`]), and its
     /// dataflow node.
     built_window: Option<(*const LogicalPlan, usize)>,
 }
 
-/// Builds the dataflow of view `view` from its optimised logical plan.
-pub fn build_dataflow(view: u32, plan: &LogicalPlan) -> Result<ViewDataflow> {
+/// The plan version new views get. Version 1: aggregates and top-N over inputs that only ever
+/// gain rows keep less state (MIN / MAX as a value in the group state, top-N only the top).
+pub const PLAN_VERSION: u32 = 1;
+
+/// Builds the dataflow of view `view` from its optimised logical plan, with the operator
+/// variants of plan version `version` (the one the view was created with: its state was
+/// written by them).
+pub fn build_dataflow(view: u32, plan: &LogicalPlan, version: u32) -> Result<ViewDataflow> {
     let mut b = Builder {
         view,
+        version,
         nodes: Vec::new(),
+        append_only: Vec::new(),
+        source_append_only: false,
         next_op: 0,
         built_window: None,
     };
@@ -68,14 +84,27 @@ fn arrow_schema(s: &DFSchema) -> SchemaRef {
 }
 
 impl Builder {
+    /// Whether an operator reading `node` may rely on it only ever producing insertions.
+    fn only_insertions(&self, node: usize) -> bool {
+        self.version >= 1 && self.append_only[node]
+    }
+
     fn state(&mut self, part: u8) -> StateTable {
         StateTable::new(self.view, self.next_op, part)
     }
 
+    /// Adds a node. It is append-only (only ever produces insertions) if it reads an
+    /// append-only relation, or if its operator turns insertions into insertions and all its
+    /// inputs are append-only.
     fn push(&mut self, kind: NodeKind, schema: SchemaRef) -> usize {
+        let append_only = match &kind {
+            NodeKind::Op { op, inputs } => op.append_only() && inputs.iter().all(|i| self.append_only[*i]),
+            NodeKind::Source { .. } => self.source_append_only,
+        };
         if let NodeKind::Op { .. } = kind {
             self.next_op += 1;
         }
+        self.append_only.push(append_only);
         self.nodes.push(Node { kind, schema });
         self.nodes.len() - 1
     }
@@ -87,17 +116,19 @@ impl Builder {
                     return Err(Error::unsupported("LIMIT pushed into a scan in materialized views"));
                 }
                 let provider = source_as_provider(&scan.source)?;
-                let relation = if let Some(t) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<StoredTable>()
-                {
-                    t.table().def.id
-                } else if let Some(v) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<ViewTable>() {
-                    v.view().def.id
-                } else {
-                    return Err(Error::unsupported(format!(
-                        "reading {} (a system table) in a materialized view",
-                        scan.table_name
-                    )));
-                };
+                let (relation, layout) =
+                    if let Some(t) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<StoredTable>() {
+                        (t.table().def.id, t.table().def.layout)
+                    } else if let Some(v) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<ViewTable>() {
+                        (v.view().def.id, v.view().def.layout)
+                    } else {
+                        return Err(Error::unsupported(format!(
+                            "reading {} (a system table) in a materialized view",
+                            scan.table_name
+                        )));
+                    };
+                // Relations stored as segments only ever gain rows (`crate::catalog::Layout`).
+                self.source_append_only = layout == Layout::Segments;
                 Ok(self.push(
                     NodeKind::Source {
                         relation,
@@ -336,6 +367,11 @@ impl Builder {
             rank: false,
         };
         let op = TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?;
+        let op = if self.only_insertions(i) {
+            op.append_only_input()
+        } else {
+            op
+        };
         Ok(self.push(
             NodeKind::Op {
                 op: Box::new(op),
@@ -464,6 +500,11 @@ impl Builder {
         };
         let schema = arrow_schema(&window.schema);
         let op = TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?;
+        let op = if self.only_insertions(input) {
+            op.append_only_input()
+        } else {
+            op
+        };
         let top = self.push(
             NodeKind::Op {
                 op: Box::new(op),
@@ -601,6 +642,11 @@ impl Builder {
         let groups = self.state(0);
         let values = self.state(1);
         let op = GroupAggregateOp::new(groups, values, group_exprs, arg_exprs, specs, schema.clone())?;
+        let op = if self.only_insertions(input) {
+            op.append_only_input()
+        } else {
+            op
+        };
         Ok(self.push(
             NodeKind::Op {
                 op: Box::new(op),

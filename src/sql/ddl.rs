@@ -90,7 +90,11 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Stmt) -> Result<
                     return Ok(Planned::Done(Output::command("CREATE MATERIALIZED VIEW")));
                 }
                 let view = catalog.create_view(def, &mut batch)?;
-                created_views.push(crate::planner::build_dataflow(view.def.id, &planned.plan)?);
+                created_views.push(crate::planner::build_dataflow(
+                    view.def.id,
+                    &planned.plan,
+                    view.def.plan_version,
+                )?);
                 Output::command("CREATE MATERIALIZED VIEW")
             }
             Statement::Drop {

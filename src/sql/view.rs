@@ -108,7 +108,7 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
     let column_names: Vec<String> = cv.columns.iter().map(|c| super::ident_name(&c.name)).collect();
     let planned = plan_query(env, &cv.query, &column_names).await?;
     // Validate now: every node must have an operator (0A000 otherwise).
-    let dataflow = crate::planner::build_dataflow(0, &planned.plan)?;
+    let dataflow = crate::planner::build_dataflow(0, &planned.plan, crate::planner::PLAN_VERSION)?;
     let catalog = &env.view.committed.catalog;
     let layout = if dataflow.append_only(|id| catalog.layout_of(id) == Some(Layout::Segments)) {
         Layout::Segments
@@ -124,6 +124,7 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
         depends_on: planned.depends_on.clone(),
         created_epoch: env.view.committed.epoch + 1,
         layout,
+        plan_version: crate::planner::PLAN_VERSION,
     };
     Ok((def, planned))
 }
@@ -140,13 +141,13 @@ pub async fn rebuild(env: &QueryEnv, def: &ViewDef) -> Result<ViewDataflow> {
         }
     };
     let planned = plan_query(env, &query, &[]).await?;
-    crate::planner::build_dataflow(def.id, &planned.plan)
+    crate::planner::build_dataflow(def.id, &planned.plan, def.plan_version)
 }
 
 /// `EXPLAIN CREATE MATERIALIZED VIEW`: the dataflow, one operator per line.
 pub async fn explain(env: &QueryEnv, cv: &CreateView) -> Result<Vec<String>> {
     let (def, planned) = plan_create(env, cv).await?;
-    let df = crate::planner::build_dataflow(0, &planned.plan)?;
+    let df = crate::planner::build_dataflow(0, &planned.plan, def.plan_version)?;
     let mut lines = vec![format!(
         "Materialized view {} ({})",
         def.name,

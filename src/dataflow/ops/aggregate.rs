@@ -6,6 +6,9 @@
 //!   deletion of any row: MIN / MAX (the next extreme is the next key), COUNT(DISTINCT),
 //!   STRING_AGG / ARRAY_AGG.
 //!
+//! Over an input that only ever gains rows (`append_only_input`), MIN / MAX keep no multiset:
+//! the extreme can only improve, so the group state holds its encoded value.
+//!
 //! For each group touched in an epoch the operator emits `-old row, +new row` (nothing when the
 //! row did not change). A global aggregate (no GROUP BY) always has exactly one row, as in
 //! PostgreSQL: over an empty input COUNT is 0 and SUM is NULL.
@@ -18,7 +21,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{cast, cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +79,10 @@ struct Acc {
     float_sum: f64,
     trues: i64,
     falses: i64,
+    /// MIN / MAX over an append-only input: the extreme so far, as the value codec encodes it
+    /// (ascending for MIN, descending for MAX: the extreme is the smallest encoding).
+    #[serde(default)]
+    extreme: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -84,15 +91,21 @@ struct GroupState {
     accs: Vec<Acc>,
 }
 
-/// First byte of the binary group-state encoding (older stores hold JSON, which starts `{`).
+/// First byte of the binary group-state encodings (older stores hold JSON, which starts `{`):
+/// fixed-size accumulators, and accumulators each followed by an optional extreme.
 const STATE_V2: u8 = 2;
+const STATE_V3: u8 = 3;
 const ACC_BYTES: usize = 8 + 16 + 8 + 8 + 8;
+/// The extreme length of an accumulator without one (V3).
+const NO_EXTREME: u32 = u32::MAX;
 
 impl GroupState {
-    /// Binary: `2 | rows:i64 | per accumulator n:i64 int_sum:i128 float_sum:f64 trues falses`.
+    /// Binary: `2 | rows:i64 | per accumulator n:i64 int_sum:i128 float_sum:f64 trues falses`;
+    /// with an extreme anywhere, `3 | rows | per accumulator the same, then len:u32 | bytes`.
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(1 + 8 + self.accs.len() * ACC_BYTES);
-        v.push(STATE_V2);
+        let v3 = self.accs.iter().any(|a| a.extreme.is_some());
+        let mut v = Vec::with_capacity(1 + 8 + self.accs.len() * (ACC_BYTES + 4));
+        v.push(if v3 { STATE_V3 } else { STATE_V2 });
         v.extend_from_slice(&self.rows.to_le_bytes());
         for a in &self.accs {
             v.extend_from_slice(&a.n.to_le_bytes());
@@ -100,29 +113,57 @@ impl GroupState {
             v.extend_from_slice(&a.float_sum.to_le_bytes());
             v.extend_from_slice(&a.trues.to_le_bytes());
             v.extend_from_slice(&a.falses.to_le_bytes());
+            if v3 {
+                match &a.extreme {
+                    Some(e) => {
+                        v.extend_from_slice(&(e.len() as u32).to_le_bytes());
+                        v.extend_from_slice(e);
+                    }
+                    None => v.extend_from_slice(&NO_EXTREME.to_le_bytes()),
+                }
+            }
         }
         v
     }
 
     fn decode(v: &[u8]) -> Result<GroupState> {
         let corrupt = |e: String| Error::internal(format!("corrupt aggregate state: {e}"));
-        if v.first() != Some(&STATE_V2) {
-            return serde_json::from_slice(v).map_err(|e| corrupt(e.to_string()));
-        }
-        if v.len() < 9 || !(v.len() - 9).is_multiple_of(ACC_BYTES) {
+        let v3 = match v.first() {
+            Some(&STATE_V2) => false,
+            Some(&STATE_V3) => true,
+            _ => return serde_json::from_slice(v).map_err(|e| corrupt(e.to_string())),
+        };
+        if v.len() < 9 {
             return Err(corrupt(format!("{} bytes", v.len())));
         }
         let i64_at = |o: usize| i64::from_le_bytes(v[o..o + 8].try_into().expect("8 bytes"));
-        let accs = (9..v.len())
-            .step_by(ACC_BYTES)
-            .map(|o| Acc {
+        let mut accs = Vec::new();
+        let mut o = 9;
+        while o < v.len() {
+            if v.len() < o + ACC_BYTES + if v3 { 4 } else { 0 } {
+                return Err(corrupt(format!("{} bytes", v.len())));
+            }
+            let mut acc = Acc {
                 n: i64_at(o),
                 int_sum: i128::from_le_bytes(v[o + 8..o + 24].try_into().expect("16 bytes")),
                 float_sum: f64::from_le_bytes(v[o + 24..o + 32].try_into().expect("8 bytes")),
                 trues: i64_at(o + 32),
                 falses: i64_at(o + 40),
-            })
-            .collect();
+                extreme: None,
+            };
+            o += ACC_BYTES;
+            if v3 {
+                let len = u32::from_le_bytes(v[o..o + 4].try_into().expect("4 bytes"));
+                o += 4;
+                if len != NO_EXTREME {
+                    let end = o + len as usize;
+                    let bytes = v.get(o..end).ok_or_else(|| corrupt(format!("{} bytes", v.len())))?;
+                    acc.extreme = Some(bytes.to_vec());
+                    o = end;
+                }
+            }
+            accs.push(acc);
+        }
         Ok(GroupState { rows: i64_at(1), accs })
     }
 }
@@ -141,6 +182,8 @@ pub struct GroupAggregateOp {
     group_codec: Option<RowCodec>,
     /// Whether the global (no GROUP BY) row has been emitted.
     global: bool,
+    /// The input only ever gains rows: MIN / MAX keep their extreme in the group state.
+    append_only: bool,
 }
 
 impl GroupAggregateOp {
@@ -185,7 +228,21 @@ impl GroupAggregateOp {
             group_types,
             value_codecs,
             global: ngroups == 0,
+            append_only: false,
         })
+    }
+
+    /// For an input that only ever gains rows (a deletion is then an error): MIN / MAX keep
+    /// the extreme in the group state instead of every value.
+    pub fn append_only_input(mut self) -> GroupAggregateOp {
+        self.append_only = true;
+        self
+    }
+
+    /// Whether aggregate `agg` keeps its values in the multiset table.
+    fn keeps_values(&self, agg: usize) -> bool {
+        let kind = &self.aggs[agg].kind;
+        kind.uses_multiset() && !(self.append_only && matches!(kind, AggKind::Min | AggKind::Max))
     }
 
     /// The changes that create the global row over an empty input (called at backfill).
@@ -261,6 +318,10 @@ impl GroupAggregateOp {
                         ScalarValue::Boolean(Some(acc.trues > 0))
                     }
                 }
+                AggKind::Min | AggKind::Max if !self.keeps_values(i) => match &acc.extreme {
+                    Some(bytes) => self.decode_value(i, bytes)?,
+                    None => ScalarValue::try_from(&spec.output)?,
+                },
                 AggKind::Min | AggKind::Max => match self.values.first_under(ctx, &Self::multiset_prefix(group, i))? {
                     Some((k, _)) => {
                         let p = Self::multiset_prefix(group, i).len();
@@ -469,6 +530,11 @@ impl Operator for GroupAggregateOp {
         }
         let data = input.data();
         let weights = input.weights().values().to_vec();
+        if self.append_only && weights.iter().any(|w| *w <= 0) {
+            return Err(Error::internal(
+                "an aggregate over an append-only input received a deletion",
+            ));
+        }
         let group_cols = self.group_exprs.eval(&data)?;
         let arg_cols = self.arg_exprs.eval(&data)?;
         let args: Vec<ArgColumn> = self
@@ -483,7 +549,9 @@ impl Operator for GroupAggregateOp {
             let rows = self.group_codec.as_ref().expect("grouped").encode(&cols)?;
             (0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect()
         };
-        // Multiset keys (group, aggregate, value) of every (row, aggregate) that needs one.
+        // Encoded argument values of the aggregates with a value codec, and the multiset keys
+        // (group, aggregate, value) of every (row, aggregate) that keeps its values.
+        let mut values: Vec<Option<Rows>> = Vec::with_capacity(self.aggs.len());
         let mut multiset_keys: Vec<Option<Vec<Vec<u8>>>> = Vec::with_capacity(self.aggs.len());
         for (a, spec) in self.aggs.iter().enumerate() {
             match (&self.value_codecs[a], spec.arg) {
@@ -495,15 +563,19 @@ impl Operator for GroupAggregateOp {
                         datafusion::arrow::compute::cast(col, &spec.input)?
                     };
                     let rows = codec.encode(&[col])?;
-                    multiset_keys.push(Some(
+                    multiset_keys.push(self.keeps_values(a).then(|| {
                         group_keys
                             .iter()
                             .enumerate()
                             .map(|(i, g)| Self::multiset_key(g, a, rows.row(i).as_ref()))
-                            .collect(),
-                    ));
+                            .collect()
+                    }));
+                    values.push(Some(rows));
                 }
-                _ => multiset_keys.push(None),
+                _ => {
+                    multiset_keys.push(None);
+                    values.push(None);
+                }
             }
         }
         // The value multisets (MIN, MAX, DISTINCT, STRING_AGG, ARRAY_AGG) and group states this
@@ -545,6 +617,15 @@ impl Operator for GroupAggregateOp {
                 let arg = &args[a];
                 match &spec.kind {
                     AggKind::CountStar => {}
+                    AggKind::Min | AggKind::Max if multiset_keys[a].is_none() => {
+                        if !arg.is_null(i) {
+                            let v = values[a].as_ref().expect("encoded").row(i);
+                            let acc = &mut entry.1.accs[a];
+                            if acc.extreme.as_deref().is_none_or(|e| v.as_ref() < e) {
+                                acc.extreme = Some(v.as_ref().to_vec());
+                            }
+                        }
+                    }
                     AggKind::Min | AggKind::Max | AggKind::StringAgg(_) => {
                         if !arg.is_null(i) {
                             let key = &multiset_keys[a].as_ref().expect("multiset")[i];
@@ -611,9 +692,14 @@ impl Operator for GroupAggregateOp {
     fn describe(&self) -> String {
         let aggs: Vec<String> = self.aggs.iter().map(|a| format!("{:?}", a.kind)).collect();
         format!(
-            "GroupAggregate: group by [{}], aggregates [{}] (state: group -> accumulators; min/max/distinct/string_agg values)",
+            "GroupAggregate: group by [{}], aggregates [{}] (state: group -> accumulators{})",
             self.group_exprs.display.join(", "),
-            aggs.join(", ")
+            aggs.join(", "),
+            if self.append_only {
+                " and min/max; distinct/string_agg values; append-only input"
+            } else {
+                "; min/max/distinct/string_agg values"
+            }
         )
     }
 }
@@ -646,6 +732,7 @@ mod tests {
                     float_sum: 2.5,
                     trues: 1,
                     falses: 2,
+                    extreme: None,
                 },
                 Acc::default(),
             ],
@@ -653,6 +740,17 @@ mod tests {
         let bytes = state.encode();
         assert_eq!(bytes.len(), 9 + 2 * ACC_BYTES);
         assert_eq!(GroupState::decode(&bytes).unwrap(), state);
+        // With extremes (MIN / MAX over an append-only input), empty ones included.
+        let mut with = state.clone();
+        with.accs[0].extreme = Some(vec![]);
+        with.accs.push(Acc {
+            extreme: Some(b"\x01abc".to_vec()),
+            ..Acc::default()
+        });
+        let bytes = with.encode();
+        assert_eq!(bytes[0], STATE_V3);
+        assert_eq!(GroupState::decode(&bytes).unwrap(), with);
+        assert!(GroupState::decode(&bytes[..bytes.len() - 1]).is_err());
         let json = serde_json::to_vec(&state).unwrap();
         assert_eq!(GroupState::decode(&json).unwrap(), state);
         assert!(GroupState::decode(&bytes[..20]).is_err());

@@ -347,6 +347,11 @@ impl Operator for HashJoinOp {
         tables
     }
 
+    /// An inner join of insertions yields insertions (outer joins retract padded rows).
+    fn append_only(&self) -> bool {
+        self.join_type == JoinType::Inner
+    }
+
     fn describe(&self) -> String {
         format!(
             "HashJoin ({}): on [{}] = [{}]{} (state: rows of both sides by key)",

@@ -64,7 +64,8 @@ impl SemiJoinOp {
             left_keys,
             right_keys,
             key_types,
-            left_rows,
+            // Keys are tagged (`tagged`): the group length follows the tag.
+            left_rows: left_rows.with_group_offset(1),
             right_counts,
             right_globals,
             schema,

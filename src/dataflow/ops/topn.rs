@@ -10,6 +10,10 @@
 //! below it). Rows with equal sort keys are ordered by their encoded bytes, so ranks are
 //! deterministic.
 //!
+//! Over an input that only ever gains rows (`append_only_input`), a row that falls below the
+//! first `m + n` of its group can never come back: after each epoch a touched group's ordered
+//! rows are trimmed to those, so the state is O(groups × (m + n)), not O(input).
+//!
 //! The group prefix is the length (u32, big-endian) and bytes of the row-encoded group key, so
 //! one group's entries never interleave with another's; without PARTITION BY it is empty.
 
@@ -48,6 +52,8 @@ pub struct TopNOp {
     /// The output schema: the input's columns, plus the rank when `spec.rank`.
     schema: SchemaRef,
     row_codec: RowCodec,
+    /// The input only ever gains rows: groups keep only their first `skip + fetch` rows.
+    append_only: bool,
 }
 
 /// One output row: the input row's bytes and its rank (0 without ranks).
@@ -62,13 +68,42 @@ impl TopNOp {
             .take(n_input)
             .map(|f| f.data_type().clone())
             .collect();
+        // Without PARTITION BY the whole table is one group, scanned from its first row.
+        let (ordered, output) = if spec.partition_exprs.is_none() {
+            (ordered.ordered(), output.ordered())
+        } else {
+            (ordered, output)
+        };
         Ok(TopNOp {
             row_codec: RowCodec::new(&types)?,
             ordered,
             output,
             spec,
             schema,
+            append_only: false,
         })
+    }
+
+    /// For an input that only ever gains rows (a deletion is then an error): each group keeps
+    /// only the rows that can still be in its top.
+    pub fn append_only_input(mut self) -> TopNOp {
+        self.append_only = true;
+        self
+    }
+
+    /// Deletes the ordered rows of a group past its first `skip + fetch` (append-only input:
+    /// they can never re-enter the top).
+    fn trim(&mut self, ctx: &EpochContext, prefix: &[u8]) -> Result<()> {
+        let end = self.spec.skip.saturating_add(self.spec.fetch);
+        let mut seen = 0usize;
+        for (key, value) in self.ordered.scan_prefix(ctx, prefix)? {
+            if seen >= end {
+                self.ordered.delete(&key);
+            } else {
+                seen += decode_i64(&value[..8]).max(0) as usize;
+            }
+        }
+        Ok(())
     }
 
     fn converter(types: &[DataType], options: Option<&[SortOptions]>) -> Result<RowConverter> {
@@ -180,6 +215,11 @@ impl Operator for TopNOp {
         if input.is_empty() {
             return Ok(Changes::empty(self.schema.clone()));
         }
+        if self.append_only && input.weights().values().iter().any(|w| *w <= 0) {
+            return Err(crate::error::Error::internal(
+                "a top-N over an append-only input received a deletion",
+            ));
+        }
         let data = input.data();
         let sort_cols = self.spec.sort_exprs.eval(&data)?;
         let sort_cols: Vec<ArrayRef> = super::cast_columns(&sort_cols, &self.spec.sort_types)?;
@@ -209,6 +249,9 @@ impl Operator for TopNOp {
         for prefix in touched {
             let new_top = self.new_top(ctx, &prefix)?;
             let old_top = self.old_top(ctx, &prefix)?;
+            if self.append_only {
+                self.trim(ctx, &prefix)?;
+            }
             for (row, c) in &old_top {
                 let n = new_top.get(row).copied().unwrap_or(0);
                 if n != *c {
@@ -240,18 +283,28 @@ impl Operator for TopNOp {
     fn describe(&self) -> String {
         match &self.spec.partition_exprs {
             None => format!(
-                "TopN: order by [{}] offset {} limit {} (state: rows ordered by sort key; current top)",
+                "TopN: order by [{}] offset {} limit {} (state: {} ordered by sort key; current top)",
                 self.spec.sort_exprs.display.join(", "),
                 self.spec.skip,
-                self.spec.fetch
+                self.spec.fetch,
+                if self.append_only {
+                    "the first offset + limit rows"
+                } else {
+                    "rows"
+                }
             ),
             Some((exprs, _)) => format!(
-                "GroupTopN: partition by [{}] order by [{}] limit {}{} (state: rows by group and sort key; \
+                "GroupTopN: partition by [{}] order by [{}] limit {}{} (state: {} by group and sort key; \
                  current top per group)",
                 exprs.display.join(", "),
                 self.spec.sort_exprs.display.join(", "),
                 self.spec.fetch,
-                if self.spec.rank { ", row_number()" } else { "" }
+                if self.spec.rank { ", row_number()" } else { "" },
+                if self.append_only {
+                    "the first limit rows"
+                } else {
+                    "rows"
+                }
             ),
         }
     }
