@@ -253,7 +253,11 @@ impl StateTable {
         self.read_ahead.clear();
         let mut mirror = self.mirror.borrow_mut();
         let mut over_budget = false;
-        for (k, v) in self.dirty.drain() {
+        // In key order: RocksDB's memtable inserts sequential keys from a hint, random ones
+        // each from the top of its skip list.
+        let mut writes = self.dirty.drain();
+        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in writes {
             if let Mirror::Loaded { entries, bytes } = &mut *mirror {
                 let old = match &v {
                     Some(v) => entries.insert(&k, v.clone()),
