@@ -36,6 +36,9 @@ pub struct Node {
 pub struct ViewDataflow {
     pub view: u32,
     pub nodes: Vec<Node>,
+    /// True if the view only ever gains rows: every relation it reads does and every
+    /// operator turns insertions into insertions (set by the planner).
+    pub append_only: bool,
 }
 
 impl ViewDataflow {
@@ -52,15 +55,6 @@ impl ViewDataflow {
         v.sort_unstable();
         v.dedup();
         v
-    }
-
-    /// True if the view only ever gains rows: every relation it reads does (`append_only`
-    /// tells which do) and every operator turns insertions into insertions.
-    pub fn append_only(&self, relation_append_only: impl Fn(u32) -> bool) -> bool {
-        self.nodes.iter().all(|n| match &n.kind {
-            NodeKind::Source { relation, .. } => relation_append_only(*relation),
-            NodeKind::Op { op, .. } => op.append_only(),
-        })
     }
 
     /// Pushes one epoch's changes through the graph; `deltas` holds the changes of every

@@ -28,7 +28,7 @@ use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalP
 
 use crate::catalog::Layout;
 use crate::dataflow::graph::{Node, NodeKind, ViewDataflow};
-use crate::dataflow::operator::StateTable;
+use crate::dataflow::operator::{Operator, StateTable};
 use crate::dataflow::ops::aggregate::{AggKind, AggSpec, GroupAggregateOp};
 use crate::dataflow::ops::distinct::DistinctOp;
 use crate::dataflow::ops::filter::FilterOp;
@@ -50,8 +50,6 @@ struct Builder {
     nodes: Vec<Node>,
     /// Per node: whether it only ever produces insertions (see [`Builder::push`]).
     append_only: Vec<bool>,
-    /// Whether the relation of the source node being pushed is append-only.
-    source_append_only: bool,
     next_op: u32,
     /// A Window node already built as a per-group top-N (see [`Builder::group_top_n`]), and its
     /// dataflow node.
@@ -71,12 +69,15 @@ pub fn build_dataflow(view: u32, plan: &LogicalPlan, version: u32) -> Result<Vie
         version,
         nodes: Vec::new(),
         append_only: Vec::new(),
-        source_append_only: false,
         next_op: 0,
         built_window: None,
     };
-    b.build(plan)?;
-    Ok(ViewDataflow { view, nodes: b.nodes })
+    let last = b.build(plan)?;
+    Ok(ViewDataflow {
+        view,
+        append_only: b.append_only[last],
+        nodes: b.nodes,
+    })
 }
 
 fn arrow_schema(s: &DFSchema) -> SchemaRef {
@@ -93,19 +94,41 @@ impl Builder {
         StateTable::new(self.view, self.next_op, part)
     }
 
-    /// Adds a node. It is append-only (only ever produces insertions) if it reads an
-    /// append-only relation, or if its operator turns insertions into insertions and all its
-    /// inputs are append-only.
-    fn push(&mut self, kind: NodeKind, schema: SchemaRef) -> usize {
-        let append_only = match &kind {
-            NodeKind::Op { op, inputs } => op.append_only() && inputs.iter().all(|i| self.append_only[*i]),
-            NodeKind::Source { .. } => self.source_append_only,
-        };
-        if let NodeKind::Op { .. } = kind {
-            self.next_op += 1;
-        }
+    /// Adds an operator node. It is append-only (only ever produces insertions) if its
+    /// operator turns insertions into insertions and all its inputs are append-only.
+    fn push(&mut self, op: Box<dyn Operator>, inputs: Vec<usize>, schema: SchemaRef) -> usize {
+        let append_only = op.append_only() && inputs.iter().all(|i| self.append_only[*i]);
+        self.next_op += 1;
+        self.add(
+            Node {
+                kind: NodeKind::Op { op, inputs },
+                schema,
+            },
+            append_only,
+        )
+    }
+
+    /// Adds a source node reading `relation` (its columns `columns`, or all); `append_only`
+    /// if the relation only ever gains rows.
+    fn push_source(
+        &mut self,
+        relation: u32,
+        columns: Option<Vec<usize>>,
+        schema: SchemaRef,
+        append_only: bool,
+    ) -> usize {
+        self.add(
+            Node {
+                kind: NodeKind::Source { relation, columns },
+                schema,
+            },
+            append_only,
+        )
+    }
+
+    fn add(&mut self, node: Node, append_only: bool) -> usize {
         self.append_only.push(append_only);
-        self.nodes.push(Node { kind, schema });
+        self.nodes.push(node);
         self.nodes.len() - 1
     }
 
@@ -128,13 +151,11 @@ impl Builder {
                         )));
                     };
                 // Relations stored as segments only ever gain rows (`crate::catalog::Layout`).
-                self.source_append_only = layout == Layout::Segments;
-                Ok(self.push(
-                    NodeKind::Source {
-                        relation,
-                        columns: scan.projection.clone(),
-                    },
+                Ok(self.push_source(
+                    relation,
+                    scan.projection.clone(),
                     arrow_schema(&scan.projected_schema),
+                    layout == Layout::Segments,
                 ))
             }
             LogicalPlan::Projection(p) => {
@@ -142,13 +163,7 @@ impl Builder {
                 let exprs = Exprs::new(&p.expr, p.input.schema())?;
                 let schema = arrow_schema(&p.schema);
                 let op = ProjectOp::new(exprs, schema.clone());
-                Ok(self.push(
-                    NodeKind::Op {
-                        op: Box::new(op),
-                        inputs: vec![input],
-                    },
-                    schema,
-                ))
+                Ok(self.push(Box::new(op), vec![input], schema))
             }
             LogicalPlan::Filter(f) => {
                 if let Some(node) = self.group_top_n(f)? {
@@ -157,10 +172,8 @@ impl Builder {
                 let input = self.build(&f.input)?;
                 let exprs = Exprs::new(std::slice::from_ref(&f.predicate), f.input.schema())?;
                 Ok(self.push(
-                    NodeKind::Op {
-                        op: Box::new(FilterOp::new(exprs)),
-                        inputs: vec![input],
-                    },
+                    Box::new(FilterOp::new(exprs)),
+                    vec![input],
                     arrow_schema(f.input.schema()),
                 ))
             }
@@ -217,13 +230,7 @@ impl Builder {
                         arrow_schema(j.left.schema()),
                         arrow_schema(j.right.schema()),
                     )?;
-                    return Ok(self.push(
-                        NodeKind::Op {
-                            op: Box::new(op),
-                            inputs: vec![left, right],
-                        },
-                        schema,
-                    ));
+                    return Ok(self.push(Box::new(op), vec![left, right], schema));
                 }
                 let op = SemiJoinOp::new(
                     j.join_type == JoinType::LeftAnti,
@@ -236,13 +243,7 @@ impl Builder {
                     self.state(2),
                     schema.clone(),
                 )?;
-                Ok(self.push(
-                    NodeKind::Op {
-                        op: Box::new(op),
-                        inputs: vec![left, right],
-                    },
-                    schema,
-                ))
+                Ok(self.push(Box::new(op), vec![left, right], schema))
             }
             LogicalPlan::Join(j) => {
                 let left = self.build(&j.left)?;
@@ -288,35 +289,17 @@ impl Builder {
                 };
                 let schema = arrow_schema(&j.schema);
                 let op = HashJoinOp::new(ls, rs, key_types, filter, j.join_type, schema.clone())?;
-                Ok(self.push(
-                    NodeKind::Op {
-                        op: Box::new(op),
-                        inputs: vec![left, right],
-                    },
-                    schema,
-                ))
+                Ok(self.push(Box::new(op), vec![left, right], schema))
             }
             LogicalPlan::Union(u) => {
                 let inputs = u.inputs.iter().map(|i| self.build(i)).collect::<Result<Vec<_>>>()?;
                 let schema = arrow_schema(&u.schema);
-                Ok(self.push(
-                    NodeKind::Op {
-                        op: Box::new(UnionOp::new(inputs.len())),
-                        inputs,
-                    },
-                    schema,
-                ))
+                Ok(self.push(Box::new(UnionOp::new(inputs.len())), inputs, schema))
             }
             LogicalPlan::Distinct(Distinct::All(input)) => {
                 let i = self.build(input)?;
                 let state = self.state(0);
-                Ok(self.push(
-                    NodeKind::Op {
-                        op: Box::new(DistinctOp::new(state)),
-                        inputs: vec![i],
-                    },
-                    arrow_schema(input.schema()),
-                ))
+                Ok(self.push(Box::new(DistinctOp::new(state)), vec![i], arrow_schema(input.schema())))
             }
             LogicalPlan::Distinct(Distinct::On(_)) => Err(Error::unsupported("DISTINCT ON in materialized views")),
             LogicalPlan::Window(_) if self.built_window.is_some_and(|(p, _)| std::ptr::eq(p, plan)) => {
@@ -366,19 +349,9 @@ impl Builder {
             partition_exprs: None,
             rank: false,
         };
-        let op = TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?;
-        let op = if self.only_insertions(i) {
-            op.append_only_input()
-        } else {
-            op
-        };
-        Ok(self.push(
-            NodeKind::Op {
-                op: Box::new(op),
-                inputs: vec![i],
-            },
-            schema,
-        ))
+        let op =
+            TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?.append_only_input(self.only_insertions(i));
+        Ok(self.push(Box::new(op), vec![i], schema))
     }
 
     /// `WHERE rn <= n` over `row_number() OVER (PARTITION BY .. ORDER BY ..) AS rn` (through
@@ -499,19 +472,9 @@ impl Builder {
             rank: true,
         };
         let schema = arrow_schema(&window.schema);
-        let op = TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?;
-        let op = if self.only_insertions(input) {
-            op.append_only_input()
-        } else {
-            op
-        };
-        let top = self.push(
-            NodeKind::Op {
-                op: Box::new(op),
-                inputs: vec![input],
-            },
-            schema,
-        );
+        let op = TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?
+            .append_only_input(self.only_insertions(input));
+        let top = self.push(Box::new(op), vec![input], schema);
         // The projections above the window, then what is left of the filter.
         let window_plan = plan as *const LogicalPlan;
         self.built_window = Some((window_plan, top));
@@ -523,10 +486,8 @@ impl Builder {
         };
         let exprs = Exprs::new(std::slice::from_ref(&predicate), f.input.schema())?;
         Ok(Some(self.push(
-            NodeKind::Op {
-                op: Box::new(FilterOp::new(exprs)),
-                inputs: vec![above],
-            },
+            Box::new(FilterOp::new(exprs)),
+            vec![above],
             arrow_schema(f.input.schema()),
         )))
     }
@@ -641,19 +602,9 @@ impl Builder {
         let schema = arrow_schema(&a.schema);
         let groups = self.state(0);
         let values = self.state(1);
-        let op = GroupAggregateOp::new(groups, values, group_exprs, arg_exprs, specs, schema.clone())?;
-        let op = if self.only_insertions(input) {
-            op.append_only_input()
-        } else {
-            op
-        };
-        Ok(self.push(
-            NodeKind::Op {
-                op: Box::new(op),
-                inputs: vec![input],
-            },
-            schema,
-        ))
+        let op = GroupAggregateOp::new(groups, values, group_exprs, arg_exprs, specs, schema.clone())?
+            .append_only_input(self.only_insertions(input));
+        Ok(self.push(Box::new(op), vec![input], schema))
     }
 }
 

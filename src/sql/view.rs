@@ -109,8 +109,7 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
     let planned = plan_query(env, &cv.query, &column_names).await?;
     // Validate now: every node must have an operator (0A000 otherwise).
     let dataflow = crate::planner::build_dataflow(0, &planned.plan, crate::planner::PLAN_VERSION)?;
-    let catalog = &env.view.committed.catalog;
-    let layout = if dataflow.append_only(|id| catalog.layout_of(id) == Some(Layout::Segments)) {
+    let layout = if dataflow.append_only {
         Layout::Segments
     } else {
         Layout::Rows

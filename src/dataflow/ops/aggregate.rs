@@ -234,8 +234,8 @@ impl GroupAggregateOp {
 
     /// For an input that only ever gains rows (a deletion is then an error): MIN / MAX keep
     /// the extreme in the group state instead of every value.
-    pub fn append_only_input(mut self) -> GroupAggregateOp {
-        self.append_only = true;
+    pub fn append_only_input(mut self, append_only: bool) -> GroupAggregateOp {
+        self.append_only = append_only;
         self
     }
 

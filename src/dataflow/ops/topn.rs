@@ -86,8 +86,8 @@ impl TopNOp {
 
     /// For an input that only ever gains rows (a deletion is then an error): each group keeps
     /// only the rows that can still be in its top.
-    pub fn append_only_input(mut self) -> TopNOp {
-        self.append_only = true;
+    pub fn append_only_input(mut self, append_only: bool) -> TopNOp {
+        self.append_only = append_only;
         self
     }
 
