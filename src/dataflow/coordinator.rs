@@ -446,6 +446,7 @@ impl Worker {
         }
         let ctx = EpochContext {
             snapshot: prev.snapshot.clone(),
+            store: self.store.clone(),
             epoch,
         };
         if let Err(e) = self.maintain_views(&catalog, &ctx, table_changes, appended, created, &mut batch) {
@@ -537,7 +538,7 @@ impl Worker {
             self.views.insert(df.view, df);
         }
         for df in self.views.values_mut() {
-            df.flush(batch);
+            df.flush(ctx, batch)?;
         }
         Ok(())
     }

@@ -112,10 +112,11 @@ impl ViewDataflow {
     }
 
     /// Writes every operator's buffered state into `batch` (and into the state mirrors).
-    pub fn flush(&mut self, batch: &mut WriteBatch) {
+    pub fn flush(&mut self, ctx: &EpochContext, batch: &mut WriteBatch) -> Result<()> {
         for t in self.state_tables() {
-            t.flush(batch);
+            t.flush(ctx, batch)?;
         }
+        Ok(())
     }
 
     /// Forgets the state written since the last committed epoch: the epoch failed, or its batch

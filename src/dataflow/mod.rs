@@ -12,6 +12,7 @@ pub mod graph;
 pub mod operator;
 pub mod ops;
 pub mod state_index;
+pub mod state_log;
 pub mod state_table;
 
 /// A commit epoch: a monotonically increasing number, persisted with the data it committed.

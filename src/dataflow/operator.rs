@@ -9,12 +9,15 @@ use std::sync::Arc;
 use super::changes::Changes;
 pub use super::state_table::{decode_i64, StateTable};
 use crate::error::Result;
-use crate::state::StateSnapshot;
+use crate::state::{StateSnapshot, StateStore};
 
 /// What an operator sees of the store during one epoch.
 pub struct EpochContext {
     /// The last committed state.
     pub snapshot: Arc<dyn StateSnapshot>,
+    /// The store, for writes that must precede the epoch's batch and stay invisible until it
+    /// commits (a state table's checkpoint chunks, `state_log`).
+    pub store: Arc<dyn StateStore>,
     /// The epoch being computed.
     pub epoch: super::Epoch,
 }

@@ -206,6 +206,27 @@ impl<V> Index<V> {
         out
     }
 
+    /// Calls `f(group, rest, value)` for every entry (its key is `group` then `rest`), in no
+    /// particular order, until `f` fails.
+    pub fn try_for_each<E>(&self, mut f: impl FnMut(&[u8], &[u8], &V) -> Result<(), E>) -> Result<(), E> {
+        for (group, g) in &self.groups {
+            match g {
+                Group::One(r, v) => f(group, r, v)?,
+                Group::Few(entries) => {
+                    for (r, v) in entries {
+                        f(group, r, v)?;
+                    }
+                }
+                Group::Many(tree) => {
+                    for (r, v) in tree {
+                        f(group, r, v)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every entry (full keys), in no particular order; the index is left empty.
     pub fn drain(&mut self) -> Vec<(Vec<u8>, V)> {
         let mut out = Vec::with_capacity(self.len);

@@ -10,6 +10,10 @@
 //! exceed it is *spilled* and reads the store instead, with batched read-ahead
 //! ([`StateTable::prefetch`]). The store stays the truth: if an epoch fails after its writes
 //! reached the mirror, [`StateTable::abort`] drops the mirror and the next read reloads it.
+//!
+//! A mirrored table writes its epoch's changes as one log record and checkpoints itself from
+//! time to time ([`super::state_log`]); a spilled one keeps one store key per entry, which it
+//! reads back. A mirror that outgrows the budget rewrites its table per key before spilling.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,7 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::operator::EpochContext;
 use super::state_index::Index;
-use crate::error::Result;
+use super::state_log::{self, Checkpoint};
+use crate::error::{Error, Result};
 use crate::state::{keys, WriteBatch};
 
 /// Bytes all mirrors together may hold.
@@ -26,6 +31,10 @@ static BUDGET: AtomicUsize = AtomicUsize::new(2 << 30);
 static USED: AtomicUsize = AtomicUsize::new(0);
 /// Bookkeeping bytes counted per mirrored entry besides its key and value.
 const ENTRY_OVERHEAD: usize = 64;
+/// A logged table checkpoints once its logs since the last checkpoint hold more bytes than
+/// its mirror, and this many at least: checkpoints then rewrite each byte of state about
+/// twice, and loading reads at most twice the table.
+const CHECKPOINT_MIN_BYTES: usize = 64 << 10;
 
 /// Sets the bytes all state mirrors together may hold (0: every table reads the store).
 pub fn set_cache_budget(bytes: usize) {
@@ -50,6 +59,11 @@ fn reserve(bytes: usize) -> bool {
     .is_ok()
 }
 
+/// Counts `bytes` against the budget whether or not they fit (a logged table must load).
+fn force_reserve(bytes: usize) {
+    USED.fetch_add(bytes, Ordering::Relaxed);
+}
+
 fn release(bytes: usize) {
     USED.fetch_sub(bytes, Ordering::Relaxed);
 }
@@ -58,15 +72,57 @@ fn release(bytes: usize) {
 enum Mirror {
     /// Not read yet (or dropped by [`StateTable::abort`]).
     Unloaded,
-    /// Every committed entry (keys without the table prefix) and the bytes reserved for them.
-    Loaded { entries: Index<Vec<u8>>, bytes: usize },
-    /// Over the budget: reads go to the store.
+    Loaded(Loaded),
+    /// Over the budget: reads go to the store, which holds one key per entry.
     Spilled,
+}
+
+/// A loaded mirror.
+struct Loaded {
+    /// Every committed entry (keys without the table prefix).
+    entries: Index<Vec<u8>>,
+    /// Bytes reserved for them.
+    bytes: usize,
+    /// The store holds a checkpoint or logs of this table (not only per-key entries).
+    logged: bool,
+    /// The store holds per-key entries of this table (the next checkpoint deletes them).
+    per_key: bool,
+    /// Bytes of log records since the last checkpoint.
+    log_bytes: usize,
+}
+
+impl Loaded {
+    /// Applies one write to the entries; false if a new entry did not fit in the budget (it
+    /// is kept all the same).
+    fn apply(&mut self, key: &[u8], value: Option<Vec<u8>>) -> bool {
+        let added = value.as_ref().map(|v| entry_size(key, v));
+        let old = match value {
+            Some(v) => self.entries.insert(key, v),
+            None => self.entries.remove(key),
+        };
+        if let Some(old) = old {
+            let size = entry_size(key, &old);
+            release(size);
+            self.bytes -= size;
+        }
+        let Some(size) = added else {
+            return true;
+        };
+        self.bytes += size;
+        if reserve(size) {
+            true
+        } else {
+            force_reserve(size);
+            false
+        }
+    }
 }
 
 /// A keyed state table of one operator: keys under `prefix`, written at the barrier.
 pub struct StateTable {
     prefix: Vec<u8>,
+    /// Where the table's logs and checkpoints are (`state_log`).
+    log_prefix: Vec<u8>,
     /// Bytes before the group length in this table's keys (`state_index`); `None`: keys
     /// are kept in one ordered group.
     group_offset: Option<usize>,
@@ -82,6 +138,7 @@ impl StateTable {
     pub fn new(relation: u32, op: u32, part: u8) -> StateTable {
         StateTable {
             prefix: keys::operator_prefix(relation, op, part),
+            log_prefix: keys::operator_log_prefix(relation, op, part),
             group_offset: Some(0),
             dirty: Index::new(Some(0)),
             read_ahead: HashMap::new(),
@@ -91,17 +148,19 @@ impl StateTable {
 
     /// For keys that start with `offset` bytes (a tag) before their group's length (see
     /// `state_index`): lookups and group scans stay hashed.
-    pub fn with_group_offset(mut self, offset: usize) -> StateTable {
-        self.group_offset = Some(offset);
-        self.dirty = Index::new(self.group_offset);
-        self
+    pub fn with_group_offset(self, offset: usize) -> StateTable {
+        self.grouped(Some(offset))
     }
 
     /// For a table scanned in key order across all its keys (not group by group): one
     /// ordered group.
-    pub fn ordered(mut self) -> StateTable {
-        self.group_offset = None;
-        self.dirty = Index::new(None);
+    pub fn ordered(self) -> StateTable {
+        self.grouped(None)
+    }
+
+    fn grouped(mut self, group_offset: Option<usize>) -> StateTable {
+        self.group_offset = group_offset;
+        self.dirty = Index::new(group_offset);
         self
     }
 
@@ -115,34 +174,67 @@ impl StateTable {
         keys::prefix_end(&self.prefix).unwrap_or_else(|| vec![0xFF; self.prefix.len() + 1])
     }
 
-    /// Loads the mirror from the committed snapshot if it is not loaded (or spilled) yet.
+    /// Loads the mirror from the committed snapshot if it is not loaded (or spilled) yet: the
+    /// per-key entries, then the current checkpoint, then the logs after it. A table without
+    /// logs spills if it does not fit in the budget; a logged one loads all the same (its
+    /// entries are only in the logs) and spills at its next flush.
     fn ensure_loaded(&self, ctx: &EpochContext) -> Result<()> {
         if !matches!(*self.mirror.borrow(), Mirror::Unloaded) {
             return Ok(());
         }
+        let checkpoint = match ctx.snapshot.get(&state_log::current_key(&self.log_prefix))? {
+            Some(v) => Some(Checkpoint::decode(&v)?),
+            None => None,
+        };
+        let (from, to) = state_log::logs(&self.log_prefix);
+        let mut logs = ctx.snapshot.scan(&from, &to).peekable();
+        let logged = checkpoint.is_some() || logs.peek().is_some();
+        let mut loaded = Loaded {
+            entries: Index::new(self.group_offset),
+            bytes: 0,
+            logged,
+            per_key: false,
+            log_bytes: 0,
+        };
         let n = self.prefix.len();
-        let mut entries = Index::new(self.group_offset);
-        let mut bytes = 0;
-        let mut spilled = BUDGET.load(Ordering::Relaxed) == 0;
+        let mut spilled = !logged && BUDGET.load(Ordering::Relaxed) == 0;
         for kv in ctx.snapshot.scan(&self.prefix, &self.prefix_end()) {
             if spilled {
                 break;
             }
             let (k, v) = kv?;
-            let size = entry_size(&k[n..], &v);
-            if !reserve(size) {
+            loaded.per_key = true;
+            if !loaded.apply(&k[n..], Some(v.into_vec())) && !logged {
                 spilled = true;
-                break;
             }
-            bytes += size;
-            entries.insert(&k[n..], v.into_vec());
         }
         if spilled {
-            release(bytes);
+            release(loaded.bytes);
             *self.mirror.borrow_mut() = Mirror::Spilled;
-        } else {
-            *self.mirror.borrow_mut() = Mirror::Loaded { entries, bytes };
+            return Ok(());
         }
+        if let Some(c) = checkpoint {
+            for i in 0..c.chunks {
+                let chunk = ctx
+                    .snapshot
+                    .get(&state_log::chunk_key(&self.log_prefix, c.epoch, i))?
+                    .ok_or_else(|| Error::internal("an operator state checkpoint lost a chunk"))?;
+                for (k, v) in state_log::decode(&chunk)? {
+                    loaded.apply(k, v.map(|v| v.to_vec()));
+                }
+            }
+        }
+        for kv in logs {
+            let (k, record) = kv?;
+            if checkpoint.is_some_and(|c| state_log::log_epoch(&self.log_prefix, &k).is_ok_and(|e| e <= c.epoch)) {
+                continue;
+            }
+            loaded.log_bytes += record.len();
+            for (k, v) in state_log::decode(&record)? {
+                loaded.apply(k, v.map(|v| v.to_vec()));
+            }
+        }
+        *self.mirror.borrow_mut() = Mirror::Loaded(loaded);
         Ok(())
     }
 
@@ -157,7 +249,7 @@ impl StateTable {
             return Ok(v.clone());
         }
         if self.loaded(ctx)? {
-            if let Mirror::Loaded { entries, .. } = &*self.mirror.borrow() {
+            if let Mirror::Loaded(Loaded { entries, .. }) = &*self.mirror.borrow() {
                 return Ok(entries.get(key).cloned());
             }
         }
@@ -221,7 +313,7 @@ impl StateTable {
         // Each dirty entry hides at most one stored entry.
         let stored_limit = limit.saturating_add(dirty.len());
         if self.loaded(ctx)? {
-            if let Mirror::Loaded { entries, .. } = &*self.mirror.borrow() {
+            if let Mirror::Loaded(Loaded { entries, .. }) = &*self.mirror.borrow() {
                 let stored = entries
                     .scan(key_prefix, stored_limit)
                     .into_iter()
@@ -248,47 +340,113 @@ impl StateTable {
         Ok(self.scan_first(ctx, key_prefix, 1)?.into_iter().next())
     }
 
-    /// Moves this epoch's writes into `batch` and into the mirror.
-    pub fn flush(&mut self, batch: &mut WriteBatch) {
+    /// Moves this epoch's writes into the mirror and into `batch`: as one log record if the
+    /// table is mirrored (or a checkpoint, when its logs have grown), per key if it is spilled.
+    pub fn flush(&mut self, ctx: &EpochContext, batch: &mut WriteBatch) -> Result<()> {
         self.read_ahead.clear();
-        let mut mirror = self.mirror.borrow_mut();
-        let mut over_budget = false;
-        // In key order: RocksDB's memtable inserts sequential keys from a hint, random ones
-        // each from the top of its skip list.
-        let mut writes = self.dirty.drain();
-        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (k, v) in writes {
-            if let Mirror::Loaded { entries, bytes } = &mut *mirror {
-                let old = match &v {
-                    Some(v) => entries.insert(&k, v.clone()),
-                    None => entries.remove(&k),
-                };
-                if let Some(old) = old {
-                    let size = entry_size(&k, &old);
-                    release(size);
-                    *bytes -= size;
-                }
-                if let Some(v) = &v {
-                    let size = entry_size(&k, v);
-                    if reserve(size) {
-                        *bytes += size;
-                    } else {
-                        entries.remove(&k);
-                        over_budget = true;
-                    }
-                }
-            }
-            let k = self.full(&k);
-            match v {
-                Some(v) => batch.put(k, v),
-                None => batch.delete(k),
-            }
+        if self.dirty.is_empty() {
+            return Ok(());
         }
-        if over_budget {
-            if let Mirror::Loaded { bytes, .. } = &*mirror {
-                release(*bytes);
+        // The writes of a logged table belong in its log, so its form must be known.
+        self.ensure_loaded(ctx)?;
+        let mut writes = self.dirty.drain();
+        let mut mirror = self.mirror.borrow_mut();
+        let Mirror::Loaded(loaded) = &mut *mirror else {
+            // In key order: RocksDB's memtable inserts sequential keys from a hint, random
+            // ones each from the top of its skip list.
+            writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (k, v) in writes {
+                let k = self.full(&k);
+                match v {
+                    Some(v) => batch.put(k, v),
+                    None => batch.delete(k),
+                }
             }
+            return Ok(());
+        };
+        let mut record = Vec::new();
+        let mut fits = true;
+        for (k, v) in writes {
+            state_log::encode_entry(&mut record, &[&k], v.as_deref());
+            fits &= loaded.apply(&k, v);
+        }
+        if !fits {
+            self.spill(loaded, batch);
+            release(loaded.bytes);
             *mirror = Mirror::Spilled;
+            return Ok(());
+        }
+        loaded.logged = true;
+        loaded.log_bytes += record.len();
+        if loaded.log_bytes > loaded.bytes.max(CHECKPOINT_MIN_BYTES) {
+            self.checkpoint(ctx, loaded, batch)?;
+        } else {
+            batch.put(state_log::log_key(&self.log_prefix, ctx.epoch), record);
+        }
+        Ok(())
+    }
+
+    /// Writes every entry as one chunked checkpoint at this epoch, replacing the logs, the
+    /// older checkpoints and the per-key entries. The chunks go to the store now, one at a
+    /// time; `batch` makes them current.
+    fn checkpoint(&self, ctx: &EpochContext, loaded: &mut Loaded, batch: &mut WriteBatch) -> Result<()> {
+        let epoch = ctx.epoch;
+        let mut chunks = 0u32;
+        let mut chunk = Vec::new();
+        let write = |chunk: &mut Vec<u8>, chunks: &mut u32| -> Result<()> {
+            let mut b = WriteBatch::default();
+            b.put(
+                state_log::chunk_key(&self.log_prefix, epoch, *chunks),
+                std::mem::take(chunk),
+            );
+            ctx.store.commit(b, false)?;
+            *chunks += 1;
+            Ok(())
+        };
+        loaded.entries.try_for_each(|group, rest, v| {
+            state_log::encode_entry(&mut chunk, &[group, rest], Some(v));
+            if chunk.len() >= state_log::CHUNK_BYTES {
+                write(&mut chunk, &mut chunks)?;
+            }
+            Ok::<(), Error>(())
+        })?;
+        if !chunk.is_empty() {
+            write(&mut chunk, &mut chunks)?;
+        }
+        let (from, to) = state_log::chunks_before(&self.log_prefix, epoch);
+        batch.delete_range(from, to);
+        let (from, to) = state_log::logs(&self.log_prefix);
+        batch.delete_range(from, to);
+        if loaded.per_key {
+            batch.delete_range(self.prefix.clone(), self.prefix_end());
+            loaded.per_key = false;
+        }
+        batch.put(
+            state_log::current_key(&self.log_prefix),
+            Checkpoint { epoch, chunks }.encode(),
+        );
+        loaded.log_bytes = 0;
+        Ok(())
+    }
+
+    /// Rewrites the table as one store key per entry (and no logs), for reads once spilled.
+    fn spill(&self, loaded: &Loaded, batch: &mut WriteBatch) {
+        if loaded.logged {
+            let (from, to) = state_log::all(&self.log_prefix);
+            batch.delete_range(from, to);
+        }
+        batch.delete_range(self.prefix.clone(), self.prefix_end());
+        let mut entries = Vec::with_capacity(loaded.entries.len());
+        let Ok(()) = loaded.entries.try_for_each(|group, rest, v| {
+            let mut k = self.prefix.clone();
+            k.extend_from_slice(group);
+            k.extend_from_slice(rest);
+            entries.push((k, v.clone()));
+            Ok::<(), std::convert::Infallible>(())
+        });
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in entries {
+            batch.put(k, v);
         }
     }
 
@@ -298,8 +456,8 @@ impl StateTable {
         self.dirty = Index::new(self.group_offset);
         self.read_ahead.clear();
         let mut mirror = self.mirror.borrow_mut();
-        if let Mirror::Loaded { bytes, .. } = &*mirror {
-            release(*bytes);
+        if let Mirror::Loaded(loaded) = &*mirror {
+            release(loaded.bytes);
         }
         *mirror = Mirror::Unloaded;
     }
@@ -307,8 +465,8 @@ impl StateTable {
 
 impl Drop for StateTable {
     fn drop(&mut self) {
-        if let Mirror::Loaded { bytes, .. } = &*self.mirror.borrow() {
-            release(*bytes);
+        if let Mirror::Loaded(loaded) = &*self.mirror.borrow() {
+            release(loaded.bytes);
         }
     }
 }
@@ -359,32 +517,36 @@ pub fn decode_i64(v: &[u8]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
     use crate::state::memory::MemoryStore;
     use crate::state::StateStore;
 
-    fn ctx(store: &MemoryStore, epoch: u64) -> EpochContext {
+    fn ctx(store: &Arc<MemoryStore>, epoch: u64) -> EpochContext {
         EpochContext {
             snapshot: store.snapshot(),
+            store: store.clone(),
             epoch,
         }
     }
 
-    fn commit(store: &MemoryStore, t: &mut StateTable) {
+    fn commit(store: &Arc<MemoryStore>, t: &mut StateTable, epoch: u64) {
         let mut batch = WriteBatch::default();
-        t.flush(&mut batch);
+        t.flush(&ctx(store, epoch), &mut batch).unwrap();
         store.commit(batch, false).unwrap();
     }
 
     #[test]
     fn mirror_matches_the_store() {
-        let store = MemoryStore::default();
+        let store = Arc::new(MemoryStore::default());
         let mut t = StateTable::new(7, 1, 0);
         let c = ctx(&store, 1);
         t.put(b"a1", b"x".to_vec());
         t.put(b"a2", b"y".to_vec());
         t.put(b"b1", b"z".to_vec());
         assert_eq!(t.get(&c, b"a1").unwrap(), Some(b"x".to_vec()));
-        commit(&store, &mut t);
+        commit(&store, &mut t, 1);
         // A second table over the same keys reads the store; both must agree.
         let fresh = StateTable::new(7, 1, 0);
         let c = ctx(&store, 2);
@@ -396,7 +558,7 @@ mod tests {
             vec![(b"a0".to_vec(), b"w".to_vec()), (b"a1".to_vec(), b"x".to_vec())]
         );
         assert_eq!(fresh.scan_prefix(&c, b"").unwrap().len(), 3);
-        commit(&store, &mut t);
+        commit(&store, &mut t, 2);
         let c = ctx(&store, 3);
         let fresh = StateTable::new(7, 1, 0);
         assert_eq!(t.scan_prefix(&c, b"").unwrap(), fresh.scan_prefix(&c, b"").unwrap());
@@ -406,17 +568,129 @@ mod tests {
 
     #[test]
     fn abort_forgets_uncommitted_writes() {
-        let store = MemoryStore::default();
+        let store = Arc::new(MemoryStore::default());
         let mut t = StateTable::new(8, 1, 0);
         let c = ctx(&store, 1);
         assert_eq!(t.add_count(&c, b"k", 2).unwrap(), (0, 2));
-        commit(&store, &mut t);
+        commit(&store, &mut t, 1);
         let c = ctx(&store, 2);
         assert_eq!(t.add_count(&c, b"k", 3).unwrap(), (2, 5));
         // The epoch reached the mirror but its batch was never committed.
-        t.flush(&mut WriteBatch::default());
+        t.flush(&c, &mut WriteBatch::default()).unwrap();
         t.abort();
         let c = ctx(&store, 2);
         assert_eq!(t.get(&c, b"k").unwrap().map(|v| decode_i64(&v)), Some(2));
+    }
+
+    /// Every key under `from..to` in the store.
+    fn stored_keys(store: &Arc<MemoryStore>, from: &[u8], to: &[u8]) -> Vec<Vec<u8>> {
+        store
+            .snapshot()
+            .scan(from, to)
+            .map(|kv| kv.unwrap().0.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn logged_tables_checkpoint_and_reload_over_per_key_entries() {
+        let store = Arc::new(MemoryStore::default());
+        // Per-key entries, as a table written before logs existed left them.
+        let prefix = keys::operator_prefix(9, 2, 1);
+        let mut batch = WriteBatch::default();
+        let mut expected = BTreeMap::new();
+        for i in 0..50u32 {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&i.to_be_bytes());
+            batch.put(k, vec![1; 10]);
+            expected.insert(i.to_be_bytes().to_vec(), vec![1u8; 10]);
+        }
+        store.commit(batch, false).unwrap();
+        let log_prefix = keys::operator_log_prefix(9, 2, 1);
+        let mut t = StateTable::new(9, 2, 1);
+        let mut checkpoints = 0;
+        for epoch in 2..60u64 {
+            let c = ctx(&store, epoch);
+            assert_eq!(t.scan_prefix(&c, b"").unwrap().len(), expected.len());
+            // Rewrite, delete and add keys: logs outgrow the table and checkpoints replace them.
+            for j in 0..300u32 {
+                let key = ((epoch as u32 * 7 + j * 13) % 400).to_be_bytes().to_vec();
+                if j % 5 == 0 {
+                    t.delete(&key);
+                    expected.remove(&key);
+                } else {
+                    let v = vec![epoch as u8; 1 + (j as usize % 40)];
+                    t.put(&key, v.clone());
+                    expected.insert(key, v);
+                }
+            }
+            commit(&store, &mut t, epoch);
+            let c = ctx(&store, epoch + 1);
+            let fresh = StateTable::new(9, 2, 1);
+            let want: Vec<(Vec<u8>, Vec<u8>)> = expected.clone().into_iter().collect();
+            assert_eq!(fresh.scan_prefix(&c, b"").unwrap(), want, "epoch {epoch}");
+            assert_eq!(t.scan_prefix(&c, b"").unwrap(), want, "epoch {epoch}");
+            if let Some(v) = c.snapshot.get(&state_log::current_key(&log_prefix)).unwrap() {
+                let cp = Checkpoint::decode(&v).unwrap();
+                if cp.epoch == epoch {
+                    checkpoints += 1;
+                    // The checkpoint replaced the logs, older chunks and per-key entries.
+                    let (from, to) = state_log::logs(&log_prefix);
+                    assert!(stored_keys(&store, &from, &to).is_empty());
+                    let (from, to) = state_log::chunks_before(&log_prefix, epoch);
+                    assert!(stored_keys(&store, &from, &to).is_empty());
+                    assert!(stored_keys(&store, &prefix, &keys::prefix_end(&prefix).unwrap()).is_empty());
+                }
+            } else {
+                // Before the first checkpoint: the per-key entries are still there.
+                assert_eq!(
+                    stored_keys(&store, &prefix, &keys::prefix_end(&prefix).unwrap()).len(),
+                    50
+                );
+            }
+        }
+        assert!(checkpoints >= 3, "{checkpoints} checkpoints");
+    }
+
+    #[test]
+    fn a_failed_epoch_leaves_no_trace_of_its_checkpoint() {
+        let store = Arc::new(MemoryStore::default());
+        let log_prefix = keys::operator_log_prefix(10, 1, 0);
+        let mut t = StateTable::new(10, 1, 0);
+        // Four epochs of logs, just short of a checkpoint.
+        for epoch in 1..=4u64 {
+            t.put(b"k", vec![epoch as u8; 15_000]);
+            commit(&store, &mut t, epoch);
+        }
+        assert!(store
+            .snapshot()
+            .get(&state_log::current_key(&log_prefix))
+            .unwrap()
+            .is_none());
+        // The fifth checkpoints: its chunks reach the store, but the batch naming them never
+        // commits.
+        let c = ctx(&store, 5);
+        t.put(b"k", vec![5; 15_000]);
+        t.flush(&c, &mut WriteBatch::default()).unwrap();
+        t.abort();
+        let (from, to) = state_log::chunks_before(&log_prefix, u64::MAX);
+        assert_eq!(stored_keys(&store, &from, &to).len(), 1, "the orphan chunk");
+        let c = ctx(&store, 5);
+        let fresh = StateTable::new(10, 1, 0);
+        assert_eq!(fresh.get(&c, b"k").unwrap(), Some(vec![4; 15_000]));
+        assert_eq!(t.get(&c, b"k").unwrap(), Some(vec![4; 15_000]));
+        // The retried epoch checkpoints again, and a later checkpoint deletes both.
+        t.put(b"k", vec![6; 15_000]);
+        commit(&store, &mut t, 5);
+        for epoch in 6..=10u64 {
+            t.put(b"k", vec![epoch as u8; 15_000]);
+            commit(&store, &mut t, epoch);
+        }
+        assert_eq!(
+            stored_keys(&store, &from, &to).len(),
+            1,
+            "only the current checkpoint's chunk"
+        );
+        let fresh = StateTable::new(10, 1, 0);
+        assert_eq!(fresh.get(&ctx(&store, 11), b"k").unwrap(), Some(vec![10; 15_000]));
     }
 }

@@ -107,6 +107,13 @@ pub fn operator_prefix(view: u32, op: u32, part: u8) -> Vec<u8> {
     k
 }
 
+/// The prefix of the logs and checkpoints of operator `op` (part `part`) of view `view`
+/// (`dataflow::state_log`): beside its per-key entries, inside the view's operator range.
+pub fn operator_log_prefix(view: u32, op: u32, part: u8) -> Vec<u8> {
+    assert!(part < 0x80, "operator state part {part} collides with the log space");
+    operator_prefix(view, op, part | 0x80)
+}
+
 /// `[from, to)` covering every operator state of view `view`.
 pub fn operator_range(view: u32) -> (Vec<u8>, Vec<u8>) {
     let mut from = vec![OPERATOR_STATE];

@@ -106,6 +106,11 @@ impl TestServer {
         }
     }
 
+    /// The extra `freshet server` arguments of the next (re)start.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+    }
+
     /// Starts the server again on the same data directory (new ports).
     pub fn restart(&mut self) {
         self.kill9();

@@ -270,6 +270,32 @@ async fn views_recover_exactly_after_kill9() {
     }
 }
 
+/// Mirrored operator state is stored as per-epoch logs and checkpoints, spilled state as one
+/// key per entry: restarts that take the mirrors away (`--state-cache-mb 0`) and give them back
+/// must convert between the two without losing or reviving an entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_state_survives_restarts_across_cache_budgets() {
+    let mut server = TestServer::start();
+    let mut c = server.connect().await;
+    setup(&c).await;
+    create_views(&c).await;
+    let mut rng = StdRng::seed_from_u64(5);
+    for phase in 0..4 {
+        for _ in 0..40 {
+            c.batch_execute(&random_statement(&mut rng)).await.unwrap();
+        }
+        check_views(&c, &format!("phase {phase}")).await;
+        server.set_args(if phase % 2 == 0 {
+            &["--state-cache-mb", "0"]
+        } else {
+            &[]
+        });
+        server.restart();
+        c = server.connect().await;
+        check_views(&c, &format!("phase {phase} after restart")).await;
+    }
+}
+
 #[tokio::test]
 async fn view_ddl_and_errors() {
     let server = TestServer::start();
