@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::changes::Changes;
 use super::graph::ViewDataflow;
 use super::operator::EpochContext;
+use super::stored_rows::StoredRows;
 use super::Epoch;
 use crate::catalog::Catalog;
 use crate::catalog::Layout;
@@ -520,7 +521,7 @@ impl Worker {
                 }
                 let out = df.run(&deltas, ctx, false)?;
                 if let Some(v) = catalog.view_by_id(*id) {
-                    let out = apply_view_delta(v, &out, ctx, &mut view_rows, batch)?;
+                    let out = apply_view_delta(v, &out, ctx, &mut view_rows, &mut df.stored_rows, batch)?;
                     deltas.insert(*id, out);
                 }
             }
@@ -533,7 +534,7 @@ impl Worker {
             }
             let out = df.run(&full, ctx, true)?;
             if let Some(v) = catalog.view_by_id(df.view) {
-                apply_view_delta(v, &out, ctx, &mut view_rows, batch)?;
+                apply_view_delta(v, &out, ctx, &mut view_rows, &mut df.stored_rows, batch)?;
             }
             self.views.insert(df.view, df);
         }
@@ -744,6 +745,7 @@ fn apply_view_delta(
     delta: &Changes,
     ctx: &EpochContext,
     counts: &mut HashMap<Vec<u8>, i64>,
+    stored_rows: &mut StoredRows,
     batch: &mut WriteBatch,
 ) -> Result<Changes> {
     if delta.is_empty() {
@@ -773,10 +775,12 @@ fn apply_view_delta(
             k
         })
         .collect();
-    // The stored counts of the rows not seen earlier in this epoch, in one batched read.
+    // The stored counts of the rows not seen earlier in this epoch that the view may hold,
+    // in one batched read.
+    stored_rows.load(&*ctx.snapshot, view.def.id)?;
     let mut unseen: Vec<&[u8]> = row_keys
         .iter()
-        .filter(|k| !counts.contains_key(*k))
+        .filter(|k| !counts.contains_key(*k) && stored_rows.may_hold(k))
         .map(|k| k.as_slice())
         .collect();
     unseen.sort_unstable();
@@ -799,6 +803,7 @@ fn apply_view_delta(
         } else {
             batch.put(k.clone(), new.to_be_bytes().to_vec());
         }
+        stored_rows.changed(&k, old, new);
         counts.insert(k, new);
     }
     let data = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;

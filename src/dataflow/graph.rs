@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use super::changes::Changes;
 use super::operator::{EpochContext, Operator, StateTable};
+use super::stored_rows::StoredRows;
 use crate::error::Result;
 use crate::state::WriteBatch;
 
@@ -39,6 +40,8 @@ pub struct ViewDataflow {
     /// True if the view only ever gains rows: every relation it reads does and every
     /// operator turns insertions into insertions (set by the planner).
     pub append_only: bool,
+    /// Which rows the view holds, when it is stored one key per row.
+    pub stored_rows: StoredRows,
 }
 
 impl ViewDataflow {
@@ -125,6 +128,7 @@ impl ViewDataflow {
         for t in self.state_tables() {
             t.abort();
         }
+        self.stored_rows.forget();
     }
 
     /// One line per node, for EXPLAIN.

@@ -77,6 +77,7 @@ pub fn build_dataflow(view: u32, plan: &LogicalPlan, version: u32) -> Result<Vie
         view,
         append_only: b.append_only[last],
         nodes: b.nodes,
+        stored_rows: Default::default(),
     })
 }
 

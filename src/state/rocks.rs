@@ -44,8 +44,10 @@ impl RocksStore {
         block.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&block);
         // Opened with the default column family named, so that its handle is available to
-        // batched reads (`multi_get`).
-        let db = DB::open_cf(&opts, dir, [rocksdb::DEFAULT_COLUMN_FAMILY_NAME])
+        // batched reads (`multi_get`), and with these options: `DB::open_cf` would give it
+        // RocksDB's defaults (no blob files, no bloom filters, a small block cache).
+        let cf = rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
+        let db = DB::open_cf_descriptors(&opts, dir, [cf])
             .map_err(|e| Error::io(format!("cannot open the data directory {}", dir.display()), e))?;
         Ok(RocksStore { db: Arc::new(db) })
     }

@@ -1,0 +1,77 @@
+//! [`StoredRows`]: which rows a materialized view stored one key per row holds (layout
+//! `Rows`: key = the row, value = its multiplicity), as a multiset of key hashes kept in
+//! memory.
+//!
+//! Applying a view's changes adds each changed row's weight to its stored count, which had to
+//! be read first. Most changed rows of a join or top-N view are new, and reading a key that is
+//! not there still searches the memtable and every level of the store; with the hashes, a row
+//! whose hash is absent has count 0 without a read, and only the others are read (in one
+//! batched read). About 16 bytes per stored row; loaded by one scan of the view's keys the
+//! first time the view changes after a start, and dropped when an epoch fails (its changes may
+//! have reached it), to be loaded again.
+
+use std::hash::BuildHasher;
+
+use datafusion::common::HashMap;
+
+use super::operator::decode_i64;
+use crate::error::Result;
+use crate::state::{keys, StateSnapshot};
+
+#[derive(Default)]
+pub struct StoredRows {
+    /// Hash of a stored key → how many stored keys have it; `None`: not loaded.
+    hashes: Option<HashMap<u64, u32>>,
+}
+
+impl StoredRows {
+    /// Loads the hashes of view `view`'s stored rows if they are not loaded.
+    pub fn load(&mut self, snapshot: &dyn StateSnapshot, view: u32) -> Result<()> {
+        if self.hashes.is_some() {
+            return Ok(());
+        }
+        let mut hashes: HashMap<u64, u32> = HashMap::default();
+        let (from, to) = keys::view_range(view);
+        for kv in snapshot.scan(&from, &to) {
+            let (k, v) = kv?;
+            if decode_i64(&v) > 0 {
+                let h = hashes.hasher().hash_one(&*k);
+                *hashes.entry(h).or_insert(0) += 1;
+            }
+        }
+        self.hashes = Some(hashes);
+        Ok(())
+    }
+
+    /// False if no stored row has key `key` (its count is 0: no need to read it). True when
+    /// not loaded.
+    pub fn may_hold(&self, key: &[u8]) -> bool {
+        match &self.hashes {
+            Some(h) => h.contains_key(&h.hasher().hash_one(key)),
+            None => true,
+        }
+    }
+
+    /// Records that the stored count of `key` went from `old` to `new`.
+    pub fn changed(&mut self, key: &[u8], old: i64, new: i64) {
+        let Some(hashes) = &mut self.hashes else {
+            return;
+        };
+        let h = hashes.hasher().hash_one(key);
+        if old <= 0 && new > 0 {
+            *hashes.entry(h).or_insert(0) += 1;
+        } else if old > 0 && new <= 0 {
+            if let Some(n) = hashes.get_mut(&h) {
+                *n -= 1;
+                if *n == 0 {
+                    hashes.remove(&h);
+                }
+            }
+        }
+    }
+
+    /// Forgets the hashes (the next [`StoredRows::load`] reads them again).
+    pub fn forget(&mut self) {
+        self.hashes = None;
+    }
+}
