@@ -77,7 +77,7 @@ enum Mirror {
     Spilled,
 }
 
-/// A loaded mirror.
+/// A loaded mirror. Its bytes are released from the budget when it is dropped.
 struct Loaded {
     /// Every committed entry (keys without the table prefix).
     entries: Index<Vec<u8>>,
@@ -89,6 +89,12 @@ struct Loaded {
     per_key: bool,
     /// Bytes of log records since the last checkpoint.
     log_bytes: usize,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        release(self.bytes);
+    }
 }
 
 impl Loaded {
@@ -209,7 +215,6 @@ impl StateTable {
             }
         }
         if spilled {
-            release(loaded.bytes);
             *self.mirror.borrow_mut() = Mirror::Spilled;
             return Ok(());
         }
@@ -372,7 +377,6 @@ impl StateTable {
         }
         if !fits {
             self.spill(loaded, batch);
-            release(loaded.bytes);
             *mirror = Mirror::Spilled;
             return Ok(());
         }
@@ -455,19 +459,7 @@ impl StateTable {
     pub fn abort(&mut self) {
         self.dirty = Index::new(self.group_offset);
         self.read_ahead.clear();
-        let mut mirror = self.mirror.borrow_mut();
-        if let Mirror::Loaded(loaded) = &*mirror {
-            release(loaded.bytes);
-        }
-        *mirror = Mirror::Unloaded;
-    }
-}
-
-impl Drop for StateTable {
-    fn drop(&mut self) {
-        if let Mirror::Loaded(loaded) = &*self.mirror.borrow() {
-            release(loaded.bytes);
-        }
+        *self.mirror.borrow_mut() = Mirror::Unloaded;
     }
 }
 
