@@ -69,7 +69,13 @@ impl Database {
         if !views.is_empty() {
             tracing::info!(views = views.len(), epoch = state.epoch, "materialized views resumed");
         }
-        let coordinator = Coordinator::start(store, state, views, opts.sync)?;
+        let coordinator = Coordinator::start(
+            store,
+            state,
+            views,
+            Arc::new(crate::connectors::StreamReplay),
+            opts.sync,
+        )?;
         let db = Arc::new(Database {
             coordinator,
             sources: SourceRuntime::default(),

@@ -446,6 +446,15 @@ impl Catalog {
             .collect()
     }
 
+    /// The tables of source `id` it must feed: every stored one, and the streams that
+    /// materialized views read (a stream no view reads has nowhere for its rows to go).
+    pub fn fed_tables_of_source(&self, id: u32) -> Vec<Arc<Table>> {
+        self.tables_of_source(id)
+            .into_iter()
+            .filter(|t| t.def.layout != Layout::Stream || !self.dependents(t.def.id).is_empty())
+            .collect()
+    }
+
     /// Finds a source by (optionally schema-qualified) name along the search path.
     pub fn resolve_source(&self, parts: &[String], search_path: &[String]) -> Result<Arc<SourceDef>> {
         let found = match parts {

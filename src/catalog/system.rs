@@ -54,7 +54,8 @@ fn sources(env: &QueryEnv) -> DfResult<Option<Arc<dyn TableProvider>>> {
         connectors.push(s.connector.clone());
         states.push(match &status {
             Some(st) => st.state.as_str(),
-            None if ntables == 0 => "idle",
+            // No table to feed: none, or only streams no view reads.
+            None if catalog.fed_tables_of_source(s.id).is_empty() => "idle",
             None => "starting",
         });
         reasons.push(status.as_ref().and_then(|st| st.reason.clone()));
@@ -157,6 +158,8 @@ fn materialized_views(env: &QueryEnv) -> DfResult<Option<Arc<dyn TableProvider>>
             count += match v.def.layout {
                 Layout::Rows => decode_i64(&val),
                 Layout::Segments => crate::state::segment::header(&val).map_err(external)?.1 as i64,
+                // Views are stored; only tables can be streams.
+                Layout::Stream => 0,
             };
             bytes += (k.len() + val.len()) as i64;
         }

@@ -153,6 +153,54 @@ pub fn table_of_options(connector: &str, options: &BTreeMap<String, String>, _ta
     }
 }
 
+/// Replays streams for the views created over them (`dataflow::stream_history`): the
+/// generators regenerate their rows up to the committed position.
+pub struct StreamReplay;
+
+impl crate::dataflow::stream_history::StreamHistory for StreamReplay {
+    fn replay(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        table: &std::sync::Arc<crate::catalog::Table>,
+        snapshot: &dyn crate::state::StateSnapshot,
+    ) -> Result<crate::dataflow::changes::Changes> {
+        let source = table
+            .def
+            .source
+            .as_ref()
+            .and_then(|s| catalog.source_by_id(s.source))
+            .ok_or_else(|| Error::internal(format!("stream {} has no source", table.def.name)))?;
+        let rows = match source.connector.as_str() {
+            "nexmark" => generator::nexmark::replay(source, table, snapshot)?,
+            "datagen" => generator::datagen::replay(source, table, snapshot)?,
+            other => {
+                return Err(Error::internal(format!(
+                    "stream {} reads a '{other}' source, which cannot replay it",
+                    table.def.name
+                )))
+            }
+        };
+        let rows = runtime::with_generated(table, rows)?;
+        let rows = datafusion::arrow::record_batch::RecordBatch::try_new(
+            table.visible_schema.clone(),
+            rows.columns().to_vec(),
+        )?;
+        crate::dataflow::changes::Changes::uniform(rows, 1)
+    }
+}
+
+/// Whether `options` of a `connector` source name one upstream table (CREATE SOURCE with them
+/// makes a stream of that table).
+pub fn names_one_table(connector: &str, options: &BTreeMap<String, String>) -> bool {
+    connector == "nexmark" && options.contains_key("nexmark.table.type")
+}
+
+/// Whether a connector's sources only ever add rows (never update or delete): the sources a
+/// stream can read.
+pub fn only_appends(connector: &str) -> bool {
+    matches!(connector, "nexmark" | "datagen")
+}
+
 /// Cleans up upstream after a source was dropped (a `postgres-cdc` source with
 /// `slot.drop.on.drop` drops its replication slot). Failures are logged, not returned: the
 /// source is gone either way.

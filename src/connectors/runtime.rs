@@ -23,7 +23,7 @@ use crate::dataflow::changes::Changes;
 use crate::dataflow::coordinator::{now_micros, Append, AppendStore, Coordinator, RowWrite, TxnWrites};
 use crate::dataflow::Epoch;
 use crate::error::{Error, Result};
-use crate::state::{keys, segment};
+use crate::state::{keys, segment, StateSnapshot};
 
 /// What a source is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl SourceTask {
 
     /// The resume position committed last (None: never started).
     pub fn stored_position<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        self.stored(&keys::source_position_key(self.source.id))
+        stored_position(&*self.coordinator.current().snapshot, self.source.id)
     }
 
     /// A table's capture progress committed last (None: not yet snapshotted).
@@ -193,6 +193,23 @@ impl SourceTask {
             return Ok(());
         }
         let data = with_generated(table, changes.data())?;
+        if table.def.layout == Layout::Stream {
+            if changes.weights().values().iter().any(|w| *w != 1) {
+                return Err(Error::internal(format!(
+                    "{} is a stream: its source may only add rows",
+                    table.def.name
+                )));
+            }
+            writes.appends.push(Append {
+                table: table.def.id,
+                store: AppendStore::Nothing,
+                changes: Changes::uniform(
+                    RecordBatch::try_new(table.visible_schema.clone(), data.columns().to_vec())?,
+                    1,
+                )?,
+            });
+            return Ok(());
+        }
         if table.has_row_id() {
             return self.add_appended(writes, table, data.columns(), changes.weights().values());
         }
@@ -443,14 +460,15 @@ pub struct SourceRuntime {
 
 impl SourceRuntime {
     /// Makes the running tasks match the latest committed catalog: a task per source with at
-    /// least one table, restarted when its tables changed, stopped when its source went.
-    /// A stopping task first finishes its commits in flight.
+    /// least one table to feed (stored, or a stream that views read), restarted when those
+    /// tables changed, stopped when its source went. A stopping task first finishes its
+    /// commits in flight.
     pub async fn reconcile(&self, coordinator: &Arc<Coordinator>) {
         let mut running = self.running.lock().await;
         let catalog = coordinator.current().catalog.clone();
         let mut wanted: HashMap<u32, (Arc<SourceDef>, Vec<Arc<Table>>)> = HashMap::new();
         for s in catalog.sources() {
-            let mut tables = catalog.tables_of_source(s.id);
+            let mut tables = catalog.fed_tables_of_source(s.id);
             if tables.is_empty() {
                 continue;
             }
@@ -576,6 +594,16 @@ fn is_retryable(e: &Error) -> bool {
     matches!(e, Error::External { retryable: true, .. })
 }
 
+/// The resume position of source `source` committed in `snapshot` (None: never started).
+pub fn stored_position<T: DeserializeOwned>(snapshot: &dyn StateSnapshot, source: u32) -> Result<Option<T>> {
+    match snapshot.get(&keys::source_position_key(source))? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("corrupt source state: {e}"))),
+    }
+}
+
 /// Marks a transaction applied (for the lag figure): its upstream commit time.
 pub fn note_applied(board: &SourceStatusBoard, source: u32, upstream_commit_micros: i64, position: String) {
     board.update(source, |s| {
@@ -587,7 +615,7 @@ pub fn note_applied(board: &SourceStatusBoard, source: u32, upstream_commit_micr
 
 /// `data` (a table's upstream columns, or all its visible columns) with the generated columns
 /// filled in: `PROCTIME()` columns get the time of this write.
-fn with_generated(table: &Table, data: RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn with_generated(table: &Table, data: RecordBatch) -> Result<RecordBatch> {
     let visible: Vec<&ColumnDef> = table.def.columns.iter().filter(|c| !c.hidden).collect();
     if visible.iter().all(|c| c.generated.is_none()) {
         return Ok(data);

@@ -27,6 +27,7 @@ use super::changes::Changes;
 use super::graph::ViewDataflow;
 use super::operator::EpochContext;
 use super::stored_rows::StoredRows;
+use super::stream_history::StreamHistory;
 use super::Epoch;
 use crate::catalog::Catalog;
 use crate::catalog::Layout;
@@ -106,6 +107,8 @@ pub enum AppendStore {
     Rows { keys: Arc<Rows>, values: Arc<Rows> },
     /// One segment holding every row (`state::segment`).
     Segment { key: Vec<u8>, value: Vec<u8> },
+    /// Nothing: the table is a stream (`Layout::Stream`), its rows only reach the views.
+    Nothing,
 }
 
 impl TxnWrites {
@@ -232,11 +235,12 @@ impl Coordinator {
     }
 
     /// Starts the coordinator thread over `state` (from [`Coordinator::open_state`]), maintaining
-    /// the given view dataflows.
+    /// the given view dataflows; `history` replays streams for the views created over them.
     pub fn start(
         store: Arc<dyn StateStore>,
         state: Committed,
         views: Vec<ViewDataflow>,
+        history: Arc<dyn StreamHistory>,
         sync: bool,
     ) -> Result<Arc<Coordinator>> {
         let current = Arc::new(RwLock::new(Arc::new(state)));
@@ -249,6 +253,7 @@ impl Coordinator {
             open: open.clone(),
             last_write: HashMap::new(),
             views: views.into_iter().map(|v| (v.view, v)).collect(),
+            history,
         };
         std::thread::Builder::new()
             .name("freshet-commit".into())
@@ -303,6 +308,7 @@ struct Worker {
     last_write: HashMap<Vec<u8>, Epoch>,
     /// The dataflow of every materialized view, by view id (id order is dependency order).
     views: BTreeMap<u32, ViewDataflow>,
+    history: Arc<dyn StreamHistory>,
 }
 
 const MAX_GROUP: usize = 1024;
@@ -424,6 +430,7 @@ impl Worker {
                         }
                     }
                     AppendStore::Segment { key, value } => batch.put(key.clone(), value.clone()),
+                    AppendStore::Nothing => {}
                 }
                 if watched.contains(&a.table) {
                     appended.entry(a.table).or_default().push(a.changes.clone());
@@ -530,7 +537,7 @@ impl Worker {
             // Backfill: the full current contents of every source.
             let mut full: std::collections::HashMap<u32, Changes> = std::collections::HashMap::new();
             for s in df.sources() {
-                full.insert(s, relation_contents(catalog, s, ctx)?);
+                full.insert(s, relation_contents(catalog, s, ctx, &*self.history)?);
             }
             let out = df.run(&full, ctx, true)?;
             if let Some(v) = catalog.view_by_id(df.view) {
@@ -703,9 +710,12 @@ fn segment_delta(schema: &SchemaRef, changes: &[RowChange]) -> Result<Changes> {
     }
 }
 
-/// Every row of a table or view, as insertions.
-fn relation_contents(catalog: &Catalog, id: u32, ctx: &EpochContext) -> Result<Changes> {
+/// Every row of a table or view, as insertions (a stream's replayed by `history`).
+fn relation_contents(catalog: &Catalog, id: u32, ctx: &EpochContext, history: &dyn StreamHistory) -> Result<Changes> {
     if let Some(t) = catalog.table_by_id(id) {
+        if t.def.layout == Layout::Stream {
+            return history.replay(catalog, t, &*ctx.snapshot);
+        }
         let (from, to) = keys::table_range(id);
         if t.def.layout == Layout::Segments {
             return segment_contents(&t.visible_schema, ctx, &from, &to);
@@ -778,10 +788,12 @@ fn apply_view_delta(
     // The stored counts of the rows not seen earlier in this epoch that the view may hold,
     // in one batched read.
     stored_rows.load(&*ctx.snapshot, view.def.id)?;
+    let hashes: Vec<u64> = row_keys.iter().map(|k| stored_rows.hash(k)).collect();
     let mut unseen: Vec<&[u8]> = row_keys
         .iter()
-        .filter(|k| !counts.contains_key(*k) && stored_rows.may_hold(k))
-        .map(|k| k.as_slice())
+        .zip(&hashes)
+        .filter(|(k, h)| !counts.contains_key(*k) && stored_rows.may_hold(**h))
+        .map(|(k, _)| k.as_slice())
         .collect();
     unseen.sort_unstable();
     unseen.dedup();
@@ -789,7 +801,7 @@ fn apply_view_delta(
     for (k, v) in unseen.iter().zip(stored) {
         counts.insert(k.to_vec(), v.map(|v| super::operator::decode_i64(&v)).unwrap_or(0));
     }
-    for (k, w) in row_keys.into_iter().zip(delta.weights().values().iter()) {
+    for ((k, w), h) in row_keys.into_iter().zip(delta.weights().values().iter()).zip(hashes) {
         let old = counts.get(&k).copied().unwrap_or(0);
         let new = old + w;
         if new < 0 {
@@ -803,7 +815,7 @@ fn apply_view_delta(
         } else {
             batch.put(k.clone(), new.to_be_bytes().to_vec());
         }
-        stored_rows.changed(&k, old, new);
+        stored_rows.changed(h, old, new);
         counts.insert(k, new);
     }
     let data = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;

@@ -15,6 +15,7 @@ pub mod state_index;
 pub mod state_log;
 pub mod state_table;
 pub mod stored_rows;
+pub mod stream_history;
 
 /// A commit epoch: a monotonically increasing number, persisted with the data it committed.
 pub type Epoch = u64;

@@ -354,19 +354,10 @@ impl StateTable {
         }
         // The writes of a logged table belong in its log, so its form must be known.
         self.ensure_loaded(ctx)?;
-        let mut writes = self.dirty.drain();
+        let writes = self.dirty.drain();
         let mut mirror = self.mirror.borrow_mut();
         let Mirror::Loaded(loaded) = &mut *mirror else {
-            // In key order: RocksDB's memtable inserts sequential keys from a hint, random
-            // ones each from the top of its skip list.
-            writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (k, v) in writes {
-                let k = self.full(&k);
-                match v {
-                    Some(v) => batch.put(k, v),
-                    None => batch.delete(k),
-                }
-            }
+            self.write_per_key(writes, batch);
             return Ok(());
         };
         let mut record = Vec::new();
@@ -442,15 +433,23 @@ impl StateTable {
         batch.delete_range(self.prefix.clone(), self.prefix_end());
         let mut entries = Vec::with_capacity(loaded.entries.len());
         let Ok(()) = loaded.entries.try_for_each(|group, rest, v| {
-            let mut k = self.prefix.clone();
-            k.extend_from_slice(group);
-            k.extend_from_slice(rest);
-            entries.push((k, v.clone()));
+            entries.push(([group, rest].concat(), Some(v.clone())));
             Ok::<(), std::convert::Infallible>(())
         });
+        self.write_per_key(entries, batch);
+    }
+
+    /// Writes entries (keys relative to the table) as one store key each, in key order:
+    /// RocksDB's memtable inserts sequential keys from a hint, random ones each from the top
+    /// of its skip list.
+    fn write_per_key(&self, mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)>, batch: &mut WriteBatch) {
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (k, v) in entries {
-            batch.put(k, v);
+            let k = self.full(&k);
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
+            }
         }
     }
 

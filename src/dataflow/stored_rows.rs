@@ -20,51 +20,54 @@ use crate::state::{keys, StateSnapshot};
 
 #[derive(Default)]
 pub struct StoredRows {
-    /// Hash of a stored key → how many stored keys have it; `None`: not loaded.
-    hashes: Option<HashMap<u64, u32>>,
+    /// Hash of a stored key → how many stored keys have it. Its hasher, which
+    /// [`StoredRows::hash`] uses, stays the same for the life of the view's dataflow.
+    hashes: HashMap<u64, u32>,
+    loaded: bool,
 }
 
 impl StoredRows {
     /// Loads the hashes of view `view`'s stored rows if they are not loaded.
     pub fn load(&mut self, snapshot: &dyn StateSnapshot, view: u32) -> Result<()> {
-        if self.hashes.is_some() {
+        if self.loaded {
             return Ok(());
         }
-        let mut hashes: HashMap<u64, u32> = HashMap::default();
+        self.hashes.clear();
         let (from, to) = keys::view_range(view);
         for kv in snapshot.scan(&from, &to) {
             let (k, v) = kv?;
             if decode_i64(&v) > 0 {
-                let h = hashes.hasher().hash_one(&*k);
-                *hashes.entry(h).or_insert(0) += 1;
+                let h = self.hash(&k);
+                *self.hashes.entry(h).or_insert(0) += 1;
             }
         }
-        self.hashes = Some(hashes);
+        self.loaded = true;
         Ok(())
     }
 
-    /// False if no stored row has key `key` (its count is 0: no need to read it). True when
-    /// not loaded.
-    pub fn may_hold(&self, key: &[u8]) -> bool {
-        match &self.hashes {
-            Some(h) => h.contains_key(&h.hasher().hash_one(key)),
-            None => true,
-        }
+    /// The hash of key `key`, for [`StoredRows::may_hold`] and [`StoredRows::changed`].
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hashes.hasher().hash_one(key)
     }
 
-    /// Records that the stored count of `key` went from `old` to `new`.
-    pub fn changed(&mut self, key: &[u8], old: i64, new: i64) {
-        let Some(hashes) = &mut self.hashes else {
+    /// False if no stored row has the key of hash `hash` (its count is 0: no need to read it).
+    /// True when not loaded.
+    pub fn may_hold(&self, hash: u64) -> bool {
+        !self.loaded || self.hashes.contains_key(&hash)
+    }
+
+    /// Records that the stored count of the key of hash `hash` went from `old` to `new`.
+    pub fn changed(&mut self, hash: u64, old: i64, new: i64) {
+        if !self.loaded {
             return;
-        };
-        let h = hashes.hasher().hash_one(key);
+        }
         if old <= 0 && new > 0 {
-            *hashes.entry(h).or_insert(0) += 1;
+            *self.hashes.entry(hash).or_insert(0) += 1;
         } else if old > 0 && new <= 0 {
-            if let Some(n) = hashes.get_mut(&h) {
+            if let Some(n) = self.hashes.get_mut(&hash) {
                 *n -= 1;
                 if *n == 0 {
-                    hashes.remove(&h);
+                    self.hashes.remove(&hash);
                 }
             }
         }
@@ -72,6 +75,7 @@ impl StoredRows {
 
     /// Forgets the hashes (the next [`StoredRows::load`] reads them again).
     pub fn forget(&mut self) {
-        self.hashes = None;
+        self.hashes = HashMap::with_hasher(self.hashes.hasher().clone());
+        self.loaded = false;
     }
 }

@@ -26,7 +26,6 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan};
 
-use crate::catalog::Layout;
 use crate::dataflow::graph::{Node, NodeKind, ViewDataflow};
 use crate::dataflow::operator::{Operator, StateTable};
 use crate::dataflow::ops::aggregate::{AggKind, AggSpec, GroupAggregateOp};
@@ -151,12 +150,12 @@ impl Builder {
                             scan.table_name
                         )));
                     };
-                // Relations stored as segments only ever gain rows (`crate::catalog::Layout`).
+                // Segments and streams only ever gain rows (`crate::catalog::Layout`).
                 Ok(self.push_source(
                     relation,
                     scan.projection.clone(),
                     arrow_schema(&scan.projected_schema),
-                    layout == Layout::Segments,
+                    layout.is_append_only(),
                 ))
             }
             LogicalPlan::Projection(p) => {

@@ -87,6 +87,13 @@ impl TableProvider for StoredTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.table.def.layout == Layout::Stream {
+            return Err(to_df(crate::error::Error::user_detail(
+                crate::error::SqlState::FEATURE_NOT_SUPPORTED,
+                format!("cannot read source {}: a stream keeps no rows", self.table.def.name),
+                "Its rows only reach the materialized views over it; a table (CREATE TABLE .. WITH (connector = ..)) stores them.",
+            )));
+        }
         let ranges = key_range::key_ranges(&self.table, filters).map_err(to_df)?;
         let stream = Arc::new(ScanStream {
             table: self.table.clone(),

@@ -55,7 +55,9 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Stmt) -> Result<
             Output::command("CREATE TABLE")
         }
         Stmt::CreateTableWith(ct) => {
-            if !super::source::create_table_with(env, &mut catalog, ct, &mut batch).await? {
+            if !super::source::create_table_with(env, &mut catalog, ct, crate::catalog::Layout::Rows, &mut batch)
+                .await?
+            {
                 let name = super::object_name_parts(&ct.create.name).pop().unwrap_or_default();
                 session.notice(
                     "NOTICE",
@@ -193,6 +195,13 @@ pub async fn plan(session: &mut Session, env: &QueryEnv, stmt: &Stmt) -> Result<
                         for name in names {
                             let parts = super::object_name_parts(name);
                             match catalog.resolve_table(&parts, &env.search_path) {
+                                Ok(t) if t.def.layout == crate::catalog::Layout::Stream => {
+                                    return Err(Error::user_detail(
+                                        SqlState::WRONG_OBJECT_TYPE,
+                                        format!("\"{}\" is not a table", t.def.name),
+                                        format!("It is a source (a stream): DROP SOURCE {}.", t.def.name),
+                                    ));
+                                }
                                 Ok(t) => {
                                     let deps = catalog.transitive_dependents(t.def.id);
                                     if !deps.is_empty() && !cascade {
@@ -521,7 +530,7 @@ pub(crate) async fn table_def(env: &QueryEnv, ct: &CreateTable) -> Result<TableD
 
 /// Reads every row of `table` (from the committed snapshot) as storage-order columns.
 fn read_all(env: &QueryEnv, table: &Table) -> Result<(Vec<Vec<u8>>, Option<RecordBatch>)> {
-    if table.def.layout == crate::catalog::Layout::Segments {
+    if table.def.layout != crate::catalog::Layout::Rows {
         return Err(Error::unsupported(format!(
             "adding or dropping a column of {}, whose rows a generator source appends",
             table.def.name

@@ -124,7 +124,8 @@ fn show_tables(session: &Session, schema: Option<String>) -> Result<Output> {
         .committed
         .catalog
         .tables()
-        .filter(|t| t.def.schema == schema)
+        // Streams are sources (SHOW SOURCES lists them).
+        .filter(|t| t.def.schema == schema && t.def.layout != crate::catalog::Layout::Stream)
         .map(|t| t.def.name.clone())
         .collect();
     rows_output(text_batch("Name", names)?, "SHOW")
@@ -196,7 +197,7 @@ pub fn show_sources(session: &Session) -> Result<Output> {
         connectors.push(s.connector.clone());
         let state = match env.sources.get(s.id) {
             Some(st) => st.state.as_str(),
-            None if catalog.tables_of_source(s.id).is_empty() => "idle",
+            None if catalog.fed_tables_of_source(s.id).is_empty() => "idle",
             None => "starting",
         };
         states.push(state);

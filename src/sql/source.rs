@@ -42,6 +42,9 @@ pub async fn create_source(
         ));
     }
     let connector = connectors::connector_of(&cs.options)?;
+    if cs.columns.is_some() || connectors::names_one_table(&connector, &cs.options) {
+        return create_stream(env, catalog, cs, &connector, batch).await;
+    }
     let mut options = cs.options.clone();
     options.remove("connector");
     connectors::validate(&connector, &options).await?;
@@ -59,8 +62,39 @@ pub async fn create_source(
     Ok(Some(Output::command("CREATE SOURCE")))
 }
 
+/// Plans CREATE SOURCE name [(cols)] WITH (connector = ..) for one upstream table: a stream,
+/// stored as nothing (its rows only reach the views over it), fed by a source of its own.
+async fn create_stream(
+    env: &QueryEnv,
+    catalog: &mut Catalog,
+    cs: &CreateSource,
+    connector: &str,
+    batch: &mut WriteBatch,
+) -> Result<Option<Output>> {
+    if !connectors::only_appends(connector) {
+        return Err(Error::unsupported(format!(
+            "a stream from a '{connector}' source (its changes update and delete rows): \
+             CREATE SOURCE .. WITH (..) without columns, then CREATE TABLE .. FROM it"
+        )));
+    }
+    let create = cs.columns.clone().unwrap_or_else(|| {
+        sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder::new(cs.name.clone())
+            .if_not_exists(cs.if_not_exists)
+            .build()
+    });
+    let ct = CreateTableWith {
+        create,
+        all_columns: cs.all_columns || cs.columns.is_none(),
+        options: cs.options.clone(),
+    };
+    if !create_table_with(env, catalog, &ct, Layout::Stream, batch).await? {
+        return Ok(None);
+    }
+    Ok(Some(Output::command("CREATE SOURCE")))
+}
+
 /// Plans DROP SOURCE: refused while tables read from it, unless CASCADE (which drops them and
-/// the views over them).
+/// the views over them). A stream's source drops the stream; views over it need CASCADE.
 pub fn drop_sources(
     session: &mut Session,
     env: &QueryEnv,
@@ -84,12 +118,25 @@ pub fn drop_sources(
             Err(e) => return Err(e),
         };
         let tables = catalog.tables_of_source(source.id);
-        if let (Some(t), false) = (tables.first(), ds.cascade) {
-            return Err(Error::user_detail(
-                SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
-                format!("cannot drop source {} because other objects depend on it", source.name),
-                format!("table {} depends on source {}", t.def.name, source.name),
-            ));
+        if !ds.cascade {
+            let stored = tables.iter().find(|t| t.def.layout != Layout::Stream);
+            let viewed = tables
+                .iter()
+                .find_map(|t| catalog.dependents(t.def.id).into_iter().next().map(|v| (t, v)));
+            if let Some(t) = stored {
+                return Err(Error::user_detail(
+                    SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                    format!("cannot drop source {} because other objects depend on it", source.name),
+                    format!("table {} depends on source {}", t.def.name, source.name),
+                ));
+            }
+            if let Some((t, v)) = viewed {
+                return Err(Error::user_detail(
+                    SqlState::DEPENDENT_OBJECTS_STILL_EXIST,
+                    format!("cannot drop source {} because other objects depend on it", source.name),
+                    format!("materialized view {} depends on source {}", v.def.name, t.def.name),
+                ));
+            }
         }
         for t in tables {
             for v in catalog.transitive_dependents(t.def.id) {
@@ -144,11 +191,13 @@ pub async fn table_from_source(env: &QueryEnv, catalog: &Catalog, ct: &CreateTab
 }
 
 /// Plans CREATE TABLE t (..) WITH (connector = '..', ..): a table with a source of its own
-/// (named like the table, dropped with it). False when IF NOT EXISTS found the table.
+/// (named like the table, dropped with it); with `Layout::Stream`, a stream (nothing stored).
+/// False when IF NOT EXISTS found the table.
 pub async fn create_table_with(
     env: &QueryEnv,
     catalog: &mut Catalog,
     ct: &CreateTableWith,
+    layout: Layout,
     batch: &mut WriteBatch,
 ) -> Result<bool> {
     let mut parts = super::object_name_parts(&ct.create.name);
@@ -192,7 +241,11 @@ pub async fn create_table_with(
             external: name,
         });
         // A datagen table only gains rows.
-        def.layout = append_layout(&def, true);
+        def.layout = if layout == Layout::Stream {
+            layout
+        } else {
+            append_layout(&def, true)
+        };
         catalog.create_table(def, batch)?;
         return Ok(true);
     }
@@ -218,9 +271,12 @@ pub async fn create_table_with(
         ]),
         external,
     };
-    let def = table_from_source(env, catalog, &from)
+    let mut def = table_from_source(env, catalog, &from)
         .await?
         .ok_or_else(|| Error::internal("the table appeared while being created"))?;
+    if layout == Layout::Stream {
+        def.layout = layout;
+    }
     catalog.create_table(def, batch)?;
     Ok(true)
 }

@@ -35,12 +35,19 @@ pub enum Stmt {
     CreateTableWith(CreateTableWith),
 }
 
+/// `CREATE SOURCE name [(cols | *, ..)] WITH (connector = '..', ..)`. With columns (or with
+/// options naming one upstream table, such as `nexmark.table.type`) it is a stream: a relation
+/// whose rows only reach the views over it (RisingWave's source).
 #[derive(Clone, Debug)]
 pub struct CreateSource {
     pub name: ObjectName,
     pub if_not_exists: bool,
     /// Lower-cased keys, values as text.
     pub options: BTreeMap<String, String>,
+    /// The declared columns (as a CREATE TABLE; with `all_columns`, only those after `*`).
+    pub columns: Option<CreateTable>,
+    /// `(*)`: the columns are taken from the upstream table.
+    pub all_columns: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -182,6 +189,18 @@ fn parse_one(p: &mut Parser) -> Result<Stmt, ParserError> {
         p.next_token();
         let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let name = p.parse_object_name(false)?;
+        let mut columns = None;
+        let mut all_columns = false;
+        if p.peek_token().token == Token::LParen {
+            all_columns = p.peek_nth_token(1).token == Token::Mul;
+            let builder = CreateTableBuilder::new(name.clone()).if_not_exists(if_not_exists);
+            columns = Some(if all_columns {
+                builder.columns(parse_star_columns(p)?).build()
+            } else {
+                let (columns, constraints) = p.parse_columns()?;
+                builder.columns(columns).constraints(constraints).build()
+            });
+        }
         if !p.parse_keyword(Keyword::WITH) {
             return p.expected("WITH (options) after CREATE SOURCE name", p.peek_token());
         }
@@ -190,6 +209,8 @@ fn parse_one(p: &mut Parser) -> Result<Stmt, ParserError> {
             name,
             if_not_exists,
             options,
+            columns,
+            all_columns,
         }));
     }
     if is_word(&t0, Keyword::DROP, "drop") && is_word(&t1, Keyword::SOURCE, "source") {
@@ -360,6 +381,31 @@ pub fn parse_options(p: &mut Parser) -> Result<BTreeMap<String, String>, ParserE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_streams() {
+        let stmts = parse(
+            "CREATE SOURCE bid (*, p_time TIMESTAMPTZ AS PROCTIME()) WITH (connector = 'nexmark', nexmark.table.type = 'bid'); \
+             CREATE SOURCE IF NOT EXISTS clicks (id BIGINT, url VARCHAR) WITH (connector = 'datagen'); \
+             CREATE SOURCE person WITH (connector = 'nexmark', nexmark.table.type = 'person')",
+        )
+        .unwrap();
+        let Stmt::CreateSource(bid) = &stmts[0] else { panic!() };
+        assert!(bid.all_columns);
+        assert_eq!(bid.columns.as_ref().unwrap().columns[0].name.value, "p_time");
+        let Stmt::CreateSource(clicks) = &stmts[1] else {
+            panic!()
+        };
+        let create = clicks.columns.as_ref().unwrap();
+        assert!(!clicks.all_columns && create.if_not_exists && clicks.if_not_exists);
+        assert_eq!(create.columns.len(), 2);
+        assert_eq!(create.name.to_string(), "clicks");
+        let Stmt::CreateSource(person) = &stmts[2] else {
+            panic!()
+        };
+        assert!(person.columns.is_none());
+        assert_eq!(person.options["nexmark.table.type"], "person");
+    }
 
     #[test]
     fn parses_freshet_statements_among_postgres_ones() {

@@ -34,11 +34,19 @@ pub enum Layout {
     Rows,
     /// Append-only: one key per appended batch (see the module docs).
     Segments,
+    /// Not stored: a stream (`CREATE SOURCE name (..) WITH (connector = ..)`) whose source only
+    /// appends; its rows flow to the views over it and are not kept.
+    Stream,
 }
 
 impl Layout {
     pub fn is_rows(&self) -> bool {
         *self == Layout::Rows
+    }
+
+    /// True when rows are only ever added (views over it see insertions only).
+    pub fn is_append_only(&self) -> bool {
+        *self != Layout::Rows
     }
 }
 

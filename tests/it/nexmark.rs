@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use freshet::connectors::generator::nexmark::{stream_tables, QUERIES, SIDE_INPUT};
+use freshet::connectors::generator::nexmark::{stream_sources, stream_tables, QUERIES, SIDE_INPUT};
 
 use crate::cdc::{eventually, rows};
 use crate::harness::TestServer;
@@ -74,6 +74,180 @@ async fn nexmark_views_equal_batch_answers() {
         assert_eq!(got.len(), want.len(), "{name}: row count");
         assert!(got == want, "{name}: the view differs from the batch answer");
     }
+}
+
+/// The events of the Nexmark tests: 20,000 from a fixed base time, paced.
+const EVENTS: &str =
+    "nexmark.event.num = '20000', nexmark.events.per.second = '20000', nexmark.base.time = '1700000000000'";
+
+/// Views over the three streams (`CREATE SOURCE bid (*) WITH (connector = 'nexmark', ..)`,
+/// nothing stored) equal the batch answers over stored tables of the same events, whether they
+/// were created before the streams generated anything or while they generate (a new view
+/// replays the stream so far). A stream no view reads generates nothing; one cannot be read
+/// directly, written or dropped as a table.
+#[tokio::test(flavor = "multi_thread")]
+async fn views_over_streams_equal_batch_answers() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    // The truth: the same events stored in tables (schema public).
+    c.batch_execute(&format!(
+        "CREATE SOURCE nx WITH (connector = 'nexmark', {EVENTS}); {}; {SIDE_INPUT}",
+        stream_tables("nx")
+    ))
+    .await
+    .unwrap();
+    c.batch_execute("CREATE SCHEMA st").await.unwrap();
+    c.batch_execute("SET search_path = st, public").await.unwrap();
+    c.batch_execute(&stream_sources(EVENTS)).await.unwrap();
+    let states = "SELECT name, state FROM freshet_catalog.sources WHERE schema = 'st'";
+    assert_eq!(rows(&c, states).await, ["auction|idle", "bid|idle", "person|idle"]);
+    assert_eq!(rows(&c, "SHOW TABLES").await, Vec::<String>::new());
+    // q12 windows by processing time, which differs between the two copies.
+    let queries: Vec<&(&str, &str)> = QUERIES.iter().filter(|(n, _)| *n != "q12").collect();
+    let (early, late) = queries.split_at(4);
+    for (name, sql) in early {
+        c.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {sql}"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    // The others once the bids are flowing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows(&c, "SELECT count(*) FROM q0").await[0] == "0" {
+        assert!(Instant::now() < deadline, "no bids reached q0");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (name, sql) in late {
+        c.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {sql}"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    eventually(
+        &c,
+        "SELECT count(*) FROM freshet_catalog.sources WHERE connector = 'nexmark' \
+         AND coalesce(reason, '') NOT LIKE 'all 20000 events generated'",
+        &["0".into()],
+    )
+    .await;
+    let log = server.log_text();
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("epoch failed")).collect();
+    assert!(failures.is_empty(), "view maintenance failed: {failures:?}");
+    c.batch_execute("SET search_path = public").await.unwrap();
+    for (name, sql) in &queries {
+        let want = rows(&c, sql).await;
+        assert!(!want.is_empty() || *name == "q2", "{name}: the batch answer is empty");
+        let got = rows(&c, &format!("SELECT * FROM st.{name}")).await;
+        assert_eq!(got.len(), want.len(), "{name}: row count");
+        assert!(
+            got == want,
+            "{name}: the view over streams differs from the batch answer"
+        );
+    }
+    // A view created after the last event replays the whole stream.
+    c.batch_execute("CREATE MATERIALIZED VIEW st.bids AS SELECT count(*) AS n, sum(price) AS s FROM st.bid")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&c, "SELECT n, s FROM st.bids").await,
+        rows(&c, "SELECT count(*), sum(price) FROM bid").await
+    );
+    // A stream is a source, not a table.
+    for (sql, code) in [
+        ("SELECT count(*) FROM st.bid", "0A000"),
+        ("INSERT INTO st.bid (auction) VALUES (1)", "42809"),
+        ("DROP TABLE st.bid", "42809"),
+        ("DROP SOURCE st.bid", "2BP01"),
+        (
+            "CREATE SOURCE st.orders (id INT) WITH (connector = 'postgres-cdc', hostname = 'localhost')",
+            "0A000",
+        ),
+    ] {
+        let e = c.batch_execute(sql).await.unwrap_err();
+        assert_eq!(crate::cdc::code(e), code, "{sql}");
+    }
+    c.batch_execute("DROP SOURCE st.bid CASCADE").await.unwrap();
+    assert_eq!(
+        rows(&c, "SELECT name FROM freshet_catalog.sources WHERE schema = 'st'").await,
+        ["auction", "person"]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT name FROM freshet_catalog.materialized_views WHERE schema = 'st' AND name IN ('q0', 'q3', 'bids')"
+        )
+        .await,
+        ["q3"]
+    );
+}
+
+/// Views over a paced stream, killed (-9) mid-stream and restarted, see every event exactly
+/// once; a datagen stream replays too.
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_views_resume_exactly_after_kill9() {
+    let mut server = TestServer::start();
+    let c = server.connect().await;
+    let events = "nexmark.event.num = '30000', nexmark.base.time = '1700000000000'";
+    c.batch_execute(&format!(
+        "CREATE SOURCE bid (*) WITH (connector = 'nexmark', nexmark.table.type = 'bid', \
+           nexmark.events.per.second = '10000', {events}); \
+         CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n, sum(price) AS s FROM bid; \
+         CREATE MATERIALIZED VIEW cheap AS SELECT auction, price, bidder FROM bid WHERE price < 5000; \
+         CREATE MATERIALIZED VIEW top AS SELECT auction, max(price) AS p, count(*) AS n FROM bid GROUP BY auction; \
+         CREATE SOURCE seq (n BIGINT, label VARCHAR) WITH (connector = 'datagen', datagen.rows.per.second = '0', \
+           fields.n.kind = 'sequence', fields.n.start = '1', fields.n.end = '1000', fields.label.length = '4'); \
+         CREATE MATERIALIZED VIEW seq_sum AS SELECT sum(n) AS s, count(DISTINCT label) > 900 AS varied FROM seq"
+    ))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n: i64 = rows(&c, "SELECT n FROM totals")
+            .await
+            .first()
+            .map_or(0, |n| n.parse().unwrap());
+        if n > 2000 {
+            assert!(n < 27_600, "generation was not paced: {n} bids already");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no bids reached the view");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill9();
+    server.restart();
+    let c = server.connect().await;
+    eventually(
+        &c,
+        "SELECT reason FROM freshet_catalog.sources WHERE name = 'bid'",
+        &["all 30000 events generated".into()],
+    )
+    .await;
+    // The truth: a table of the same events.
+    c.batch_execute(&format!(
+        "CREATE TABLE bid_t (*) WITH (connector = 'nexmark', nexmark.table.type = 'bid', \
+           nexmark.events.per.second = '0', {events})"
+    ))
+    .await
+    .unwrap();
+    eventually(&c, "SELECT count(*) FROM bid_t", &["27600".into()]).await;
+    assert_eq!(
+        rows(&c, "SELECT n, s FROM totals").await,
+        rows(&c, "SELECT count(*), sum(price) FROM bid_t").await
+    );
+    for (view, query) in [
+        ("cheap", "SELECT auction, price, bidder FROM bid_t WHERE price < 5000"),
+        (
+            "top",
+            "SELECT auction, max(price), count(*) FROM bid_t GROUP BY auction",
+        ),
+    ] {
+        let want = rows(&c, query).await;
+        assert!(want.len() > 100, "{view}: {} rows", want.len());
+        assert_eq!(rows(&c, &format!("SELECT * FROM {view}")).await, want, "{view}");
+    }
+    eventually(&c, "SELECT s, varied FROM seq_sum", &["500500|t".into()]).await;
+    c.batch_execute("CREATE MATERIALIZED VIEW seq_late AS SELECT sum(n) AS s, count(*) AS c FROM seq")
+        .await
+        .unwrap();
+    assert_eq!(rows(&c, "SELECT s, c FROM seq_late").await, ["500500|1000"]);
 }
 
 /// `CREATE TABLE .. WITH (connector = 'nexmark')`, paced generation, and kill -9 mid-stream:

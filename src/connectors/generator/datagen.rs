@@ -25,10 +25,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{option_u64, run_batches, Batches};
-use crate::catalog::{SqlType, TableDef};
+use crate::catalog::{SourceDef, SqlType, Table, TableDef};
 use crate::connectors::postgres::values::TextRows;
-use crate::connectors::runtime::SourceTask;
+use crate::connectors::runtime::{stored_position, SourceTask};
 use crate::error::{Error, Result, SqlState};
+use crate::state::StateSnapshot;
+use datafusion::arrow::record_batch::RecordBatch;
 
 /// How one column is generated.
 #[derive(Clone, Debug, PartialEq)]
@@ -277,6 +279,21 @@ struct Position {
 
 /// Rows per commit at full speed.
 const BATCH: u64 = 10_000;
+
+/// The rows stream `table` (of datagen source `source`) carried up to the position committed
+/// in `snapshot`, regenerated, in the stream's columns.
+pub fn replay(source: &SourceDef, table: &Table, snapshot: &dyn StateSnapshot) -> Result<RecordBatch> {
+    let gen = Datagen::new(&table.def, &source.options)?;
+    let names: Vec<String> = gen.fields.iter().map(|(n, _, _)| n.clone()).collect();
+    let types: Vec<SqlType> = gen.fields.iter().map(|(_, t, _)| t.clone()).collect();
+    let mut rows = TextRows::new(&names, &types);
+    if let Some(position) = stored_position::<Position>(snapshot, source.id)? {
+        for i in 0..position.next {
+            rows.push(gen.row(i, position.base_micros), 1);
+        }
+    }
+    Ok(rows.finish()?.data())
+}
 
 /// The driver the runtime runs for `datagen` sources.
 pub fn driver(task: Arc<SourceTask>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> {

@@ -15,16 +15,17 @@ use datafusion::arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampM
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use nexmark::config::NexmarkConfig;
-use nexmark::event::Event;
+use nexmark::event::{Event, EventType};
 use nexmark::EventGenerator;
 use serde::{Deserialize, Serialize};
 
 use super::{option_u64, run_batches, Batches};
-use crate::catalog::{SqlType, Table};
-use crate::connectors::runtime::{CommitPipeline, SourceState, SourceTask};
+use crate::catalog::{Layout, SourceDef, SqlType, Table};
+use crate::connectors::runtime::{stored_position, CommitPipeline, SourceState, SourceTask};
 use crate::connectors::{UpstreamColumn, UpstreamTable};
 use crate::dataflow::changes::Changes;
 use crate::error::{Error, Result, SqlState};
+use crate::state::StateSnapshot;
 
 /// The bids, bidders and auctions per price band of q15 and q16.
 macro_rules! price_rank_counts {
@@ -57,6 +58,19 @@ pub fn stream_tables(source: &str) -> String {
         "CREATE TABLE person (*) FROM {source} TABLE 'person'; \
          CREATE TABLE auction (*) FROM {source} TABLE 'auction'; \
          CREATE TABLE bid (*, p_time TIMESTAMPTZ AS PROCTIME()) FROM {source} TABLE 'bid'"
+    )
+}
+
+/// The three Nexmark streams as sources of their own, as RisingWave's suite declares them: no
+/// rows stored (they only reach the views), each generating only its own events, all with
+/// the nexmark `options` given (`nexmark.event.num = '..', ..`) and so the same events as one
+/// source feeding all three. `bid` has the processing time `p_time`, as in [`stream_tables`].
+pub fn stream_sources(options: &str) -> String {
+    format!(
+        "CREATE SOURCE person (*) WITH (connector = 'nexmark', nexmark.table.type = 'person', {options}); \
+         CREATE SOURCE auction (*) WITH (connector = 'nexmark', nexmark.table.type = 'auction', {options}); \
+         CREATE SOURCE bid (*, p_time TIMESTAMPTZ AS PROCTIME()) WITH (connector = 'nexmark', \
+           nexmark.table.type = 'bid', {options})"
     )
 }
 
@@ -264,6 +278,22 @@ enum Stream {
 }
 
 impl Stream {
+    fn of(event: &Event) -> Stream {
+        match event {
+            Event::Person(_) => Stream::Person,
+            Event::Auction(_) => Stream::Auction,
+            Event::Bid(_) => Stream::Bid,
+        }
+    }
+
+    fn event_type(self) -> EventType {
+        match self {
+            Stream::Person => EventType::Person,
+            Stream::Auction => EventType::Auction,
+            Stream::Bid => EventType::Bid,
+        }
+    }
+
     fn parse(name: &str) -> Result<Stream> {
         match name.trim().to_ascii_lowercase().as_str() {
             "person" => Ok(Stream::Person),
@@ -365,24 +395,96 @@ struct TableState {
     since: u64,
 }
 
-/// Generates the next `n` events into the rows of the tables `into` (indexes into `rows`).
-fn generate(generator: &mut EventGenerator, n: u64, rows: &mut [Rows], into: &[usize]) -> Result<()> {
-    for _ in 0..n {
-        let event = generator
-            .next()
-            .ok_or_else(|| Error::internal("the nexmark generator ended"))?;
-        let kind = match &event {
-            Event::Person(_) => Stream::Person,
-            Event::Auction(_) => Stream::Auction,
-            Event::Bid(_) => Stream::Bid,
-        };
-        for i in into {
-            if rows[*i].stream == kind {
-                rows[*i].push(&event);
+/// The events from a position on, for the streams of the tables a source feeds. When they are
+/// all of one stream, only that stream's events are made (the crate's type filter): a bid
+/// stream does not pay for generating people and auctions it would throw away.
+enum Events {
+    All(EventGenerator),
+    Only(Stream, Box<NexmarkConfig>, EventGenerator),
+}
+
+impl Events {
+    /// The events from global event number `next` on, for tables of `streams`.
+    fn new(config: NexmarkConfig, next: u64, streams: &[Stream]) -> Events {
+        match streams.split_first() {
+            // The filtered generator numbers a stream's events as the unfiltered one does only
+            // when events are not shuffled (the default).
+            Some((first, rest)) if rest.iter().all(|s| s == first) && config.out_of_order_group_size == 1 => {
+                let offset = Self::count_before(&config, *first, next);
+                let generator = EventGenerator::new(config.clone())
+                    .with_type_filter(first.event_type())
+                    .with_offset(offset);
+                Events::Only(*first, Box::new(config), generator)
             }
+            _ => Events::All(EventGenerator::new(config).with_offset(next)),
         }
     }
-    Ok(())
+
+    /// How many of the events numbered `0..global` are of `stream`.
+    fn count_before(config: &NexmarkConfig, stream: Stream, global: u64) -> u64 {
+        let (p, a, b) = (
+            config.person_proportion as u64,
+            config.auction_proportion as u64,
+            config.bid_proportion as u64,
+        );
+        let (full, rem) = (global / (p + a + b), global % (p + a + b));
+        match stream {
+            Stream::Person => full * p + rem.min(p),
+            Stream::Auction => full * a + rem.saturating_sub(p).min(a),
+            Stream::Bid => full * b + rem.saturating_sub(p + a).min(b),
+        }
+    }
+
+    /// Generates the events numbered `first..first + n` (`first`: where the previous call
+    /// ended) into the rows of the tables `into` (indexes into `rows`).
+    fn generate(&mut self, first: u64, n: u64, rows: &mut [Rows], into: &[usize]) -> Result<()> {
+        let ended = || Error::internal("the nexmark generator ended");
+        match self {
+            Events::All(generator) => {
+                for _ in 0..n {
+                    let event = generator.next().ok_or_else(ended)?;
+                    let kind = Stream::of(&event);
+                    for i in into {
+                        if rows[*i].stream == kind {
+                            rows[*i].push(&event);
+                        }
+                    }
+                }
+            }
+            Events::Only(stream, config, generator) => {
+                let count = Self::count_before(config, *stream, first + n) - Self::count_before(config, *stream, first);
+                for _ in 0..count {
+                    let event = generator.next().ok_or_else(ended)?;
+                    for i in into {
+                        rows[*i].push(&event);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rows stream `table` (of nexmark source `source`) carried up to the position committed
+/// in `snapshot`, regenerated, in the stream's columns.
+pub fn replay(source: &SourceDef, table: &Arc<Table>, snapshot: &dyn StateSnapshot) -> Result<RecordBatch> {
+    let stream = Stream::parse(
+        &table
+            .def
+            .source
+            .as_ref()
+            .map(|s| s.external.clone())
+            .unwrap_or_default(),
+    )?;
+    let mut rows = [Rows::new(stream, table.clone())];
+    if let Some(position) = stored_position::<Position>(snapshot, source.id)? {
+        let config = NexmarkConfig {
+            base_time: position.base_time,
+            ..NexmarkConfig::default()
+        };
+        Events::new(config, 0, &[stream]).generate(0, position.next, &mut rows, &[0])?;
+    }
+    Ok(rows[0].finish()?.data())
 }
 
 /// Events per commit at full speed.
@@ -517,26 +619,29 @@ async fn run(task: &SourceTask) -> Result<()> {
         ..NexmarkConfig::default()
     };
     // Tables new to the source first get every event generated so far (their "snapshot"), so
-    // that all tables of a source hold the same prefix of one event stream.
+    // that all tables of a source hold the same prefix of one event stream. Streams keep
+    // nothing: a view over one sees the events from when it was created.
     let pending: Vec<usize> = (0..rows.len())
         .filter(|i| {
-            !matches!(
-                task.stored_table_state::<TableState>(rows[*i].table.def.id),
-                Ok(Some(_))
-            )
+            rows[*i].table.def.layout != Layout::Stream
+                && !matches!(
+                    task.stored_table_state::<TableState>(rows[*i].table.def.id),
+                    Ok(Some(_))
+                )
         })
         .collect();
     if !pending.is_empty() {
         task.status(|s| s.state = SourceState::Snapshotting);
         let mut pipeline = CommitPipeline::new(task.coordinator.clone(), 4);
-        let mut generator = EventGenerator::new(config.clone());
+        let streams: Vec<Stream> = pending.iter().map(|i| rows[*i].stream).collect();
+        let mut events = Events::new(config.clone(), 0, &streams);
         let mut done = 0;
         loop {
             if task.stopping() {
                 return pipeline.drain().await;
             }
             let n = BATCH.min(position.next - done);
-            generate(&mut generator, n, &mut rows, &pending)?;
+            events.generate(done, n, &mut rows, &pending)?;
             done += n;
             let mut writes = task.writes();
             for i in &pending {
@@ -559,7 +664,8 @@ async fn run(task: &SourceTask) -> Result<()> {
         }
     }
     let all: Vec<usize> = (0..rows.len()).collect();
-    let mut generator = EventGenerator::new(config).with_offset(position.next);
+    let streams: Vec<Stream> = rows.iter().map(|r| r.stream).collect();
+    let mut events = Events::new(config, position.next, &streams);
     let base_time = position.base_time;
     run_batches(
         task,
@@ -570,8 +676,8 @@ async fn run(task: &SourceTask) -> Result<()> {
             unit: "events",
         },
         position.next,
-        |writes, _, n| {
-            generate(&mut generator, n, &mut rows, &all)?;
+        |writes, first, n| {
+            events.generate(first, n, &mut rows, &all)?;
             for r in rows.iter_mut().filter(|r| r.len > 0) {
                 task.add_changes(writes, &r.table.clone(), &r.finish()?)?;
             }
@@ -608,5 +714,38 @@ mod tests {
         assert_eq!(&all[60..], &resumed[..]);
         let bids = all.iter().filter(|e| matches!(e, Event::Bid(_))).count();
         assert_eq!(bids, 92);
+    }
+
+    #[test]
+    fn one_stream_alone_is_the_same_events() {
+        let cfg = || NexmarkConfig {
+            base_time: 1_700_000_000_000,
+            ..NexmarkConfig::default()
+        };
+        let all: Vec<Event> = EventGenerator::new(cfg()).take(1000).collect();
+        for stream in [Stream::Person, Stream::Auction, Stream::Bid] {
+            let expected: Vec<&Event> = all[137..].iter().filter(|e| Stream::of(e) == stream).collect();
+            assert_eq!(
+                Events::count_before(&cfg(), stream, 1000) - Events::count_before(&cfg(), stream, 137),
+                expected.len() as u64
+            );
+            // From event 137 on, in uneven batches, as a source resumed there would.
+            let mut events = Events::new(cfg(), 137, &[stream]);
+            let Events::Only(..) = &events else {
+                panic!("one stream is filtered")
+            };
+            let mut got = Vec::new();
+            let mut next = 137;
+            for n in [1, 2, 3, 49, 50, 51, 200, 507] {
+                let Events::Only(_, config, generator) = &mut events else {
+                    unreachable!()
+                };
+                let count = Events::count_before(config, stream, next + n) - Events::count_before(config, stream, next);
+                got.extend(generator.by_ref().take(count as usize));
+                next += n;
+            }
+            assert_eq!(next, 1000);
+            assert_eq!(got.iter().collect::<Vec<_>>(), expected, "{stream:?}");
+        }
     }
 }
