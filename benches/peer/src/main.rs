@@ -5,7 +5,9 @@
 //! `src/connectors/generator/nexmark.rs`).
 //!
 //! Per query, in a fresh child process (so that peak RSS and CPU time are the query's own):
-//! generate N events, push them into the circuit's input Z-sets and run one DBSP transaction
+//! generate N events (only those of the streams the circuit reads, by one type-filtered
+//! generator per stream, as Freshet's streams do), push them into the circuit's input Z-sets
+//! and run one DBSP transaction
 //! per 20,000 events (Freshet's source batch); results are read each transaction through
 //! `accumulate_output()`. (`DBSPHandle::transaction()` = start, commit, `step()` until the commit
 //! completes: in 0.349 a bare `step()` runs inside an open transaction, and `accumulate_output`
@@ -49,7 +51,7 @@ use dbsp::typed_batch::{IndexedZSetReader, SpineSnapshot};
 use dbsp::utils::{Tup2, Tup5, Tup7};
 use dbsp::{OrdZSet, RootCircuit, Runtime, Stream, ZSetHandle, ZWeight};
 use nexmark::config::NexmarkConfig;
-use nexmark::event::Event;
+use nexmark::event::{Event, EventType};
 use nexmark::EventGenerator;
 
 use queries::QUERIES;
@@ -201,10 +203,22 @@ fn run(query: &str, circuit: fn(&mut Inputs) -> Rows, events: u64) {
         .ok()
         .map(|v| v.parse().expect("FRESHET_PEER_BASE_TIME: ms since the epoch"))
         .unwrap_or(1_700_000_000_000);
-    let mut generator = EventGenerator::new(NexmarkConfig {
+    let config = NexmarkConfig {
         base_time,
         ..Default::default()
-    });
+    };
+    // One generator per stream the circuit reads, each making only that stream's events (as
+    // Freshet's streams do): the same events as one generator of all three, without the
+    // others' cost.
+    let mut generators: Vec<(EventType, EventGenerator)> = [
+        (EventType::Bid, circuit.bid.is_some()),
+        (EventType::Auction, circuit.auction.is_some()),
+        (EventType::Person, circuit.person.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, read)| *read)
+    .map(|(t, _)| (t, EventGenerator::new(config.clone()).with_type_filter(t)))
+    .collect();
     let keep = |s: String, column: u8| {
         if circuit.strings & column != 0 {
             s
@@ -217,7 +231,11 @@ fn run(query: &str, circuit: fn(&mut Inputs) -> Rows, events: u64) {
     let mut done = 0;
     while done < events {
         let n = STEP.min(events - done);
-        for event in generator.by_ref().take(n as usize) {
+        let batch = generators.iter_mut().flat_map(|(t, g)| {
+            let count = count_before(&config, *t, done + n) - count_before(&config, *t, done);
+            g.by_ref().take(count as usize)
+        });
+        for event in batch {
             match event {
                 Event::Bid(b) if circuit.bid.is_some() => bids.push(Tup2(
                     Tup7(
@@ -266,6 +284,22 @@ fn run(query: &str, circuit: fn(&mut Inputs) -> Rows, events: u64) {
         peak_rss_mib,
     );
     dbsp.kill().ok();
+}
+
+/// How many of the events numbered `0..global` are of type `t` (the generator's proportions;
+/// events are not shuffled by default).
+fn count_before(config: &NexmarkConfig, t: EventType, global: u64) -> u64 {
+    let (p, a, b) = (
+        config.person_proportion as u64,
+        config.auction_proportion as u64,
+        config.bid_proportion as u64,
+    );
+    let (full, rem) = (global / (p + a + b), global % (p + a + b));
+    match t {
+        EventType::Person => full * p + rem.min(p),
+        EventType::Auction => full * a + rem.saturating_sub(p).min(a),
+        EventType::Bid => full * b + rem.saturating_sub(p + a).min(b),
+    }
 }
 
 fn main() {
