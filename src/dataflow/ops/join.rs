@@ -2,7 +2,8 @@
 //! (non-equality) condition.
 //!
 //! State: each side's rows indexed by join key ((key, row) → multiplicity), and per key the
-//! number of rows on each side (for outer joins). A change on one side is joined with the other
+//! number of rows on each side where an outer join without a condition needs it (see
+//! `HashJoinOp::counted`). A change on one side is joined with the other
 //! side's state: `Δ(L ⋈ R) = ΔL ⋈ R + L' ⋈ ΔR` (L' = L after ΔL), which is exactly what
 //! processing port 0 before port 1 in an epoch computes. Outer joins emit a NULL-padded row for
 //! a row that has no match, retract it when the first match appears and emit it again when the
@@ -123,6 +124,14 @@ impl HashJoinOp {
         )
     }
 
+    /// Whether `side` keeps its rows per key (`counts`): only to tell, without a condition,
+    /// when a key of this side gains its first row or loses its last, which flips the other
+    /// side's NULL-padded rows. An inner join, or a join with a condition (which counts
+    /// matches per row instead), keeps none.
+    fn counted(&self, side: usize) -> bool {
+        self.filter.is_none() && self.pads(1 - side)
+    }
+
     /// Joined output from `this` side's columns and the other side's columns.
     fn assemble(&self, side: usize, this: Vec<ArrayRef>, other: Vec<ArrayRef>, weights: Vec<i64>) -> Result<Changes> {
         let (left, right) = if side == 0 { (this, other) } else { (other, this) };
@@ -235,9 +244,12 @@ impl Operator for HashJoinOp {
         // Pass 2: padded rows, and state. The counts and rows it updates are read ahead in
         // two batched reads.
         let keyed: Vec<usize> = (0..data.num_rows()).filter(|i| !has_null_key[*i]).collect();
-        self.sides[this]
-            .counts
-            .prefetch(ctx, keyed.iter().map(|i| keys.row(*i).data()))?;
+        let counted = self.counted(this);
+        if counted {
+            self.sides[this]
+                .counts
+                .prefetch(ctx, keyed.iter().map(|i| keys.row(*i).data()))?;
+        }
         let this_rows: Vec<Vec<u8>> = keyed
             .iter()
             .map(|i| row_key(keys.row(*i).as_ref(), rows.row(*i).as_ref()))
@@ -268,8 +280,12 @@ impl Operator for HashJoinOp {
                     pad_this.push(i as u32);
                     pad_w.push(w);
                 }
-                let (old, new) = self.sides[this].counts.add_count(ctx, key.as_ref(), w)?;
-                if self.pads(other) && (old <= 0) != (new <= 0) {
+                let (old, new) = if counted {
+                    self.sides[this].counts.add_count(ctx, key.as_ref(), w)?
+                } else {
+                    (0, 0)
+                };
+                if counted && (old <= 0) != (new <= 0) {
                     let sign = if new > 0 { -1 } else { 1 };
                     for p in start..end {
                         flip_other.push(match_other[p].clone());
@@ -295,7 +311,6 @@ impl Operator for HashJoinOp {
                         }
                     }
                 }
-                self.sides[this].counts.add_count(ctx, key.as_ref(), w)?;
             }
             let (_, mult) = self.sides[this].rows.add_count(ctx, &this_row, w)?;
             if self.filter.is_some() && self.pads(this) {
