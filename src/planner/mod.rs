@@ -57,8 +57,7 @@ struct Builder {
 
 /// The plan version new views get. Version 1: aggregates and top-N over inputs that only ever
 /// gain rows keep less state (MIN / MAX as a value in the group state, top-N only the top).
-/// Version 2: COUNT(DISTINCT) values are keyed for hashed lookups (see `ops::aggregate`).
-pub const PLAN_VERSION: u32 = 2;
+pub const PLAN_VERSION: u32 = 1;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -604,8 +603,7 @@ impl Builder {
         let groups = self.state(0);
         let values = self.state(1);
         let op = GroupAggregateOp::new(groups, values, group_exprs, arg_exprs, specs, schema.clone())?
-            .append_only_input(self.only_insertions(input))
-            .distinct_point_keys(self.version >= 2);
+            .append_only_input(self.only_insertions(input));
         Ok(self.push(Box::new(op), vec![input], schema))
     }
 }

@@ -9,14 +9,6 @@
 //! Over an input that only ever gains rows (`append_only_input`), MIN / MAX keep no multiset:
 //! the extreme can only improve, so the group state holds its encoded value.
 //!
-//! COUNT(DISTINCT) values are only ever looked up one by one (the count of distinct values is
-//! in the group state), never scanned. With `distinct_point_keys` (plan version 2) their key
-//! declares itself whole as its state-table group (`len(group, aggregate, value)` first), so
-//! the lookup is one hash probe instead of a search in the group's ordered entries (one
-//! group of a global or few-group aggregate holds every distinct value). Such a key never
-//! starts with a MIN / MAX prefix `len(group) group aggregate`: its declared length is the
-//! rest of the key, a multiset key's is shorter.
-//!
 //! For each group touched in an epoch the operator emits `-old row, +new row` (nothing when the
 //! row did not change). A global aggregate (no GROUP BY) always has exactly one row, as in
 //! PostgreSQL: over an empty input COUNT is 0 and SUM is NULL.
@@ -192,8 +184,6 @@ pub struct GroupAggregateOp {
     global: bool,
     /// The input only ever gains rows: MIN / MAX keep their extreme in the group state.
     append_only: bool,
-    /// COUNT(DISTINCT) values keyed as groups of their own (see the module docs).
-    distinct_point_keys: bool,
 }
 
 impl GroupAggregateOp {
@@ -239,28 +229,7 @@ impl GroupAggregateOp {
             value_codecs,
             global: ngroups == 0,
             append_only: false,
-            distinct_point_keys: false,
         })
-    }
-
-    /// Keys COUNT(DISTINCT) values as state-table groups of their own (plan version 2).
-    pub fn distinct_point_keys(mut self, yes: bool) -> GroupAggregateOp {
-        self.distinct_point_keys = yes;
-        self
-    }
-
-    /// The multiset key of `value` for aggregate `agg` of `group`.
-    fn value_key(&self, group: &[u8], agg: usize, value: &[u8]) -> Vec<u8> {
-        if !(self.distinct_point_keys && self.aggs[agg].kind == AggKind::CountDistinct) {
-            return Self::multiset_key(group, agg, value);
-        }
-        let len = group.len() + 2 + value.len();
-        let mut k = Vec::with_capacity(4 + len);
-        k.extend_from_slice(&(len as u32).to_be_bytes());
-        k.extend_from_slice(group);
-        k.extend_from_slice(&(agg as u16).to_be_bytes());
-        k.extend_from_slice(value);
-        k
     }
 
     /// For an input that only ever gains rows (a deletion is then an error): MIN / MAX keep
@@ -598,7 +567,7 @@ impl Operator for GroupAggregateOp {
                         group_keys
                             .iter()
                             .enumerate()
-                            .map(|(i, g)| self.value_key(g, a, rows.row(i).as_ref()))
+                            .map(|(i, g)| Self::multiset_key(g, a, rows.row(i).as_ref()))
                             .collect()
                     }));
                     values.push(Some(rows));
