@@ -63,6 +63,12 @@ pub const PLAN_VERSION: u32 = 1;
 /// variants of plan version `version` (the one the view was created with: its state was
 /// written by them).
 pub fn build_dataflow(view: u32, plan: &LogicalPlan, version: u32) -> Result<ViewDataflow> {
+    if version > PLAN_VERSION {
+        // Its state was written by operator variants this server does not have.
+        return Err(Error::internal(format!(
+            "materialized view {view} has plan version {version}, newer than this server's {PLAN_VERSION}"
+        )));
+    }
     let mut b = Builder {
         view,
         version,
