@@ -564,7 +564,12 @@ fn pg_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<dy
                     b(user_pk(t)),
                     b(false),
                     s("p"),
-                    s("r"),
+                    // A stream stores no rows: shown as PostgreSQL shows a foreign table.
+                    s(if t.def.layout == crate::catalog::Layout::Stream {
+                        "f"
+                    } else {
+                        "r"
+                    }),
                     i2(natts),
                     i2(0),
                     b(false),
@@ -1430,7 +1435,11 @@ fn info_table(env: &QueryEnv, cat: &Catalog, name: &str) -> DfResult<Option<Arc<
                         s(db.clone()),
                         s(t.def.schema.clone()),
                         s(t.def.name.clone()),
-                        s("BASE TABLE"),
+                        s(if t.def.layout == crate::catalog::Layout::Stream {
+                            "FOREIGN"
+                        } else {
+                            "BASE TABLE"
+                        }),
                         ScalarValue::Null,
                         ScalarValue::Null,
                         ScalarValue::Null,

@@ -150,7 +150,17 @@ async fn views_over_streams_equal_batch_answers() {
         rows(&c, "SELECT n, s FROM st.bids").await,
         rows(&c, "SELECT count(*), sum(price) FROM bid").await
     );
-    // A stream is a source, not a table.
+    // A stream is a source, not a table; catalogs show it as PostgreSQL shows a foreign table.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT c.relkind, t.table_type FROM pg_class c JOIN pg_namespace n ON c.relnamespace = n.oid \
+             JOIN information_schema.tables t ON t.table_schema = n.nspname AND t.table_name = c.relname \
+             WHERE c.relname IN ('bid', 'auction') ORDER BY 1, 2"
+        )
+        .await,
+        ["f|FOREIGN", "f|FOREIGN", "r|BASE TABLE", "r|BASE TABLE"]
+    );
     for (sql, code) in [
         ("SELECT count(*) FROM st.bid", "0A000"),
         ("INSERT INTO st.bid (auction) VALUES (1)", "42809"),
