@@ -24,7 +24,77 @@ enum Group<V> {
     One(Vec<u8>, V),
     /// Sorted; at most [`FEW`] entries.
     Few(Vec<(Vec<u8>, V)>),
-    Many(BTreeMap<Vec<u8>, V>),
+    Many(BTreeMap<Key, V>),
+}
+
+/// A key in a large group's tree, ordered as bytes are, but compared eight bytes at a time
+/// inline: a tree descent compares a dozen or more short keys, and a `memcmp` call for each
+/// was a sixth of a COUNT(DISTINCT) aggregate's time.
+#[derive(Clone, PartialEq, Eq)]
+struct Key(Vec<u8>);
+
+/// The borrowed form of [`Key`], for lookups by `&[u8]`.
+#[derive(PartialEq, Eq)]
+#[repr(transparent)]
+struct KeySlice([u8]);
+
+impl KeySlice {
+    fn new(bytes: &[u8]) -> &KeySlice {
+        // SAFETY: `KeySlice` is a `repr(transparent)` wrapper of `[u8]`.
+        unsafe { &*(bytes as *const [u8] as *const KeySlice) }
+    }
+}
+
+impl std::borrow::Borrow<KeySlice> for Key {
+    fn borrow(&self) -> &KeySlice {
+        KeySlice::new(&self.0)
+    }
+}
+
+impl Ord for KeySlice {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        byte_order(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for KeySlice {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        byte_order(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// `a.cmp(b)` for byte strings (lexicographic), eight bytes at a time.
+#[inline]
+fn byte_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_be_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return x.cmp(&y);
+        }
+        i += 8;
+    }
+    while i < n {
+        if a[i] != b[i] {
+            return a[i].cmp(&b[i]);
+        }
+        i += 1;
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Entries a group keeps in a sorted vector before it becomes a tree.
@@ -83,7 +153,7 @@ impl<V> Index<V> {
                 .binary_search_by(|(r, _)| r.as_slice().cmp(rest))
                 .ok()
                 .map(|i| &entries[i].1),
-            Group::Many(tree) => tree.get(rest),
+            Group::Many(tree) => tree.get(KeySlice::new(rest)),
         }
     }
 
@@ -111,12 +181,12 @@ impl<V> Index<V> {
                 Err(i) => {
                     entries.insert(i, (rest.to_vec(), value));
                     if entries.len() > FEW {
-                        *g = Group::Many(std::mem::take(entries).into_iter().collect());
+                        *g = Group::Many(std::mem::take(entries).into_iter().map(|(r, v)| (Key(r), v)).collect());
                     }
                     None
                 }
             },
-            Group::Many(tree) => tree.insert(rest.to_vec(), value),
+            Group::Many(tree) => tree.insert(Key(rest.to_vec()), value),
         };
         if old.is_none() {
             self.len += 1;
@@ -142,7 +212,7 @@ impl<V> Index<V> {
                 (v, entries.is_empty())
             }
             Group::Many(tree) => {
-                let v = tree.remove(rest)?;
+                let v = tree.remove(KeySlice::new(rest))?;
                 (v, tree.is_empty())
             }
         };
@@ -184,10 +254,13 @@ impl<V> Index<V> {
                         .collect()
                 }
                 Group::Many(tree) => tree
-                    .range(rest_prefix.to_vec()..)
-                    .take_while(|(r, _)| r.starts_with(rest_prefix))
+                    .range::<KeySlice, _>((
+                        std::ops::Bound::Included(KeySlice::new(rest_prefix)),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take_while(|(r, _)| r.0.starts_with(rest_prefix))
                     .take(limit)
-                    .map(|(r, v)| (full(group, r), v))
+                    .map(|(r, v)| (full(group, &r.0), v))
                     .collect(),
             };
         }
@@ -197,7 +270,7 @@ impl<V> Index<V> {
             match g {
                 Group::One(r, v) => out.push((full(group, r), v)),
                 Group::Few(entries) => out.extend(entries.iter().map(|(r, v)| (full(group, r), v))),
-                Group::Many(tree) => out.extend(tree.iter().map(|(r, v)| (full(group, r), v))),
+                Group::Many(tree) => out.extend(tree.iter().map(|(r, v)| (full(group, &r.0), v))),
             }
         }
         out.retain(|(k, _)| k.starts_with(prefix));
@@ -219,7 +292,7 @@ impl<V> Index<V> {
                 }
                 Group::Many(tree) => {
                     for (r, v) in tree {
-                        f(group, r, v)?;
+                        f(group, &r.0, v)?;
                     }
                 }
             }
@@ -243,7 +316,7 @@ impl<V> Index<V> {
             match g {
                 Group::One(r, v) => out.push((full(r), v)),
                 Group::Few(entries) => out.extend(entries.into_iter().map(|(r, v)| (full(r), v))),
-                Group::Many(tree) => out.extend(tree.into_iter().map(|(r, v)| (full(r), v))),
+                Group::Many(tree) => out.extend(tree.into_iter().map(|(r, v)| (full(r.0), v))),
             }
         }
         self.len = 0;
@@ -255,6 +328,24 @@ impl<V> Index<V> {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn byte_order_is_the_order_of_byte_strings() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            // Short alphabets and shared prefixes, so that equal runs and length ties happen.
+            let gen = |rng: &mut rand::rngs::StdRng| -> Vec<u8> {
+                let n = rng.random_range(0..24);
+                (0..n).map(|_| rng.random_range(0..3u8) * 127).collect()
+            };
+            let a = gen(&mut rng);
+            let mut b = if rng.random_bool(0.3) { a.clone() } else { gen(&mut rng) };
+            if rng.random_bool(0.3) && !b.is_empty() {
+                b.pop();
+            }
+            assert_eq!(byte_order(&a, &b), a.cmp(&b), "{a:?} {b:?}");
+        }
+    }
 
     /// A key as operators build them: `[tag] len group rest`, or a plain key.
     fn key(rng: &mut rand::rngs::StdRng, offset: usize) -> Vec<u8> {
