@@ -180,12 +180,7 @@ impl crate::dataflow::stream_history::StreamHistory for StreamReplay {
                 )))
             }
         };
-        let rows = runtime::with_generated(table, rows)?;
-        let rows = datafusion::arrow::record_batch::RecordBatch::try_new(
-            table.visible_schema.clone(),
-            rows.columns().to_vec(),
-        )?;
-        crate::dataflow::changes::Changes::uniform(rows, 1)
+        runtime::stream_rows(table, rows)
     }
 }
 

@@ -164,16 +164,10 @@ impl SourceTask {
 
     /// A table's capture progress committed last (None: not yet snapshotted).
     pub fn stored_table_state<T: DeserializeOwned>(&self, table: u32) -> Result<Option<T>> {
-        self.stored(&keys::source_table_key(self.source.id, table))
-    }
-
-    fn stored<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        match self.coordinator.current().snapshot.get(key)? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| Error::internal(format!("corrupt source state: {e}"))),
-        }
+        stored_json(
+            &*self.coordinator.current().snapshot,
+            &keys::source_table_key(self.source.id, table),
+        )
     }
 
     /// An empty write set of this source.
@@ -192,7 +186,6 @@ impl SourceTask {
         if changes.is_empty() {
             return Ok(());
         }
-        let data = with_generated(table, changes.data())?;
         if table.def.layout == Layout::Stream {
             if changes.weights().values().iter().any(|w| *w != 1) {
                 return Err(Error::internal(format!(
@@ -203,13 +196,11 @@ impl SourceTask {
             writes.appends.push(Append {
                 table: table.def.id,
                 store: AppendStore::Nothing,
-                changes: Changes::uniform(
-                    RecordBatch::try_new(table.visible_schema.clone(), data.columns().to_vec())?,
-                    1,
-                )?,
+                changes: stream_rows(table, changes.data())?,
             });
             return Ok(());
         }
+        let data = with_generated(table, changes.data())?;
         if table.has_row_id() {
             return self.add_appended(writes, table, data.columns(), changes.weights().values());
         }
@@ -596,7 +587,12 @@ fn is_retryable(e: &Error) -> bool {
 
 /// The resume position of source `source` committed in `snapshot` (None: never started).
 pub fn stored_position<T: DeserializeOwned>(snapshot: &dyn StateSnapshot, source: u32) -> Result<Option<T>> {
-    match snapshot.get(&keys::source_position_key(source))? {
+    stored_json(snapshot, &keys::source_position_key(source))
+}
+
+/// Source state stored as JSON under `key` in `snapshot`.
+fn stored_json<T: DeserializeOwned>(snapshot: &dyn StateSnapshot, key: &[u8]) -> Result<Option<T>> {
+    match snapshot.get(key)? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
             .map(Some)
@@ -613,9 +609,19 @@ pub fn note_applied(board: &SourceStatusBoard, source: u32, upstream_commit_micr
     });
 }
 
+/// Rows of stream `table` (its upstream columns, or all its visible columns) as the insertions
+/// views read: generated columns filled in, in the table's visible schema.
+pub(crate) fn stream_rows(table: &Table, data: RecordBatch) -> Result<Changes> {
+    let data = with_generated(table, data)?;
+    Changes::uniform(
+        RecordBatch::try_new(table.visible_schema.clone(), data.columns().to_vec())?,
+        1,
+    )
+}
+
 /// `data` (a table's upstream columns, or all its visible columns) with the generated columns
 /// filled in: `PROCTIME()` columns get the time of this write.
-pub(crate) fn with_generated(table: &Table, data: RecordBatch) -> Result<RecordBatch> {
+fn with_generated(table: &Table, data: RecordBatch) -> Result<RecordBatch> {
     let visible: Vec<&ColumnDef> = table.def.columns.iter().filter(|c| !c.hidden).collect();
     if visible.iter().all(|c| c.generated.is_none()) {
         return Ok(data);

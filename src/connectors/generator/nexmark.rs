@@ -435,47 +435,43 @@ impl Events {
         }
     }
 
-    /// Generates the events numbered `first..first + n` (`first`: where the previous call
-    /// ended) into the rows of the tables `into` (indexes into `rows`).
-    fn generate(&mut self, first: u64, n: u64, rows: &mut [Rows], into: &[usize]) -> Result<()> {
-        let ended = || Error::internal("the nexmark generator ended");
-        match self {
-            Events::All(generator) => {
-                for _ in 0..n {
-                    let event = generator.next().ok_or_else(ended)?;
-                    let kind = Stream::of(&event);
-                    for i in into {
-                        if rows[*i].stream == kind {
-                            rows[*i].push(&event);
-                        }
-                    }
-                }
-            }
+    /// Calls `f` with each event numbered `first..first + n` (`first`: where the previous
+    /// call ended) that is of the streams asked for.
+    fn each(&mut self, first: u64, n: u64, mut f: impl FnMut(Event)) -> Result<()> {
+        let (generator, count) = match self {
+            Events::All(generator) => (generator, n),
             Events::Only(stream, config, generator) => {
                 let count = Self::count_before(config, *stream, first + n) - Self::count_before(config, *stream, first);
-                for _ in 0..count {
-                    let event = generator.next().ok_or_else(ended)?;
-                    for i in into {
-                        rows[*i].push(&event);
-                    }
-                }
+                (generator, count)
             }
+        };
+        for _ in 0..count {
+            f(generator
+                .next()
+                .ok_or_else(|| Error::internal("the nexmark generator ended"))?);
         }
         Ok(())
+    }
+
+    /// Generates the events numbered `first..first + n` into the rows of the tables `into`
+    /// (indexes into `rows`).
+    fn generate(&mut self, first: u64, n: u64, rows: &mut [Rows], into: &[usize]) -> Result<()> {
+        self.each(first, n, |event| {
+            let kind = Stream::of(&event);
+            for i in into {
+                if rows[*i].stream == kind {
+                    rows[*i].push(&event);
+                }
+            }
+        })
     }
 }
 
 /// The rows stream `table` (of nexmark source `source`) carried up to the position committed
 /// in `snapshot`, regenerated, in the stream's columns.
 pub fn replay(source: &SourceDef, table: &Arc<Table>, snapshot: &dyn StateSnapshot) -> Result<RecordBatch> {
-    let stream = Stream::parse(
-        &table
-            .def
-            .source
-            .as_ref()
-            .map(|s| s.external.clone())
-            .unwrap_or_default(),
-    )?;
+    let upstream = table.def.source.as_ref().map_or("", |s| s.external.as_str());
+    let stream = Stream::parse(upstream)?;
     let mut rows = [Rows::new(stream, table.clone())];
     if let Some(position) = stored_position::<Position>(snapshot, source.id)? {
         let config = NexmarkConfig {
@@ -620,7 +616,7 @@ async fn run(task: &SourceTask) -> Result<()> {
     };
     // Tables new to the source first get every event generated so far (their "snapshot"), so
     // that all tables of a source hold the same prefix of one event stream. Streams keep
-    // nothing: a view over one sees the events from when it was created.
+    // nothing (a view created over one replays it: `replay`).
     let pending: Vec<usize> = (0..rows.len())
         .filter(|i| {
             rows[*i].table.def.layout != Layout::Stream
@@ -737,11 +733,7 @@ mod tests {
             let mut got = Vec::new();
             let mut next = 137;
             for n in [1, 2, 3, 49, 50, 51, 200, 507] {
-                let Events::Only(_, config, generator) = &mut events else {
-                    unreachable!()
-                };
-                let count = Events::count_before(config, stream, next + n) - Events::count_before(config, stream, next);
-                got.extend(generator.by_ref().take(count as usize));
+                events.each(next, n, |e| got.push(e)).unwrap();
                 next += n;
             }
             assert_eq!(next, 1000);
