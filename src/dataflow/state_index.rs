@@ -14,26 +14,83 @@
 //! and rare. A table whose scans do not follow groups (a top-N without PARTITION BY scans its
 //! first rows in sort order) uses one group for every key: an ordered tree, as before.
 
-use std::collections::BTreeMap;
+//!
+//! Each entry (its group, the rest of its key, its value) is one allocation ([`Packed`]), and
+//! a group of one entry (most groups: an aggregate's group, a join key seen once) is that
+//! entry alone in the hash table: a mirror of millions of entries costs a slot and an
+//! allocation per entry, not three allocations and a wide slot.
+
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 
 // hashbrown with foldhash (DataFusion's): the state of a view is hashed once per lookup.
-use datafusion::common::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
-/// Entries of one group, ordered by the rest of their key.
-enum Group<V> {
-    One(Vec<u8>, V),
-    /// Sorted; at most [`FEW`] entries.
-    Few(Vec<(Vec<u8>, V)>),
-    Many(BTreeMap<Key, V>),
+/// An entry in one allocation: `group_len:u32 | group | rest_len:u32 | rest | tag | value`
+/// (tag 0: a deletion, no value). Entries of a group of several keep an empty group; they
+/// order and compare by the rest of their key.
+struct Packed(Box<[u8]>);
+
+impl Packed {
+    fn new(group: &[u8], rest: &[u8], value: Option<&[u8]>) -> Packed {
+        let len = 4 + group.len() + 4 + rest.len() + 1 + value.map_or(0, |v| v.len());
+        let mut b = Vec::with_capacity(len);
+        b.extend_from_slice(&(group.len() as u32).to_le_bytes());
+        b.extend_from_slice(group);
+        b.extend_from_slice(&(rest.len() as u32).to_le_bytes());
+        b.extend_from_slice(rest);
+        match value {
+            Some(v) => {
+                b.push(1);
+                b.extend_from_slice(v);
+            }
+            None => b.push(0),
+        }
+        Packed(b.into_boxed_slice())
+    }
+
+    fn len_at(&self, o: usize) -> usize {
+        u32::from_le_bytes(self.0[o..o + 4].try_into().expect("4 bytes")) as usize
+    }
+
+    fn group(&self) -> &[u8] {
+        &self.0[4..4 + self.len_at(0)]
+    }
+
+    /// Offset of the rest's length.
+    fn rest_at(&self) -> usize {
+        4 + self.len_at(0)
+    }
+
+    fn rest(&self) -> &[u8] {
+        let o = self.rest_at();
+        &self.0[o + 4..o + 4 + self.len_at(o)]
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        let o = self.rest_at();
+        let tag = o + 4 + self.len_at(o);
+        (self.0[tag] == 1).then(|| &self.0[tag + 1..])
+    }
+
+    /// Bytes of the value (0 for a deletion).
+    fn value_len(&self) -> usize {
+        self.value().map_or(0, |v| v.len())
+    }
+
+    /// The full key: group, then rest.
+    fn key(&self, group: &[u8]) -> Vec<u8> {
+        let rest = self.rest();
+        let mut k = Vec::with_capacity(group.len() + rest.len());
+        k.extend_from_slice(group);
+        k.extend_from_slice(rest);
+        k
+    }
 }
 
-/// A key in a large group's tree, ordered as bytes are, but compared eight bytes at a time
-/// inline: a tree descent compares a dozen or more short keys, and a `memcmp` call for each
-/// was a sixth of a COUNT(DISTINCT) aggregate's time.
-#[derive(Clone, PartialEq, Eq)]
-struct Key(Vec<u8>);
-
-/// The borrowed form of [`Key`], for lookups by `&[u8]`.
+/// The rest of a key, ordered as bytes are but compared eight bytes at a time inline: a tree
+/// descent compares a dozen or more short keys, and a `memcmp` call for each was a sixth of
+/// a COUNT(DISTINCT) aggregate's time.
 #[derive(PartialEq, Eq)]
 #[repr(transparent)]
 struct KeySlice([u8]);
@@ -42,12 +99,6 @@ impl KeySlice {
     fn new(bytes: &[u8]) -> &KeySlice {
         // SAFETY: `KeySlice` is a `repr(transparent)` wrapper of `[u8]`.
         unsafe { &*(bytes as *const [u8] as *const KeySlice) }
-    }
-}
-
-impl std::borrow::Borrow<KeySlice> for Key {
-    fn borrow(&self) -> &KeySlice {
-        KeySlice::new(&self.0)
     }
 }
 
@@ -63,13 +114,29 @@ impl PartialOrd for KeySlice {
     }
 }
 
-impl Ord for Key {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        byte_order(&self.0, &other.0)
+// A group's entries order and compare by the rest of their key (as `KeySlice`s do, so that
+// a set of them is searched by a `KeySlice`).
+impl std::borrow::Borrow<KeySlice> for Packed {
+    fn borrow(&self) -> &KeySlice {
+        KeySlice::new(self.rest())
     }
 }
 
-impl PartialOrd for Key {
+impl PartialEq for Packed {
+    fn eq(&self, other: &Self) -> bool {
+        self.rest() == other.rest()
+    }
+}
+
+impl Eq for Packed {}
+
+impl Ord for Packed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        byte_order(self.rest(), other.rest())
+    }
+}
+
+impl PartialOrd for Packed {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
@@ -100,20 +167,123 @@ fn byte_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 /// Entries a group keeps in a sorted vector before it becomes a tree.
 const FEW: usize = 32;
 
-/// Keys to values, grouped by key prefix (see the module documentation).
-pub struct Index<V> {
-    groups: HashMap<Vec<u8>, Group<V>>,
+/// A slot of the hash table: one group.
+enum Slot {
+    /// A group of one entry, with its group.
+    One(Packed),
+    /// A group that has had several entries.
+    Several(Box<Several>),
+}
+
+struct Several {
+    group: Box<[u8]>,
+    entries: Entries,
+}
+
+/// A group's entries, ordered by the rest of their key.
+enum Entries {
+    /// Sorted; at most [`FEW`] entries.
+    Few(Vec<Packed>),
+    Many(BTreeSet<Packed>),
+}
+
+impl Slot {
+    fn group(&self) -> &[u8] {
+        match self {
+            Slot::One(p) => p.group(),
+            Slot::Several(s) => &s.group,
+        }
+    }
+}
+
+impl Entries {
+    fn get(&self, rest: &[u8]) -> Option<&Packed> {
+        match self {
+            Entries::Few(v) => v.binary_search_by(|p| p.rest().cmp(rest)).ok().map(|i| &v[i]),
+            Entries::Many(set) => set.get(KeySlice::new(rest)),
+        }
+    }
+
+    /// Inserts or replaces `entry`; returns the value length of the entry it replaces.
+    fn insert(&mut self, entry: Packed) -> Option<usize> {
+        match self {
+            Entries::Few(v) => match v.binary_search_by(|p| p.rest().cmp(entry.rest())) {
+                Ok(i) => Some(std::mem::replace(&mut v[i], entry).value_len()),
+                Err(i) => {
+                    v.insert(i, entry);
+                    if v.len() > FEW {
+                        *self = Entries::Many(std::mem::take(v).into_iter().collect());
+                    }
+                    None
+                }
+            },
+            Entries::Many(set) => set.replace(entry).map(|old| old.value_len()),
+        }
+    }
+
+    fn remove(&mut self, rest: &[u8]) -> Option<Packed> {
+        match self {
+            Entries::Few(v) => {
+                let i = v.binary_search_by(|p| p.rest().cmp(rest)).ok()?;
+                Some(v.remove(i))
+            }
+            Entries::Many(set) => set.take(KeySlice::new(rest)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Entries::Few(v) => v.is_empty(),
+            Entries::Many(set) => set.is_empty(),
+        }
+    }
+
+    /// The first `limit` entries whose rest starts with `prefix`, in order.
+    fn scan(&self, prefix: &[u8], limit: usize) -> Vec<&Packed> {
+        match self {
+            Entries::Few(v) => {
+                let from = v.partition_point(|p| p.rest() < prefix);
+                v[from..]
+                    .iter()
+                    .take_while(|p| p.rest().starts_with(prefix))
+                    .take(limit)
+                    .collect()
+            }
+            Entries::Many(set) => set
+                .range::<KeySlice, _>((
+                    std::ops::Bound::Included(KeySlice::new(prefix)),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|p| p.rest().starts_with(prefix))
+                .take(limit)
+                .collect(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &Packed> + '_> {
+        match self {
+            Entries::Few(v) => Box::new(v.iter()),
+            Entries::Many(set) => Box::new(set.iter()),
+        }
+    }
+}
+
+/// Keys to values or deletions (`None`), grouped by key prefix (see the module documentation).
+pub struct Index {
+    table: HashTable<Slot>,
+    hasher: DefaultHashBuilder,
     /// Bytes before the group length in every key (1 for tagged keys); `None`: one group.
     offset: Option<usize>,
     len: usize,
 }
 
-impl<V> Index<V> {
+impl Index {
     /// Keys grouped as the module documentation says (`offset`: bytes before the length);
     /// `None`: every key in one ordered group.
-    pub fn new(offset: Option<usize>) -> Index<V> {
+    pub fn new(offset: Option<usize>) -> Index {
         Index {
-            groups: HashMap::default(),
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             offset,
             len: 0,
         }
@@ -145,48 +315,49 @@ impl<V> Index<V> {
         self.declared_group(key).unwrap_or(key.len())
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&V> {
-        let (group, rest) = key.split_at(self.group_len(key));
-        match self.groups.get(group)? {
-            Group::One(r, v) => (r.as_slice() == rest).then_some(v),
-            Group::Few(entries) => entries
-                .binary_search_by(|(r, _)| r.as_slice().cmp(rest))
-                .ok()
-                .map(|i| &entries[i].1),
-            Group::Many(tree) => tree.get(KeySlice::new(rest)),
-        }
+    fn find(&self, group: &[u8]) -> Option<&Slot> {
+        self.table.find(self.hasher.hash_one(group), |s| s.group() == group)
     }
 
-    /// Sets `key` to `value`; returns the value it replaces.
-    pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
+    /// The value of `key` (`Some(None)`: a deletion), if it has an entry.
+    pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         let (group, rest) = key.split_at(self.group_len(key));
-        let Some(g) = self.groups.get_mut(group) else {
-            self.groups.insert(group.to_vec(), Group::One(rest.to_vec(), value));
-            self.len += 1;
-            return None;
-        };
-        let old = match g {
-            Group::One(r, v) if r.as_slice() == rest => Some(std::mem::replace(v, value)),
-            Group::One(..) => {
-                let Group::One(r, v) = std::mem::replace(g, Group::Few(Vec::new())) else {
-                    unreachable!("matched above")
-                };
-                let mut entries = vec![(r, v), (rest.to_vec(), value)];
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                *g = Group::Few(entries);
+        let p = match self.find(group)? {
+            Slot::One(p) => Some(p).filter(|p| p.rest() == rest),
+            Slot::Several(s) => s.entries.get(rest),
+        }?;
+        Some(p.value())
+    }
+
+    /// Sets `key` to `value` (`None`: a deletion); returns the value length of the entry it
+    /// replaces (0 for a deletion).
+    pub fn insert(&mut self, key: &[u8], value: Option<&[u8]>) -> Option<usize> {
+        let (group, rest) = key.split_at(self.group_len(key));
+        let Index { table, hasher, .. } = self;
+        let hash = hasher.hash_one(group);
+        let old = match table.find_mut(hash, |s| s.group() == group) {
+            None => {
+                table.insert_unique(hash, Slot::One(Packed::new(group, rest, value)), |s| {
+                    hasher.hash_one(s.group())
+                });
                 None
             }
-            Group::Few(entries) => match entries.binary_search_by(|(r, _)| r.as_slice().cmp(rest)) {
-                Ok(i) => Some(std::mem::replace(&mut entries[i].1, value)),
-                Err(i) => {
-                    entries.insert(i, (rest.to_vec(), value));
-                    if entries.len() > FEW {
-                        *g = Group::Many(std::mem::take(entries).into_iter().map(|(r, v)| (Key(r), v)).collect());
-                    }
-                    None
+            Some(Slot::One(p)) if p.rest() == rest => {
+                Some(std::mem::replace(p, Packed::new(group, rest, value)).value_len())
+            }
+            Some(slot) => {
+                if let Slot::One(p) = slot {
+                    let first = Packed::new(&[], p.rest(), p.value());
+                    *slot = Slot::Several(Box::new(Several {
+                        group: group.into(),
+                        entries: Entries::Few(vec![first]),
+                    }));
                 }
-            },
-            Group::Many(tree) => tree.insert(Key(rest.to_vec()), value),
+                let Slot::Several(s) = slot else {
+                    unreachable!("a group of several")
+                };
+                s.entries.insert(Packed::new(&[], rest, value))
+            }
         };
         if old.is_none() {
             self.len += 1;
@@ -194,83 +365,60 @@ impl<V> Index<V> {
         old
     }
 
-    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+    /// Removes `key`'s entry; returns its value length (0 for a deletion).
+    pub fn remove(&mut self, key: &[u8]) -> Option<usize> {
         let (group, rest) = key.split_at(self.group_len(key));
-        let g = self.groups.get_mut(group)?;
-        let (old, empty) = match g {
-            Group::One(r, _) if r.as_slice() == rest => {
-                let Some(Group::One(_, v)) = self.groups.remove(group) else {
+        let hash = self.hasher.hash_one(group);
+        let Ok(mut slot) = self.table.find_entry(hash, |s| s.group() == group) else {
+            return None;
+        };
+        let removed = match slot.get_mut() {
+            Slot::One(p) if p.rest() == rest => {
+                let (Slot::One(p), _) = slot.remove() else {
                     unreachable!("matched above")
                 };
-                self.len -= 1;
-                return Some(v);
+                p
             }
-            Group::One(..) => return None,
-            Group::Few(entries) => {
-                let i = entries.binary_search_by(|(r, _)| r.as_slice().cmp(rest)).ok()?;
-                let (_, v) = entries.remove(i);
-                (v, entries.is_empty())
-            }
-            Group::Many(tree) => {
-                let v = tree.remove(KeySlice::new(rest))?;
-                (v, tree.is_empty())
+            Slot::One(_) => return None,
+            Slot::Several(s) => {
+                let p = s.entries.remove(rest)?;
+                if s.entries.is_empty() {
+                    slot.remove();
+                }
+                p
             }
         };
-        if empty {
-            self.groups.remove(group);
-        }
         self.len -= 1;
-        Some(old)
+        Some(removed.value_len())
     }
 
     /// The first `limit` entries whose key starts with `prefix`, in key order (full keys).
-    pub fn scan(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, &V)> {
-        let full = |group: &[u8], rest: &[u8]| {
-            let mut k = Vec::with_capacity(group.len() + rest.len());
-            k.extend_from_slice(group);
-            k.extend_from_slice(rest);
-            k
-        };
+    pub fn scan(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Option<&[u8]>)> {
         if let Some(glen) = self.declared_group(prefix) {
             let (group, rest_prefix) = prefix.split_at(glen);
-            let Some(g) = self.groups.get(group) else {
-                return Vec::new();
-            };
-            return match g {
-                Group::One(r, v) => {
-                    if r.starts_with(rest_prefix) && limit > 0 {
-                        vec![(full(group, r), v)]
+            return match self.find(group) {
+                None => Vec::new(),
+                Some(Slot::One(p)) => {
+                    if p.rest().starts_with(rest_prefix) && limit > 0 {
+                        vec![(p.key(group), p.value())]
                     } else {
                         Vec::new()
                     }
                 }
-                Group::Few(entries) => {
-                    let from = entries.partition_point(|(r, _)| r.as_slice() < rest_prefix);
-                    entries[from..]
-                        .iter()
-                        .take_while(|(r, _)| r.starts_with(rest_prefix))
-                        .take(limit)
-                        .map(|(r, v)| (full(group, r), v))
-                        .collect()
-                }
-                Group::Many(tree) => tree
-                    .range::<KeySlice, _>((
-                        std::ops::Bound::Included(KeySlice::new(rest_prefix)),
-                        std::ops::Bound::Unbounded,
-                    ))
-                    .take_while(|(r, _)| r.0.starts_with(rest_prefix))
-                    .take(limit)
-                    .map(|(r, v)| (full(group, &r.0), v))
+                Some(Slot::Several(s)) => s
+                    .entries
+                    .scan(rest_prefix, limit)
+                    .into_iter()
+                    .map(|p| (p.key(group), p.value()))
                     .collect(),
             };
         }
         // A prefix shorter than a group: every group, sorted.
-        let mut out: Vec<(Vec<u8>, &V)> = Vec::new();
-        for (group, g) in &self.groups {
-            match g {
-                Group::One(r, v) => out.push((full(group, r), v)),
-                Group::Few(entries) => out.extend(entries.iter().map(|(r, v)| (full(group, r), v))),
-                Group::Many(tree) => out.extend(tree.iter().map(|(r, v)| (full(group, &r.0), v))),
+        let mut out: Vec<(Vec<u8>, Option<&[u8]>)> = Vec::new();
+        for slot in &self.table {
+            match slot {
+                Slot::One(p) => out.push((p.key(p.group()), p.value())),
+                Slot::Several(s) => out.extend(s.entries.iter().map(|p| (p.key(&s.group), p.value()))),
             }
         }
         out.retain(|(k, _)| k.starts_with(prefix));
@@ -281,18 +429,13 @@ impl<V> Index<V> {
 
     /// Calls `f(group, rest, value)` for every entry (its key is `group` then `rest`), in no
     /// particular order, until `f` fails.
-    pub fn try_for_each<E>(&self, mut f: impl FnMut(&[u8], &[u8], &V) -> Result<(), E>) -> Result<(), E> {
-        for (group, g) in &self.groups {
-            match g {
-                Group::One(r, v) => f(group, r, v)?,
-                Group::Few(entries) => {
-                    for (r, v) in entries {
-                        f(group, r, v)?;
-                    }
-                }
-                Group::Many(tree) => {
-                    for (r, v) in tree {
-                        f(group, &r.0, v)?;
+    pub fn try_for_each<E>(&self, mut f: impl FnMut(&[u8], &[u8], Option<&[u8]>) -> Result<(), E>) -> Result<(), E> {
+        for slot in &self.table {
+            match slot {
+                Slot::One(p) => f(p.group(), p.rest(), p.value())?,
+                Slot::Several(s) => {
+                    for p in s.entries.iter() {
+                        f(&s.group, p.rest(), p.value())?;
                     }
                 }
             }
@@ -301,22 +444,16 @@ impl<V> Index<V> {
     }
 
     /// Every entry (full keys), in no particular order; the index is left empty.
-    pub fn drain(&mut self) -> Vec<(Vec<u8>, V)> {
+    pub fn drain(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut out = Vec::with_capacity(self.len);
-        for (group, g) in self.groups.drain() {
-            let full = |rest: Vec<u8>| {
-                if rest.is_empty() {
-                    return group.clone();
-                }
-                let mut k = Vec::with_capacity(group.len() + rest.len());
-                k.extend_from_slice(&group);
-                k.extend_from_slice(&rest);
-                k
-            };
-            match g {
-                Group::One(r, v) => out.push((full(r), v)),
-                Group::Few(entries) => out.extend(entries.into_iter().map(|(r, v)| (full(r), v))),
-                Group::Many(tree) => out.extend(tree.into_iter().map(|(r, v)| (full(r.0), v))),
+        for slot in self.table.drain() {
+            match slot {
+                Slot::One(p) => out.push((p.key(p.group()), p.value().map(|v| v.to_vec()))),
+                Slot::Several(s) => out.extend(
+                    s.entries
+                        .iter()
+                        .map(|p| (p.key(&s.group), p.value().map(|v| v.to_vec()))),
+                ),
             }
         }
         self.len = 0;
@@ -326,6 +463,8 @@ impl<V> Index<V> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use rand::{Rng, SeedableRng};
 
@@ -369,24 +508,32 @@ mod tests {
         k
     }
 
-    /// Random inserts and removes: every lookup and scan (of groups, of parts of groups, of
-    /// everything) answers what an ordered map of the same entries answers.
+    /// Random inserts (of values and of deletions) and removes: every lookup and scan (of
+    /// groups, of parts of groups, of everything) answers what an ordered map of the same
+    /// entries answers.
     #[test]
     fn answers_what_an_ordered_map_answers() {
         for offset in [Some(0), Some(1), None] {
             let mut rng = rand::rngs::StdRng::seed_from_u64(7 + offset.unwrap_or(9) as u64);
-            let mut index: Index<u32> = Index::new(offset);
-            let mut model: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
+            let mut index = Index::new(offset);
+            let mut model: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+            let len = |v: Option<Vec<u8>>| v.map_or(0, |v| v.len());
             for step in 0..20_000u32 {
                 let k = key(&mut rng, offset.unwrap_or(0));
                 if rng.random_bool(0.6) {
-                    assert_eq!(index.insert(&k, step), model.insert(k.clone(), step));
+                    let value = rng
+                        .random_bool(0.9)
+                        .then(|| step.to_be_bytes()[..(step % 5) as usize].to_vec());
+                    assert_eq!(
+                        index.insert(&k, value.as_deref()),
+                        model.insert(k.clone(), value).map(len)
+                    );
                 } else {
-                    assert_eq!(index.remove(&k), model.remove(&k));
+                    assert_eq!(index.remove(&k), model.remove(&k).map(len));
                 }
                 assert_eq!(index.len(), model.len());
                 let probe = key(&mut rng, offset.unwrap_or(0));
-                assert_eq!(index.get(&probe), model.get(&probe));
+                assert_eq!(index.get(&probe), model.get(&probe).map(|v| v.as_deref()));
                 let cut = rng.random_range(0..=probe.len());
                 let prefix = &probe[..cut];
                 let limit = if rng.random_bool(0.5) {
@@ -394,17 +541,23 @@ mod tests {
                 } else {
                     rng.random_range(0..4)
                 };
-                let want: Vec<(Vec<u8>, u32)> = model
+                let want: Vec<(Vec<u8>, Option<&[u8]>)> = model
                     .range(prefix.to_vec()..)
                     .take_while(|(k, _)| k.starts_with(prefix))
                     .take(limit)
-                    .map(|(k, v)| (k.clone(), *v))
+                    .map(|(k, v)| (k.clone(), v.as_deref()))
                     .collect();
-                let got: Vec<(Vec<u8>, u32)> = index.scan(prefix, limit).into_iter().map(|(k, v)| (k, *v)).collect();
-                assert_eq!(got, want, "prefix {prefix:?} at step {step}");
+                assert_eq!(index.scan(prefix, limit), want, "prefix {prefix:?} at step {step}");
             }
+            let mut all = Vec::new();
+            let Ok(()) = index.try_for_each(|g, r, v| {
+                all.push(([g, r].concat(), v.map(|v| v.to_vec())));
+                Ok::<(), std::convert::Infallible>(())
+            });
+            all.sort();
             let mut drained = index.drain();
             drained.sort();
+            assert_eq!(drained, all);
             assert_eq!(drained, model.into_iter().collect::<Vec<_>>());
             assert!(index.is_empty());
         }

@@ -80,7 +80,7 @@ enum Mirror {
 /// A loaded mirror. Its bytes are released from the budget when it is dropped.
 struct Loaded {
     /// Every committed entry (keys without the table prefix).
-    entries: Index<Vec<u8>>,
+    entries: Index,
     /// Bytes reserved for them.
     bytes: usize,
     /// The store holds a checkpoint or logs of this table (not only per-key entries).
@@ -100,14 +100,14 @@ impl Drop for Loaded {
 impl Loaded {
     /// Applies one write to the entries; false if a new entry did not fit in the budget (it
     /// is kept all the same).
-    fn apply(&mut self, key: &[u8], value: Option<Vec<u8>>) -> bool {
-        let added = value.as_ref().map(|v| entry_size(key, v));
+    fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> bool {
+        let added = value.map(|v| entry_size(key, v));
         let old = match value {
-            Some(v) => self.entries.insert(key, v),
+            Some(v) => self.entries.insert(key, Some(v)),
             None => self.entries.remove(key),
         };
         if let Some(old) = old {
-            let size = entry_size(key, &old);
+            let size = key.len() + old + ENTRY_OVERHEAD;
             release(size);
             self.bytes -= size;
         }
@@ -133,7 +133,7 @@ pub struct StateTable {
     /// are kept in one ordered group.
     group_offset: Option<usize>,
     /// This epoch's writes (keys without the table prefix; `None` deletes).
-    dirty: Index<Option<Vec<u8>>>,
+    dirty: Index,
     /// Committed values read ahead for this epoch when spilled ([`StateTable::prefetch`]).
     read_ahead: HashMap<Vec<u8>, Option<Vec<u8>>>,
     mirror: RefCell<Mirror>,
@@ -210,7 +210,7 @@ impl StateTable {
             }
             let (k, v) = kv?;
             loaded.per_key = true;
-            if !loaded.apply(&k[n..], Some(v.into_vec())) && !logged {
+            if !loaded.apply(&k[n..], Some(&v[..])) && !logged {
                 spilled = true;
             }
         }
@@ -225,7 +225,7 @@ impl StateTable {
                     .get(&state_log::chunk_key(&self.log_prefix, c.epoch, i))?
                     .ok_or_else(|| Error::internal("an operator state checkpoint lost a chunk"))?;
                 for (k, v) in state_log::decode(&chunk)? {
-                    loaded.apply(k, v.map(|v| v.to_vec()));
+                    loaded.apply(k, v);
                 }
             }
         }
@@ -236,7 +236,7 @@ impl StateTable {
             }
             loaded.log_bytes += record.len();
             for (k, v) in state_log::decode(&record)? {
-                loaded.apply(k, v.map(|v| v.to_vec()));
+                loaded.apply(k, v);
             }
         }
         *self.mirror.borrow_mut() = Mirror::Loaded(loaded);
@@ -250,17 +250,22 @@ impl StateTable {
     }
 
     pub fn get(&self, ctx: &EpochContext, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(ctx, key, |v| v.map(|v| v.to_vec()))
+    }
+
+    /// `f` of the value of `key` (read in place where it is in memory).
+    fn read<T>(&self, ctx: &EpochContext, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> T) -> Result<T> {
         if let Some(v) = self.dirty.get(key) {
-            return Ok(v.clone());
+            return Ok(f(v));
         }
         if self.loaded(ctx)? {
             if let Mirror::Loaded(Loaded { entries, .. }) = &*self.mirror.borrow() {
-                return Ok(entries.get(key).cloned());
+                return Ok(f(entries.get(key).flatten()));
             }
         }
         match self.read_ahead.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => ctx.snapshot.get(&self.full(key)),
+            Some(v) => Ok(f(v.as_deref())),
+            None => Ok(f(ctx.snapshot.get(&self.full(key))?.as_deref())),
         }
     }
 
@@ -285,7 +290,7 @@ impl StateTable {
     }
 
     pub fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.dirty.insert(key, Some(value));
+        self.dirty.insert(key, Some(value.as_slice()));
     }
 
     pub fn delete(&mut self, key: &[u8]) {
@@ -294,12 +299,12 @@ impl StateTable {
 
     /// Adds `delta` to the i64 counter under `key` (deleting it at zero); returns (old, new).
     pub fn add_count(&mut self, ctx: &EpochContext, key: &[u8], delta: i64) -> Result<(i64, i64)> {
-        let old = self.get(ctx, key)?.map(|v| decode_i64(&v)).unwrap_or(0);
+        let old = self.read(ctx, key, |v| v.map(decode_i64))?.unwrap_or(0);
         let new = old + delta;
         if new == 0 {
             self.delete(key);
         } else {
-            self.put(key, new.to_be_bytes().to_vec());
+            self.dirty.insert(key, Some(&new.to_be_bytes()));
         }
         Ok((old, new))
     }
@@ -322,7 +327,7 @@ impl StateTable {
                 let stored = entries
                     .scan(key_prefix, stored_limit)
                     .into_iter()
-                    .map(|(k, v)| Ok((k, v.clone())));
+                    .filter_map(|(k, v)| v.map(|v| Ok((k, v.to_vec()))));
                 return merge(stored, dirty.into_iter(), limit);
             }
         }
@@ -364,7 +369,7 @@ impl StateTable {
         let mut fits = true;
         for (k, v) in writes {
             state_log::encode_entry(&mut record, &[&k], v.as_deref());
-            fits &= loaded.apply(&k, v);
+            fits &= loaded.apply(&k, v.as_deref());
         }
         if !fits {
             self.spill(loaded, batch);
@@ -399,7 +404,7 @@ impl StateTable {
             Ok(())
         };
         loaded.entries.try_for_each(|group, rest, v| {
-            state_log::encode_entry(&mut chunk, &[group, rest], Some(v));
+            state_log::encode_entry(&mut chunk, &[group, rest], v);
             if chunk.len() >= state_log::CHUNK_BYTES {
                 write(&mut chunk, &mut chunks)?;
             }
@@ -433,7 +438,7 @@ impl StateTable {
         batch.delete_range(self.prefix.clone(), self.prefix_end());
         let mut entries = Vec::with_capacity(loaded.entries.len());
         let Ok(()) = loaded.entries.try_for_each(|group, rest, v| {
-            entries.push(([group, rest].concat(), Some(v.clone())));
+            entries.push(([group, rest].concat(), v.map(|v| v.to_vec())));
             Ok::<(), std::convert::Infallible>(())
         });
         self.write_per_key(entries, batch);
@@ -466,7 +471,7 @@ impl StateTable {
 /// writes, in key order) applied over them.
 fn merge<'d>(
     stored: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
-    dirty: impl Iterator<Item = (Vec<u8>, &'d Option<Vec<u8>>)>,
+    dirty: impl Iterator<Item = (Vec<u8>, Option<&'d [u8]>)>,
     limit: usize,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut stored = stored.peekable();
@@ -489,7 +494,7 @@ fn merge<'d>(
                 stored.next();
             }
             if let Some(v) = v {
-                out.push((k, v.clone()));
+                out.push((k, v.to_vec()));
             }
         } else {
             out.push(stored.next().expect("peeked")?);

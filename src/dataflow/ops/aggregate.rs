@@ -13,16 +13,16 @@
 //! row did not change). A global aggregate (no GROUP BY) always has exactly one row, as in
 //! PostgreSQL: over an empty input COUNT is 0 and SUM is NULL.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+    new_null_array, Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+    UInt32Array,
 };
-use datafusion::arrow::compute::{cast, cast_with_options, CastOptions};
+use datafusion::arrow::compute::{cast, cast_with_options, take, CastOptions};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
-use datafusion::common::ScalarValue;
+use datafusion::common::{HashMap, ScalarValue};
 use serde::{Deserialize, Serialize};
 
 use super::Exprs;
@@ -92,38 +92,97 @@ struct GroupState {
 }
 
 /// First byte of the binary group-state encodings (older stores hold JSON, which starts `{`):
-/// fixed-size accumulators, and accumulators each followed by an optional extreme.
+/// fixed-size accumulators (V2), each followed by an optional extreme (V3), and only the
+/// fields that are not zero (V4, written now).
 const STATE_V2: u8 = 2;
 const STATE_V3: u8 = 3;
+const STATE_V4: u8 = 4;
 const ACC_BYTES: usize = 8 + 16 + 8 + 8 + 8;
 /// The extreme length of an accumulator without one (V3).
 const NO_EXTREME: u32 = u32::MAX;
 
+/// V4: which fields of an accumulator follow its flags byte.
+const HAS_N: u8 = 1;
+const HAS_INT_SUM: u8 = 2;
+const HAS_FLOAT_SUM: u8 = 4;
+const HAS_TRUES: u8 = 8;
+const HAS_FALSES: u8 = 16;
+const HAS_EXTREME: u8 = 32;
+
 impl GroupState {
-    /// Binary: `2 | rows:i64 | per accumulator n:i64 int_sum:i128 float_sum:f64 trues falses`;
-    /// with an extreme anywhere, `3 | rows | per accumulator the same, then len:u32 | bytes`.
+    /// Binary: `4 | rows:i64 | per accumulator flags:u8, then the fields it flags, in order
+    /// n:i64 int_sum:i128 float_sum:f64 trues:i64 falses:i64 extreme(len:u32 bytes)`: a
+    /// COUNT(*) group is 10 bytes.
     fn encode(&self) -> Vec<u8> {
-        let v3 = self.accs.iter().any(|a| a.extreme.is_some());
-        let mut v = Vec::with_capacity(1 + 8 + self.accs.len() * (ACC_BYTES + 4));
-        v.push(if v3 { STATE_V3 } else { STATE_V2 });
+        let mut v = Vec::with_capacity(9 + self.accs.len() * 9);
+        v.push(STATE_V4);
         v.extend_from_slice(&self.rows.to_le_bytes());
         for a in &self.accs {
-            v.extend_from_slice(&a.n.to_le_bytes());
-            v.extend_from_slice(&a.int_sum.to_le_bytes());
-            v.extend_from_slice(&a.float_sum.to_le_bytes());
-            v.extend_from_slice(&a.trues.to_le_bytes());
-            v.extend_from_slice(&a.falses.to_le_bytes());
-            if v3 {
-                match &a.extreme {
-                    Some(e) => {
-                        v.extend_from_slice(&(e.len() as u32).to_le_bytes());
-                        v.extend_from_slice(e);
-                    }
-                    None => v.extend_from_slice(&NO_EXTREME.to_le_bytes()),
-                }
+            let flags = if a.n != 0 { HAS_N } else { 0 }
+                | if a.int_sum != 0 { HAS_INT_SUM } else { 0 }
+                | if a.float_sum.to_bits() != 0 { HAS_FLOAT_SUM } else { 0 }
+                | if a.trues != 0 { HAS_TRUES } else { 0 }
+                | if a.falses != 0 { HAS_FALSES } else { 0 }
+                | if a.extreme.is_some() { HAS_EXTREME } else { 0 };
+            v.push(flags);
+            if flags & HAS_N != 0 {
+                v.extend_from_slice(&a.n.to_le_bytes());
+            }
+            if flags & HAS_INT_SUM != 0 {
+                v.extend_from_slice(&a.int_sum.to_le_bytes());
+            }
+            if flags & HAS_FLOAT_SUM != 0 {
+                v.extend_from_slice(&a.float_sum.to_le_bytes());
+            }
+            if flags & HAS_TRUES != 0 {
+                v.extend_from_slice(&a.trues.to_le_bytes());
+            }
+            if flags & HAS_FALSES != 0 {
+                v.extend_from_slice(&a.falses.to_le_bytes());
+            }
+            if let Some(e) = &a.extreme {
+                v.extend_from_slice(&(e.len() as u32).to_le_bytes());
+                v.extend_from_slice(e);
             }
         }
         v
+    }
+
+    /// Decodes the V4 accumulators after `rows`.
+    fn decode_v4(v: &[u8]) -> Option<Vec<Acc>> {
+        let mut accs = Vec::new();
+        let mut o = 9;
+        let take = |n: usize, o: &mut usize| -> Option<&[u8]> {
+            let bytes = v.get(*o..*o + n)?;
+            *o += n;
+            Some(bytes)
+        };
+        while o < v.len() {
+            let flags = take(1, &mut o)?[0];
+            let mut acc = Acc::default();
+            let i64_of = |b: &[u8]| i64::from_le_bytes(b.try_into().expect("8 bytes"));
+            if flags & HAS_N != 0 {
+                acc.n = i64_of(take(8, &mut o)?);
+            }
+            if flags & HAS_INT_SUM != 0 {
+                acc.int_sum = i128::from_le_bytes(take(16, &mut o)?.try_into().expect("16 bytes"));
+            }
+            if flags & HAS_FLOAT_SUM != 0 {
+                acc.float_sum = f64::from_le_bytes(take(8, &mut o)?.try_into().expect("8 bytes"));
+            }
+            if flags & HAS_TRUES != 0 {
+                acc.trues = i64_of(take(8, &mut o)?);
+            }
+            if flags & HAS_FALSES != 0 {
+                acc.falses = i64_of(take(8, &mut o)?);
+            }
+            if flags & HAS_EXTREME != 0 {
+                let len = u32::from_le_bytes(take(4, &mut o)?.try_into().expect("4 bytes"));
+                acc.extreme = Some(take(len as usize, &mut o)?.to_vec());
+            }
+            accs.push(acc);
+        }
+        Some(accs)
     }
 
     fn decode(v: &[u8]) -> Result<GroupState> {
@@ -131,12 +190,17 @@ impl GroupState {
         let v3 = match v.first() {
             Some(&STATE_V2) => false,
             Some(&STATE_V3) => true,
+            Some(&STATE_V4) => false,
             _ => return serde_json::from_slice(v).map_err(|e| corrupt(e.to_string())),
         };
         if v.len() < 9 {
             return Err(corrupt(format!("{} bytes", v.len())));
         }
         let i64_at = |o: usize| i64::from_le_bytes(v[o..o + 8].try_into().expect("8 bytes"));
+        if v[0] == STATE_V4 {
+            let accs = Self::decode_v4(v).ok_or_else(|| corrupt(format!("{} bytes", v.len())))?;
+            return Ok(GroupState { rows: i64_at(1), accs });
+        }
         let mut accs = Vec::new();
         let mut o = 9;
         while o < v.len() {
@@ -254,9 +318,9 @@ impl GroupAggregateOp {
             rows: 0,
             accs: vec![Acc::default(); self.aggs.len()],
         };
-        let row = self.output_row(ctx, &[], &state)?;
+        let row = self.output_values(ctx, &[], &state)?;
         self.groups.put(&[], state.encode());
-        let batch = self.rows_to_batch(vec![row])?;
+        let batch = self.output_batch(&[(&[][..], row)])?;
         Changes::new(batch, vec![1])
     }
 
@@ -281,54 +345,60 @@ impl GroupAggregateOp {
         Ok(ScalarValue::try_from_array(&arr[0], 0)?)
     }
 
-    /// The output row (group values + aggregate values) of a group in `state`.
-    fn output_row(&self, ctx: &EpochContext, group: &[u8], state: &GroupState) -> Result<Vec<ScalarValue>> {
-        let mut row = Vec::with_capacity(self.schema.fields().len());
-        if let Some(codec) = &self.group_codec {
-            let cols = codec.decode([group])?;
-            for c in cols {
-                row.push(ScalarValue::try_from_array(&c, 0)?);
-            }
-        }
+    /// The aggregate values of a group's output row, the group in `state` (MIN / MAX over
+    /// a multiset, STRING_AGG and ARRAY_AGG read the values stored now).
+    fn output_values(&self, ctx: &EpochContext, group: &[u8], state: &GroupState) -> Result<Vec<AggValue>> {
+        let mut row = Vec::with_capacity(self.aggs.len());
         for (i, spec) in self.aggs.iter().enumerate() {
             let acc = &state.accs[i];
             let v = match &spec.kind {
-                AggKind::CountStar => ScalarValue::Int64(Some(state.rows)),
-                AggKind::Count | AggKind::CountDistinct => ScalarValue::Int64(Some(acc.n)),
-                AggKind::Sum => {
-                    if acc.n == 0 {
-                        ScalarValue::try_from(&spec.output)?
-                    } else {
-                        sum_value(acc, &spec.input, &spec.output)?
+                AggKind::CountStar => AggValue::Int(state.rows),
+                AggKind::Count | AggKind::CountDistinct => AggValue::Int(acc.n),
+                AggKind::Sum | AggKind::Avg if acc.n == 0 => AggValue::Null,
+                AggKind::Sum => match (&spec.input, &spec.output) {
+                    (DataType::Float16 | DataType::Float32 | DataType::Float64, _) => AggValue::Float(acc.float_sum),
+                    (
+                        DataType::Decimal128(_, s) | DataType::Decimal64(_, s) | DataType::Decimal32(_, s),
+                        DataType::Decimal128(_, os),
+                    ) => AggValue::Decimal(rescale(acc.int_sum, *s, *os)),
+                    (DataType::Decimal128(..) | DataType::Decimal64(..) | DataType::Decimal32(..), _) => {
+                        AggValue::Decimal(acc.int_sum)
                     }
-                }
-                AggKind::Avg => {
-                    if acc.n == 0 {
-                        ScalarValue::try_from(&spec.output)?
-                    } else {
-                        avg_value(acc, &spec.input, &spec.output)?
+                    _ => AggValue::Int(acc.int_sum as i64),
+                },
+                AggKind::Avg => match (&spec.input, &spec.output) {
+                    // DataFusion: avg of a decimal keeps the exact quotient at the output scale.
+                    (DataType::Decimal128(_, s), DataType::Decimal128(_, os)) => {
+                        AggValue::Decimal(rescale(acc.int_sum, *s, *os) / acc.n as i128)
                     }
-                }
+                    (DataType::Float16 | DataType::Float32 | DataType::Float64, _) => {
+                        AggValue::Float(acc.float_sum / acc.n as f64)
+                    }
+                    _ => AggValue::Float(acc.int_sum as f64 / acc.n as f64),
+                },
                 AggKind::BoolAnd | AggKind::BoolOr => {
                     if acc.trues + acc.falses == 0 {
-                        ScalarValue::Boolean(None)
+                        AggValue::Null
                     } else if spec.kind == AggKind::BoolAnd {
-                        ScalarValue::Boolean(Some(acc.falses == 0))
+                        AggValue::Bool(acc.falses == 0)
                     } else {
-                        ScalarValue::Boolean(Some(acc.trues > 0))
+                        AggValue::Bool(acc.trues > 0)
                     }
                 }
                 AggKind::Min | AggKind::Max if !self.keeps_values(i) => match &acc.extreme {
-                    Some(bytes) => self.decode_value(i, bytes)?,
-                    None => ScalarValue::try_from(&spec.output)?,
+                    Some(bytes) => AggValue::Encoded(bytes.clone()),
+                    None => AggValue::Null,
                 },
-                AggKind::Min | AggKind::Max => match self.values.first_under(ctx, &Self::multiset_prefix(group, i))? {
-                    Some((k, _)) => {
-                        let p = Self::multiset_prefix(group, i).len();
-                        self.decode_value(i, &k[p..])?
+                AggKind::Min | AggKind::Max => {
+                    let p = Self::multiset_prefix(group, i);
+                    match self.values.first_under(ctx, &p)? {
+                        Some((mut k, _)) => {
+                            k.drain(..p.len());
+                            AggValue::Encoded(k)
+                        }
+                        None => AggValue::Null,
                     }
-                    None => ScalarValue::try_from(&spec.output)?,
-                },
+                }
                 AggKind::StringAgg(sep) => {
                     let p = Self::multiset_prefix(group, i);
                     let mut parts: Vec<String> = Vec::new();
@@ -343,9 +413,9 @@ impl GroupAggregateOp {
                         }
                     }
                     if parts.is_empty() {
-                        ScalarValue::Utf8(None)
+                        AggValue::Null
                     } else {
-                        ScalarValue::Utf8(Some(parts.join(sep)))
+                        AggValue::Scalar(ScalarValue::Utf8(Some(parts.join(sep))))
                     }
                 }
                 AggKind::ArrayAgg => {
@@ -358,45 +428,105 @@ impl GroupAggregateOp {
                         }
                     }
                     if items.is_empty() {
-                        ScalarValue::try_from(&spec.output)?
+                        AggValue::Null
                     } else {
-                        ScalarValue::List(ScalarValue::new_list_nullable(&items, &spec.input))
+                        AggValue::Scalar(ScalarValue::List(ScalarValue::new_list_nullable(&items, &spec.input)))
                     }
                 }
-            };
-            let v = if v.data_type() == spec.output || v.is_null() {
-                v
-            } else {
-                v.cast_to(&spec.output)?
             };
             row.push(v);
         }
         Ok(row)
     }
 
-    fn rows_to_batch(&self, rows: Vec<Vec<ScalarValue>>) -> Result<RecordBatch> {
+    /// The output rows (group key, aggregate values) as a batch: the group columns decoded
+    /// together, each aggregate column built from its values at once.
+    fn output_batch(&self, rows: &[(&[u8], Vec<AggValue>)]) -> Result<RecordBatch> {
         let schema = Arc::new(super::project::relaxed(&self.schema));
         if rows.is_empty() {
             return Ok(RecordBatch::new_empty(schema));
         }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        for (c, f) in schema.fields().iter().enumerate() {
-            let values = rows.iter().map(|r| {
-                let v = r[c].clone();
-                if v.is_null() {
-                    ScalarValue::try_from(f.data_type()).unwrap_or(v)
-                } else {
-                    v
-                }
-            });
-            let arr = ScalarValue::iter_to_array(values)?;
-            columns.push(if arr.data_type() == f.data_type() {
-                arr
-            } else {
-                datafusion::arrow::compute::cast(&arr, f.data_type())?
-            });
+        let mut columns: Vec<ArrayRef> = match &self.group_codec {
+            Some(codec) => codec.decode(rows.iter().map(|(g, _)| *g))?,
+            None => Vec::new(),
+        };
+        for a in 0..self.aggs.len() {
+            columns.push(self.aggregate_column(a, rows.iter().map(|(_, v)| &v[a]))?);
         }
+        let columns = columns
+            .into_iter()
+            .zip(schema.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c)
+                } else {
+                    Ok(cast(&c, f.data_type())?)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// Aggregate `a`'s column of output values (cast to its output type by the caller).
+    fn aggregate_column<'v>(&self, a: usize, values: impl ExactSizeIterator<Item = &'v AggValue>) -> Result<ArrayRef> {
+        let spec = &self.aggs[a];
+        let len = values.len();
+        Ok(match &spec.kind {
+            AggKind::Min | AggKind::Max => {
+                // The extremes decoded together; NULLs placed by a `take` with null indices.
+                let mut encoded: Vec<&[u8]> = Vec::new();
+                let indices: UInt32Array = values
+                    .map(|v| match v {
+                        AggValue::Encoded(b) => {
+                            encoded.push(b);
+                            Some(encoded.len() as u32 - 1)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if encoded.is_empty() {
+                    new_null_array(&spec.input, len)
+                } else {
+                    let codec = self.value_codecs[a]
+                        .as_ref()
+                        .ok_or_else(|| Error::internal("no value codec"))?;
+                    let decoded = codec.decode(encoded)?;
+                    take(&decoded[0], &indices, None)?
+                }
+            }
+            AggKind::StringAgg(_) | AggKind::ArrayAgg => {
+                let null = ScalarValue::try_from(if spec.kind == AggKind::ArrayAgg {
+                    &spec.output
+                } else {
+                    &DataType::Utf8
+                })?;
+                ScalarValue::iter_to_array(values.map(|v| match v {
+                    AggValue::Scalar(s) => s.clone(),
+                    _ => null.clone(),
+                }))?
+            }
+            _ => match values_type(spec) {
+                DataType::Int64 => Arc::new(Int64Array::from_iter(values.map(|v| match v {
+                    AggValue::Int(x) => Some(*x),
+                    _ => None,
+                }))),
+                DataType::Boolean => Arc::new(BooleanArray::from_iter(values.map(|v| match v {
+                    AggValue::Bool(x) => Some(*x),
+                    _ => None,
+                }))),
+                DataType::Decimal128(p, s) => Arc::new(
+                    Decimal128Array::from_iter(values.map(|v| match v {
+                        AggValue::Decimal(x) => Some(*x),
+                        _ => None,
+                    }))
+                    .with_precision_and_scale(p, s)?,
+                ),
+                _ => Arc::new(Float64Array::from_iter(values.map(|v| match v {
+                    AggValue::Float(x) => Some(*x),
+                    _ => None,
+                }))),
+            },
+        })
     }
 
     fn load(&self, ctx: &EpochContext, group: &[u8]) -> Result<Option<GroupState>> {
@@ -404,29 +534,41 @@ impl GroupAggregateOp {
     }
 }
 
-fn sum_value(acc: &Acc, input: &DataType, output: &DataType) -> Result<ScalarValue> {
-    Ok(match input {
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => ScalarValue::Float64(Some(acc.float_sum)),
-        DataType::Decimal128(_, s) | DataType::Decimal64(_, s) | DataType::Decimal32(_, s) => match output {
-            DataType::Decimal128(p, os) => ScalarValue::Decimal128(Some(rescale(acc.int_sum, *s, *os)), *p, *os),
-            _ => ScalarValue::Decimal128(Some(acc.int_sum), 38, *s),
-        },
-        _ => ScalarValue::Int64(Some(acc.int_sum as i64)),
-    })
+/// The type of the values [`GroupAggregateOp::output_values`] gives for a COUNT, SUM, AVG or
+/// BOOL_AND / BOOL_OR (before the cast to the output type).
+fn values_type(spec: &AggSpec) -> DataType {
+    match (&spec.kind, &spec.input, &spec.output) {
+        (AggKind::BoolAnd | AggKind::BoolOr, _, _) => DataType::Boolean,
+        (AggKind::Sum, DataType::Float16 | DataType::Float32 | DataType::Float64, _) => DataType::Float64,
+        (
+            AggKind::Sum,
+            DataType::Decimal128(..) | DataType::Decimal64(..) | DataType::Decimal32(..),
+            DataType::Decimal128(p, s),
+        ) => DataType::Decimal128(*p, *s),
+        (AggKind::Sum, DataType::Decimal128(_, s) | DataType::Decimal64(_, s) | DataType::Decimal32(_, s), _) => {
+            DataType::Decimal128(38, *s)
+        }
+        (AggKind::Avg, DataType::Decimal128(..), DataType::Decimal128(p, s)) => DataType::Decimal128(*p, *s),
+        (AggKind::Avg, _, _) => DataType::Float64,
+        _ => DataType::Int64,
+    }
 }
 
-fn avg_value(acc: &Acc, input: &DataType, output: &DataType) -> Result<ScalarValue> {
-    Ok(match (input, output) {
-        (DataType::Decimal128(_, s), DataType::Decimal128(p, os)) => {
-            // DataFusion: avg of a decimal keeps the exact quotient at the output scale.
-            let scaled = rescale(acc.int_sum, *s, *os);
-            ScalarValue::Decimal128(Some(scaled / acc.n as i128), *p, *os)
-        }
-        (DataType::Float16 | DataType::Float32 | DataType::Float64, _) => {
-            ScalarValue::Float64(Some(acc.float_sum / acc.n as f64))
-        }
-        _ => ScalarValue::Float64(Some(acc.int_sum as f64 / acc.n as f64)),
-    })
+/// A group an epoch touches: its key, its output row's aggregate values before the epoch
+/// (none if it had no row) and its state.
+type Touched<'k> = (&'k [u8], Option<Vec<AggValue>>, GroupState);
+
+/// One aggregate's value in an output row, of the type [`values_type`] gives (MIN / MAX:
+/// encoded by the aggregate's value codec; STRING_AGG / ARRAY_AGG: a scalar).
+#[derive(Clone, Debug, PartialEq)]
+enum AggValue {
+    Null,
+    Int(i64),
+    Float(f64),
+    Decimal(i128),
+    Bool(bool),
+    Encoded(Vec<u8>),
+    Scalar(ScalarValue),
 }
 
 fn rescale(v: i128, from: i8, to: i8) -> i128 {
@@ -542,12 +684,14 @@ impl Operator for GroupAggregateOp {
             .iter()
             .map(|spec| ArgColumn::new(&spec.kind, spec.arg.map(|a| &arg_cols[a])))
             .collect::<Result<_>>()?;
-        let group_keys: Vec<Vec<u8>> = if self.group_types.is_empty() {
-            vec![Vec::new(); data.num_rows()]
-        } else {
-            let cols: Vec<ArrayRef> = super::cast_columns(&group_cols, &self.group_types)?;
-            let rows = self.group_codec.as_ref().expect("grouped").encode(&cols)?;
-            (0..data.num_rows()).map(|i| rows.row(i).as_ref().to_vec()).collect()
+        // Each row's group key, borrowed from the encoded rows (empty without GROUP BY).
+        let encoded_groups = match &self.group_codec {
+            Some(codec) => Some(codec.encode(&super::cast_columns(&group_cols, &self.group_types)?)?),
+            None => None,
+        };
+        let group_keys: Vec<&[u8]> = match &encoded_groups {
+            Some(rows) => rows.iter().map(|r| r.data()).collect(),
+            None => vec![&[][..]; data.num_rows()],
         };
         // Encoded argument values of the aggregates with a value codec, and the multiset keys
         // (group, aggregate, value) of every (row, aggregate) that keeps its values.
@@ -567,7 +711,7 @@ impl Operator for GroupAggregateOp {
                         group_keys
                             .iter()
                             .enumerate()
-                            .map(|(i, g)| Self::multiset_key(g, a, rows.row(i).as_ref()))
+                            .map(|(i, g)| Self::multiset_key(g, a, rows.row(i).data()))
                             .collect()
                     }));
                     values.push(Some(rows));
@@ -592,27 +736,32 @@ impl Operator for GroupAggregateOp {
                 .map(|(_, k)| k.as_slice());
             self.values.prefetch(ctx, updated)?;
         }
-        self.groups.prefetch(ctx, group_keys.iter().map(|g| g.as_slice()))?;
-        // Touched groups in first-seen order, with their state before this epoch's changes.
-        let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut touched: HashMap<Vec<u8>, (Option<Vec<ScalarValue>>, GroupState)> = HashMap::new();
+        self.groups.prefetch(ctx, group_keys.iter().copied())?;
+        // Touched groups in first-seen order (each row's slot), with their output before this
+        // epoch's changes and their state.
+        let mut slot_of: HashMap<&[u8], usize> = HashMap::default();
+        let mut touched: Vec<Touched> = Vec::new();
         for (i, g) in group_keys.iter().enumerate() {
-            if !touched.contains_key(g) {
-                let state = self.load(ctx, g)?;
-                let old = match &state {
-                    Some(s) if s.rows > 0 || self.global => Some(self.output_row(ctx, g, s)?),
-                    _ => None,
-                };
-                let state = state.unwrap_or_else(|| GroupState {
-                    rows: 0,
-                    accs: vec![Acc::default(); self.aggs.len()],
-                });
-                touched.insert(g.clone(), (old, state));
-                order.push(g.clone());
-            }
+            let slot = match slot_of.get(g) {
+                Some(s) => *s,
+                None => {
+                    let state = self.load(ctx, g)?;
+                    let old = match &state {
+                        Some(s) if s.rows > 0 || self.global => Some(self.output_values(ctx, g, s)?),
+                        _ => None,
+                    };
+                    let state = state.unwrap_or_else(|| GroupState {
+                        rows: 0,
+                        accs: vec![Acc::default(); self.aggs.len()],
+                    });
+                    slot_of.insert(g, touched.len());
+                    touched.push((g, old, state));
+                    touched.len() - 1
+                }
+            };
             let w = weights[i];
-            let entry = touched.get_mut(g).expect("inserted");
-            entry.1.rows += w;
+            let state = &mut touched[slot].2;
+            state.rows += w;
             for (a, spec) in self.aggs.iter().enumerate() {
                 let arg = &args[a];
                 match &spec.kind {
@@ -620,7 +769,7 @@ impl Operator for GroupAggregateOp {
                     AggKind::Min | AggKind::Max if multiset_keys[a].is_none() => {
                         if !arg.is_null(i) {
                             let v = values[a].as_ref().expect("encoded").row(i);
-                            let acc = &mut entry.1.accs[a];
+                            let acc = &mut state.accs[a];
                             if acc.extreme.as_deref().is_none_or(|e| v.as_ref() < e) {
                                 acc.extreme = Some(v.as_ref().to_vec());
                             }
@@ -641,47 +790,43 @@ impl Operator for GroupAggregateOp {
                             let key = &multiset_keys[a].as_ref().expect("multiset")[i];
                             let (old, new) = self.values.add_count(ctx, key, w)?;
                             if old <= 0 && new > 0 {
-                                entry.1.accs[a].n += 1;
+                                state.accs[a].n += 1;
                             } else if old > 0 && new <= 0 {
-                                entry.1.accs[a].n -= 1;
+                                state.accs[a].n -= 1;
                             }
                         }
                     }
-                    kind => arg.accumulate(&mut entry.1.accs[a], kind, i, w),
+                    kind => arg.accumulate(&mut state.accs[a], kind, i, w),
                 }
             }
         }
-        let mut rows = Vec::new();
+        let mut rows: Vec<(&[u8], Vec<AggValue>)> = Vec::new();
         let mut out_weights = Vec::new();
-        for g in order {
-            let (old, state) = touched.remove(&g).expect("touched");
+        for (g, old, state) in touched {
             let exists = state.rows > 0 || self.global;
             let new = if exists {
-                Some(self.output_row(ctx, &g, &state)?)
+                Some(self.output_values(ctx, g, &state)?)
             } else {
                 None
             };
+            if exists {
+                self.groups.put(g, state.encode());
+            } else {
+                self.groups.delete(g);
+            }
             if old == new {
-                if exists {
-                    self.groups.put(&g, state.encode());
-                }
                 continue;
             }
             if let Some(o) = old {
-                rows.push(o);
+                rows.push((g, o));
                 out_weights.push(-1);
             }
             if let Some(n) = new {
-                rows.push(n);
+                rows.push((g, n));
                 out_weights.push(1);
             }
-            if exists {
-                self.groups.put(&g, state.encode());
-            } else {
-                self.groups.delete(&g);
-            }
         }
-        let batch = self.rows_to_batch(rows)?;
+        let batch = self.output_batch(&rows)?;
         Changes::new(batch, out_weights)
     }
 
@@ -721,8 +866,32 @@ fn _array_is_used(_: &dyn Array) {}
 mod tests {
     use super::*;
 
+    /// The encodings of older stores: V2 (no extremes) or V3, every field fixed-size.
+    fn encode_v2_v3(state: &GroupState) -> Vec<u8> {
+        let v3 = state.accs.iter().any(|a| a.extreme.is_some());
+        let mut v = vec![if v3 { STATE_V3 } else { STATE_V2 }];
+        v.extend_from_slice(&state.rows.to_le_bytes());
+        for a in &state.accs {
+            v.extend_from_slice(&a.n.to_le_bytes());
+            v.extend_from_slice(&a.int_sum.to_le_bytes());
+            v.extend_from_slice(&a.float_sum.to_le_bytes());
+            v.extend_from_slice(&a.trues.to_le_bytes());
+            v.extend_from_slice(&a.falses.to_le_bytes());
+            if v3 {
+                match &a.extreme {
+                    Some(e) => {
+                        v.extend_from_slice(&(e.len() as u32).to_le_bytes());
+                        v.extend_from_slice(e);
+                    }
+                    None => v.extend_from_slice(&NO_EXTREME.to_le_bytes()),
+                }
+            }
+        }
+        v
+    }
+
     #[test]
-    fn group_state_round_trips_and_reads_the_json_of_older_stores() {
+    fn group_state_round_trips_and_reads_the_encodings_of_older_stores() {
         let state = GroupState {
             rows: 7,
             accs: vec![
@@ -738,21 +907,34 @@ mod tests {
             ],
         };
         let bytes = state.encode();
-        assert_eq!(bytes.len(), 9 + 2 * ACC_BYTES);
+        // Only the fields that are not zero: the second accumulator is its flags byte.
+        assert_eq!(bytes.len(), 9 + 1 + 8 + 16 + 8 + 8 + 8 + 1);
         assert_eq!(GroupState::decode(&bytes).unwrap(), state);
-        // With extremes (MIN / MAX over an append-only input), empty ones included.
+        // With extremes (MIN / MAX over an append-only input), empty ones included, and a
+        // negative zero sum (kept: it is not zero bits).
         let mut with = state.clone();
         with.accs[0].extreme = Some(vec![]);
+        with.accs[1].float_sum = -0.0;
         with.accs.push(Acc {
             extreme: Some(b"\x01abc".to_vec()),
             ..Acc::default()
         });
         let bytes = with.encode();
-        assert_eq!(bytes[0], STATE_V3);
-        assert_eq!(GroupState::decode(&bytes).unwrap(), with);
-        assert!(GroupState::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(bytes[0], STATE_V4);
+        let back = GroupState::decode(&bytes).unwrap();
+        assert_eq!(back, with);
+        assert!(back.accs[1].float_sum.is_sign_negative());
+        for cut in [bytes.len() - 1, 20, 10] {
+            assert!(GroupState::decode(&bytes[..cut]).is_err(), "{cut} bytes");
+        }
+        // Older stores: the fixed-size encodings and JSON.
+        for old in [&state, &with] {
+            let bytes = encode_v2_v3(old);
+            assert_eq!(GroupState::decode(&bytes).unwrap(), *old);
+            assert!(GroupState::decode(&bytes[..bytes.len() - 1]).is_err());
+        }
+        assert_eq!(encode_v2_v3(&state).len(), 9 + 2 * ACC_BYTES);
         let json = serde_json::to_vec(&state).unwrap();
         assert_eq!(GroupState::decode(&json).unwrap(), state);
-        assert!(GroupState::decode(&bytes[..20]).is_err());
     }
 }
