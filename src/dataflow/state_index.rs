@@ -15,7 +15,8 @@
 //! first rows in sort order) uses one group for every key: an ordered tree, as before.
 
 //!
-//! Each entry (its group, the rest of its key, its value) is one allocation ([`Packed`]), and
+//! Each entry (its group, the rest of its key, its value) is one allocation ([`Packed`] alone
+//! in its group, [`Member`] in a group of several), and
 //! a group of one entry (most groups: an aggregate's group, a join key seen once) is that
 //! entry alone in the hash table: a mirror of millions of entries costs a slot and an
 //! allocation per entry, not three allocations and a wide slot.
@@ -26,9 +27,8 @@ use std::hash::BuildHasher;
 // hashbrown with foldhash (DataFusion's): the state of a view is hashed once per lookup.
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-/// An entry in one allocation: `group_len:u32 | group | rest_len:u32 | rest | tag | value`
-/// (tag 0: a deletion, no value). Entries of a group of several keep an empty group; they
-/// order and compare by the rest of their key.
+/// The entry of a group of one, in one allocation: `group_len:u32 | group | rest_len:u32 |
+/// rest | tag | value` (tag 0: a deletion, no value).
 struct Packed(Box<[u8]>);
 
 impl Packed {
@@ -53,6 +53,7 @@ impl Packed {
         u32::from_le_bytes(self.0[o..o + 4].try_into().expect("4 bytes")) as usize
     }
 
+    #[inline]
     fn group(&self) -> &[u8] {
         &self.0[4..4 + self.len_at(0)]
     }
@@ -88,6 +89,46 @@ impl Packed {
     }
 }
 
+/// An entry of a group of several: `rest_len:u32 | rest | tag | value` (the group is the
+/// group's). Ordered by the rest of its key, which it finds without arithmetic: a tree
+/// descent compares a dozen or more of them.
+struct Member(Box<[u8]>);
+
+impl Member {
+    fn new(rest: &[u8], value: Option<&[u8]>) -> Member {
+        let mut b = Vec::with_capacity(4 + rest.len() + 1 + value.map_or(0, |v| v.len()));
+        b.extend_from_slice(&(rest.len() as u32).to_le_bytes());
+        b.extend_from_slice(rest);
+        match value {
+            Some(v) => {
+                b.push(1);
+                b.extend_from_slice(v);
+            }
+            None => b.push(0),
+        }
+        Member(b.into_boxed_slice())
+    }
+
+    #[inline]
+    fn rest(&self) -> &[u8] {
+        let n = u32::from_le_bytes(self.0[..4].try_into().expect("4 bytes")) as usize;
+        &self.0[4..4 + n]
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        let tag = 4 + self.rest().len();
+        (self.0[tag] == 1).then(|| &self.0[tag + 1..])
+    }
+
+    fn value_len(&self) -> usize {
+        self.value().map_or(0, |v| v.len())
+    }
+
+    fn key(&self, group: &[u8]) -> Vec<u8> {
+        [group, self.rest()].concat()
+    }
+}
+
 /// The rest of a key, ordered as bytes are but compared eight bytes at a time inline: a tree
 /// descent compares a dozen or more short keys, and a `memcmp` call for each was a sixth of
 /// a COUNT(DISTINCT) aggregate's time.
@@ -103,6 +144,7 @@ impl KeySlice {
 }
 
 impl Ord for KeySlice {
+    #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         byte_order(&self.0, &other.0)
     }
@@ -116,27 +158,30 @@ impl PartialOrd for KeySlice {
 
 // A group's entries order and compare by the rest of their key (as `KeySlice`s do, so that
 // a set of them is searched by a `KeySlice`).
-impl std::borrow::Borrow<KeySlice> for Packed {
+impl std::borrow::Borrow<KeySlice> for Member {
+    #[inline]
     fn borrow(&self) -> &KeySlice {
         KeySlice::new(self.rest())
     }
 }
 
-impl PartialEq for Packed {
+impl PartialEq for Member {
     fn eq(&self, other: &Self) -> bool {
         self.rest() == other.rest()
     }
 }
 
-impl Eq for Packed {}
+impl Eq for Member {}
 
-impl Ord for Packed {
+impl Ord for Member {
+    #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         byte_order(self.rest(), other.rest())
     }
 }
 
-impl PartialOrd for Packed {
+impl PartialOrd for Member {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
@@ -183,11 +228,12 @@ struct Several {
 /// A group's entries, ordered by the rest of their key.
 enum Entries {
     /// Sorted; at most [`FEW`] entries.
-    Few(Vec<Packed>),
-    Many(BTreeSet<Packed>),
+    Few(Vec<Member>),
+    Many(BTreeSet<Member>),
 }
 
 impl Slot {
+    #[inline]
     fn group(&self) -> &[u8] {
         match self {
             Slot::One(p) => p.group(),
@@ -197,7 +243,7 @@ impl Slot {
 }
 
 impl Entries {
-    fn get(&self, rest: &[u8]) -> Option<&Packed> {
+    fn get(&self, rest: &[u8]) -> Option<&Member> {
         match self {
             Entries::Few(v) => v.binary_search_by(|p| p.rest().cmp(rest)).ok().map(|i| &v[i]),
             Entries::Many(set) => set.get(KeySlice::new(rest)),
@@ -205,7 +251,7 @@ impl Entries {
     }
 
     /// Inserts or replaces `entry`; returns the value length of the entry it replaces.
-    fn insert(&mut self, entry: Packed) -> Option<usize> {
+    fn insert(&mut self, entry: Member) -> Option<usize> {
         match self {
             Entries::Few(v) => match v.binary_search_by(|p| p.rest().cmp(entry.rest())) {
                 Ok(i) => Some(std::mem::replace(&mut v[i], entry).value_len()),
@@ -221,7 +267,7 @@ impl Entries {
         }
     }
 
-    fn remove(&mut self, rest: &[u8]) -> Option<Packed> {
+    fn remove(&mut self, rest: &[u8]) -> Option<Member> {
         match self {
             Entries::Few(v) => {
                 let i = v.binary_search_by(|p| p.rest().cmp(rest)).ok()?;
@@ -239,7 +285,7 @@ impl Entries {
     }
 
     /// The first `limit` entries whose rest starts with `prefix`, in order.
-    fn scan(&self, prefix: &[u8], limit: usize) -> Vec<&Packed> {
+    fn scan(&self, prefix: &[u8], limit: usize) -> Vec<&Member> {
         match self {
             Entries::Few(v) => {
                 let from = v.partition_point(|p| p.rest() < prefix);
@@ -260,7 +306,7 @@ impl Entries {
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = &Packed> + '_> {
+    fn iter(&self) -> Box<dyn Iterator<Item = &Member> + '_> {
         match self {
             Entries::Few(v) => Box::new(v.iter()),
             Entries::Many(set) => Box::new(set.iter()),
@@ -298,6 +344,7 @@ impl Index {
     }
 
     /// Length of the group `key` declares (tag, length and that many bytes), if it fits.
+    #[inline]
     fn declared_group(&self, key: &[u8]) -> Option<usize> {
         let Some(o) = self.offset else {
             return Some(0);
@@ -322,11 +369,10 @@ impl Index {
     /// The value of `key` (`Some(None)`: a deletion), if it has an entry.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         let (group, rest) = key.split_at(self.group_len(key));
-        let p = match self.find(group)? {
-            Slot::One(p) => Some(p).filter(|p| p.rest() == rest),
-            Slot::Several(s) => s.entries.get(rest),
-        }?;
-        Some(p.value())
+        match self.find(group)? {
+            Slot::One(p) => (p.rest() == rest).then(|| p.value()),
+            Slot::Several(s) => s.entries.get(rest).map(|m| m.value()),
+        }
     }
 
     /// Sets `key` to `value` (`None`: a deletion); returns the value length of the entry it
@@ -347,7 +393,7 @@ impl Index {
             }
             Some(slot) => {
                 if let Slot::One(p) = slot {
-                    let first = Packed::new(&[], p.rest(), p.value());
+                    let first = Member::new(p.rest(), p.value());
                     *slot = Slot::Several(Box::new(Several {
                         group: group.into(),
                         entries: Entries::Few(vec![first]),
@@ -356,7 +402,7 @@ impl Index {
                 let Slot::Several(s) = slot else {
                     unreachable!("a group of several")
                 };
-                s.entries.insert(Packed::new(&[], rest, value))
+                s.entries.insert(Member::new(rest, value))
             }
         };
         if old.is_none() {
@@ -377,7 +423,7 @@ impl Index {
                 let (Slot::One(p), _) = slot.remove() else {
                     unreachable!("matched above")
                 };
-                p
+                p.value_len()
             }
             Slot::One(_) => return None,
             Slot::Several(s) => {
@@ -385,11 +431,11 @@ impl Index {
                 if s.entries.is_empty() {
                     slot.remove();
                 }
-                p
+                p.value_len()
             }
         };
         self.len -= 1;
-        Some(removed.value_len())
+        Some(removed)
     }
 
     /// The first `limit` entries whose key starts with `prefix`, in key order (full keys).
