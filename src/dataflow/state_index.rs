@@ -379,6 +379,12 @@ impl Index {
     /// replaces (0 for a deletion).
     pub fn insert(&mut self, key: &[u8], value: Option<&[u8]>) -> Option<usize> {
         let (group, rest) = key.split_at(self.group_len(key));
+        self.insert_parts(group, rest, value)
+    }
+
+    /// [`Index::insert`] of the key `group` then `rest`, split where this index splits it
+    /// (as [`Index::try_for_each`] gives keys of an index with the same offset).
+    pub fn insert_parts(&mut self, group: &[u8], rest: &[u8], value: Option<&[u8]>) -> Option<usize> {
         let Index { table, hasher, .. } = self;
         let hash = hasher.hash_one(group);
         let old = match table.find_mut(hash, |s| s.group() == group) {
@@ -414,6 +420,11 @@ impl Index {
     /// Removes `key`'s entry; returns its value length (0 for a deletion).
     pub fn remove(&mut self, key: &[u8]) -> Option<usize> {
         let (group, rest) = key.split_at(self.group_len(key));
+        self.remove_parts(group, rest)
+    }
+
+    /// [`Index::remove`] of the key `group` then `rest` (see [`Index::insert_parts`]).
+    pub fn remove_parts(&mut self, group: &[u8], rest: &[u8]) -> Option<usize> {
         let hash = self.hasher.hash_one(group);
         let Ok(mut slot) = self.table.find_entry(hash, |s| s.group() == group) else {
             return None;
@@ -487,6 +498,12 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    /// Removes every entry (keeping the table's room for as many).
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.len = 0;
     }
 
     /// Every entry (full keys), in no particular order; the index is left empty.

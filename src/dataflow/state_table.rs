@@ -106,8 +106,25 @@ impl Loaded {
             Some(v) => self.entries.insert(key, Some(v)),
             None => self.entries.remove(key),
         };
+        self.account(key.len(), old, added)
+    }
+
+    /// [`Loaded::apply`] of the key `group` then `rest`, split as the entries split it.
+    fn apply_parts(&mut self, group: &[u8], rest: &[u8], value: Option<&[u8]>) -> bool {
+        let key_len = group.len() + rest.len();
+        let added = value.map(|v| key_len + v.len() + ENTRY_OVERHEAD);
+        let old = match value {
+            Some(v) => self.entries.insert_parts(group, rest, Some(v)),
+            None => self.entries.remove_parts(group, rest),
+        };
+        self.account(key_len, old, added)
+    }
+
+    /// Budget bookkeeping of a write to a key of `key_len` bytes that replaced a value of
+    /// `old` bytes (if any) and added an entry of `added` bytes (if any).
+    fn account(&mut self, key_len: usize, old: Option<usize>, added: Option<usize>) -> bool {
         if let Some(old) = old {
-            let size = key.len() + old + ENTRY_OVERHEAD;
+            let size = key_len + old + ENTRY_OVERHEAD;
             release(size);
             self.bytes -= size;
         }
@@ -359,18 +376,22 @@ impl StateTable {
         }
         // The writes of a logged table belong in its log, so its form must be known.
         self.ensure_loaded(ctx)?;
-        let writes = self.dirty.drain();
         let mut mirror = self.mirror.borrow_mut();
         let Mirror::Loaded(loaded) = &mut *mirror else {
+            let writes = self.dirty.drain();
             self.write_per_key(writes, batch);
             return Ok(());
         };
+        // The writes go to the log record and the mirror straight from the buffer (which
+        // splits keys as the mirror does), then the buffer is cleared, keeping its room.
         let mut record = Vec::new();
         let mut fits = true;
-        for (k, v) in writes {
-            state_log::encode_entry(&mut record, &[&k], v.as_deref());
-            fits &= loaded.apply(&k, v.as_deref());
-        }
+        let Ok(()) = self.dirty.try_for_each(|group, rest, v| {
+            state_log::encode_entry(&mut record, &[group, rest], v);
+            fits &= loaded.apply_parts(group, rest, v);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        self.dirty.clear();
         if !fits {
             self.spill(loaded, batch);
             *mirror = Mirror::Spilled;
