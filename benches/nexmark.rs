@@ -228,7 +228,8 @@ fn main() {
          the events of the streams its circuit reads. \"dbsp\": the circuit emits changes only \
          (its default); \"dbsp, views kept\": it also keeps each view's contents (`integrate_trace`), as a \
          Freshet materialized view does. Ratios are Freshet / dbsp: above 1× Freshet does more events per \
-         CPU-second, or uses more memory. \"same rows\": the Freshet view's row count equals the peer's.\n\n\
+         CPU-second, or uses more memory. \"same rows\": the Freshet view's row count equals the peer's \
+         (q12 windows by processing time, so its rows depend on each run's timing, in both engines).\n\n\
          | query | Freshet events/CPU-s | dbsp events/CPU-s | ratio | dbsp views kept events/CPU-s | ratio | Freshet RSS MiB | dbsp RSS MiB | dbsp views kept RSS MiB | RSS ratio (views kept) | same rows |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
