@@ -209,6 +209,9 @@ fn byte_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
+/// Slots (24 bytes each) an emptied index keeps for its next entries ([`Index::clear`]).
+const KEPT_SLOTS: usize = 1 << 18;
+
 /// Entries a group keeps in a sorted vector before it becomes a tree.
 const FEW: usize = 32;
 
@@ -500,9 +503,14 @@ impl Index {
         Ok(())
     }
 
-    /// Removes every entry (keeping the table's room for as many).
+    /// Removes every entry, keeping the table's room for as many unless that is more than
+    /// [`KEPT_SLOTS`] (a backfill's writes must not hold memory for the life of the view).
     pub fn clear(&mut self) {
-        self.table.clear();
+        if self.table.capacity() > KEPT_SLOTS {
+            self.table = HashTable::new();
+        } else {
+            self.table.clear();
+        }
         self.len = 0;
     }
 
@@ -618,6 +626,15 @@ mod tests {
                 Ok::<(), std::convert::Infallible>(())
             });
             all.sort();
+            let kept = index.len();
+            let mut copy = Index::new(offset);
+            let Ok(()) = index.try_for_each(|g, r, v| {
+                copy.insert_parts(g, r, v);
+                Ok::<(), std::convert::Infallible>(())
+            });
+            assert_eq!(copy.len(), kept);
+            copy.clear();
+            assert!(copy.is_empty() && copy.scan(&[], usize::MAX).is_empty());
             let mut drained = index.drain();
             drained.sort();
             assert_eq!(drained, all);
