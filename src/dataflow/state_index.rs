@@ -27,105 +27,108 @@ use std::hash::BuildHasher;
 // hashbrown with foldhash (DataFusion's): the state of a view is hashed once per lookup.
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-/// The entry of a group of one, in one allocation: `group_len:u32 | group | rest_len:u32 |
-/// rest | tag | value` (tag 0: a deletion, no value).
-struct Packed(Box<[u8]>);
-
-impl Packed {
-    fn new(group: &[u8], rest: &[u8], value: Option<&[u8]>) -> Packed {
-        let len = 4 + group.len() + 4 + rest.len() + 1 + value.map_or(0, |v| v.len());
-        let mut b = Vec::with_capacity(len);
-        b.extend_from_slice(&(group.len() as u32).to_le_bytes());
-        b.extend_from_slice(group);
-        b.extend_from_slice(&(rest.len() as u32).to_le_bytes());
-        b.extend_from_slice(rest);
-        match value {
-            Some(v) => {
-                b.push(1);
-                b.extend_from_slice(v);
-            }
-            None => b.push(0),
+/// Appends an entry's `rest_len:u32 | rest | tag | value` (tag 0: a deletion, no value).
+fn put_entry(b: &mut Vec<u8>, rest: &[u8], value: Option<&[u8]>) {
+    b.extend_from_slice(&(rest.len() as u32).to_le_bytes());
+    b.extend_from_slice(rest);
+    match value {
+        Some(v) => {
+            b.push(1);
+            b.extend_from_slice(v);
         }
-        Packed(b.into_boxed_slice())
+        None => b.push(0),
     }
+}
 
-    fn len_at(&self, o: usize) -> usize {
-        u32::from_le_bytes(self.0[o..o + 4].try_into().expect("4 bytes")) as usize
-    }
+/// The rest of the key of an entry [`put_entry`] wrote.
+#[inline]
+fn entry_rest(e: &[u8]) -> &[u8] {
+    let n = u32::from_le_bytes(e[..4].try_into().expect("4 bytes")) as usize;
+    &e[4..4 + n]
+}
 
-    #[inline]
-    fn group(&self) -> &[u8] {
-        &self.0[4..4 + self.len_at(0)]
-    }
+/// The value of an entry [`put_entry`] wrote (`None`: a deletion).
+fn entry_value(e: &[u8]) -> Option<&[u8]> {
+    let tag = 4 + entry_rest(e).len();
+    (e[tag] == 1).then(|| &e[tag + 1..])
+}
 
-    /// Offset of the rest's length.
-    fn rest_at(&self) -> usize {
-        4 + self.len_at(0)
-    }
+fn entry_bytes(rest: &[u8], value: Option<&[u8]>) -> usize {
+    4 + rest.len() + 1 + value.map_or(0, |v| v.len())
+}
 
-    fn rest(&self) -> &[u8] {
-        let o = self.rest_at();
-        &self.0[o + 4..o + 4 + self.len_at(o)]
-    }
+/// What [`Packed`] and [`Member`] answer alike.
+trait Entry {
+    fn rest(&self) -> &[u8];
 
-    fn value(&self) -> Option<&[u8]> {
-        let o = self.rest_at();
-        let tag = o + 4 + self.len_at(o);
-        (self.0[tag] == 1).then(|| &self.0[tag + 1..])
-    }
+    /// The value (`None`: a deletion).
+    fn value(&self) -> Option<&[u8]>;
 
     /// Bytes of the value (0 for a deletion).
     fn value_len(&self) -> usize {
         self.value().map_or(0, |v| v.len())
     }
 
-    /// The full key: group, then rest.
+    /// The full key: `group`, then the rest.
     fn key(&self, group: &[u8]) -> Vec<u8> {
-        let rest = self.rest();
-        let mut k = Vec::with_capacity(group.len() + rest.len());
-        k.extend_from_slice(group);
-        k.extend_from_slice(rest);
-        k
+        [group, self.rest()].concat()
     }
 }
 
-/// An entry of a group of several: `rest_len:u32 | rest | tag | value` (the group is the
-/// group's). Ordered by the rest of its key, which it finds without arithmetic: a tree
-/// descent compares a dozen or more of them.
+/// The entry of a group of one, in one allocation: `group_len:u32 | group` then the entry
+/// as [`put_entry`] writes it.
+struct Packed(Box<[u8]>);
+
+impl Packed {
+    fn new(group: &[u8], rest: &[u8], value: Option<&[u8]>) -> Packed {
+        let mut b = Vec::with_capacity(4 + group.len() + entry_bytes(rest, value));
+        b.extend_from_slice(&(group.len() as u32).to_le_bytes());
+        b.extend_from_slice(group);
+        put_entry(&mut b, rest, value);
+        Packed(b.into_boxed_slice())
+    }
+
+    fn group_len(&self) -> usize {
+        u32::from_le_bytes(self.0[..4].try_into().expect("4 bytes")) as usize
+    }
+
+    #[inline]
+    fn group(&self) -> &[u8] {
+        &self.0[4..4 + self.group_len()]
+    }
+}
+
+impl Entry for Packed {
+    fn rest(&self) -> &[u8] {
+        entry_rest(&self.0[4 + self.group_len()..])
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        entry_value(&self.0[4 + self.group_len()..])
+    }
+}
+
+/// An entry of a group of several, as [`put_entry`] writes it (the group is the group's).
+/// Ordered by the rest of its key, which it finds without arithmetic: a tree descent compares
+/// a dozen or more of them.
 struct Member(Box<[u8]>);
 
 impl Member {
     fn new(rest: &[u8], value: Option<&[u8]>) -> Member {
-        let mut b = Vec::with_capacity(4 + rest.len() + 1 + value.map_or(0, |v| v.len()));
-        b.extend_from_slice(&(rest.len() as u32).to_le_bytes());
-        b.extend_from_slice(rest);
-        match value {
-            Some(v) => {
-                b.push(1);
-                b.extend_from_slice(v);
-            }
-            None => b.push(0),
-        }
+        let mut b = Vec::with_capacity(entry_bytes(rest, value));
+        put_entry(&mut b, rest, value);
         Member(b.into_boxed_slice())
     }
+}
 
+impl Entry for Member {
     #[inline]
     fn rest(&self) -> &[u8] {
-        let n = u32::from_le_bytes(self.0[..4].try_into().expect("4 bytes")) as usize;
-        &self.0[4..4 + n]
+        entry_rest(&self.0)
     }
 
     fn value(&self) -> Option<&[u8]> {
-        let tag = 4 + self.rest().len();
-        (self.0[tag] == 1).then(|| &self.0[tag + 1..])
-    }
-
-    fn value_len(&self) -> usize {
-        self.value().map_or(0, |v| v.len())
-    }
-
-    fn key(&self, group: &[u8]) -> Vec<u8> {
-        [group, self.rest()].concat()
+        entry_value(&self.0)
     }
 }
 
@@ -365,13 +368,18 @@ impl Index {
         self.declared_group(key).unwrap_or(key.len())
     }
 
+    /// `key` split into its group and the rest, as this index splits it.
+    pub fn split<'k>(&self, key: &'k [u8]) -> (&'k [u8], &'k [u8]) {
+        key.split_at(self.group_len(key))
+    }
+
     fn find(&self, group: &[u8]) -> Option<&Slot> {
         self.table.find(self.hasher.hash_one(group), |s| s.group() == group)
     }
 
     /// The value of `key` (`Some(None)`: a deletion), if it has an entry.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
-        let (group, rest) = key.split_at(self.group_len(key));
+        let (group, rest) = self.split(key);
         match self.find(group)? {
             Slot::One(p) => (p.rest() == rest).then(|| p.value()),
             Slot::Several(s) => s.entries.get(rest).map(|m| m.value()),
@@ -381,7 +389,7 @@ impl Index {
     /// Sets `key` to `value` (`None`: a deletion); returns the value length of the entry it
     /// replaces (0 for a deletion).
     pub fn insert(&mut self, key: &[u8], value: Option<&[u8]>) -> Option<usize> {
-        let (group, rest) = key.split_at(self.group_len(key));
+        let (group, rest) = self.split(key);
         self.insert_parts(group, rest, value)
     }
 
@@ -422,7 +430,7 @@ impl Index {
 
     /// Removes `key`'s entry; returns its value length (0 for a deletion).
     pub fn remove(&mut self, key: &[u8]) -> Option<usize> {
-        let (group, rest) = key.split_at(self.group_len(key));
+        let (group, rest) = self.split(key);
         self.remove_parts(group, rest)
     }
 

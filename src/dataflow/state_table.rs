@@ -46,10 +46,6 @@ pub fn cache_used() -> usize {
     USED.load(Ordering::Relaxed)
 }
 
-fn entry_size(k: &[u8], v: &[u8]) -> usize {
-    k.len() + v.len() + ENTRY_OVERHEAD
-}
-
 /// Reserves `bytes` of the shared budget; false (nothing reserved) if it would be exceeded.
 fn reserve(bytes: usize) -> bool {
     let budget = BUDGET.load(Ordering::Relaxed);
@@ -101,12 +97,8 @@ impl Loaded {
     /// Applies one write to the entries; false if a new entry did not fit in the budget (it
     /// is kept all the same).
     fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> bool {
-        let added = value.map(|v| entry_size(key, v));
-        let old = match value {
-            Some(v) => self.entries.insert(key, Some(v)),
-            None => self.entries.remove(key),
-        };
-        self.account(key.len(), old, added)
+        let (group, rest) = self.entries.split(key);
+        self.apply_parts(group, rest, value)
     }
 
     /// [`Loaded::apply`] of the key `group` then `rest`, split as the entries split it.
@@ -117,12 +109,6 @@ impl Loaded {
             Some(v) => self.entries.insert_parts(group, rest, Some(v)),
             None => self.entries.remove_parts(group, rest),
         };
-        self.account(key_len, old, added)
-    }
-
-    /// Budget bookkeeping of a write to a key of `key_len` bytes that replaced a value of
-    /// `old` bytes (if any) and added an entry of `added` bytes (if any).
-    fn account(&mut self, key_len: usize, old: Option<usize>, added: Option<usize>) -> bool {
         if let Some(old) = old {
             let size = key_len + old + ENTRY_OVERHEAD;
             release(size);

@@ -453,17 +453,7 @@ impl GroupAggregateOp {
         for a in 0..self.aggs.len() {
             columns.push(self.aggregate_column(a, rows.iter().map(|(_, v)| &v[a]))?);
         }
-        let columns = columns
-            .into_iter()
-            .zip(schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    Ok(cast(&c, f.data_type())?)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let columns = super::cast_to_fields(columns, schema.fields())?;
         Ok(RecordBatch::try_new(schema, columns)?)
     }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, take};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::JoinType;
 
@@ -138,17 +138,7 @@ impl HashJoinOp {
         let mut columns = left;
         columns.extend(right);
         let schema = Arc::new(super::project::relaxed(&self.schema));
-        let columns = columns
-            .into_iter()
-            .zip(schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    Ok(cast(&c, f.data_type())?)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let columns = super::cast_to_fields(columns, schema.fields())?;
         let opts = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(weights.len()));
         Changes::new(RecordBatch::try_new_with_options(schema, columns, &opts)?, weights)
     }

@@ -60,6 +60,25 @@ pub fn nulls_are_false(mask: &datafusion::arrow::array::BooleanArray) -> datafus
     }
 }
 
+/// `columns` cast to the types of `fields` where they differ (an output batch's columns to its
+/// schema's types).
+pub fn cast_to_fields(
+    columns: impl IntoIterator<Item = ArrayRef>,
+    fields: &datafusion::arrow::datatypes::Fields,
+) -> Result<Vec<ArrayRef>> {
+    columns
+        .into_iter()
+        .zip(fields)
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                Ok(datafusion::arrow::compute::cast(&c, f.data_type())?)
+            }
+        })
+        .collect()
+}
+
 /// `columns` cast to `types` where they differ (expressions may yield a narrower or wider type
 /// than the one state is keyed by).
 pub fn cast_columns(columns: &[ArrayRef], types: &[datafusion::arrow::datatypes::DataType]) -> Result<Vec<ArrayRef>> {

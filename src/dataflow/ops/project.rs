@@ -26,17 +26,7 @@ impl Operator for ProjectOp {
     fn process(&mut self, _port: usize, input: Changes, _ctx: &EpochContext) -> Result<Changes> {
         let data = input.data();
         let columns = self.exprs.eval(&data)?;
-        let columns = columns
-            .into_iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    Ok(datafusion::arrow::compute::cast(&c, f.data_type())?)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let columns = super::cast_to_fields(columns, self.schema.fields())?;
         let opts = RecordBatchOptions::new().with_row_count(Some(data.num_rows()));
         let out = RecordBatch::try_new_with_options(Arc::new(relaxed(&self.schema)), columns, &opts)?;
         Changes::new(out, input.weights().values().to_vec())

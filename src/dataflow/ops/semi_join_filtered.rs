@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 
 use super::join::row_key as prefixed;
@@ -93,18 +93,7 @@ impl FilteredSemiJoinOp {
 
     /// The condition over pairs given as left and right columns (NULL counts as false).
     fn passes(&self, left: Vec<ArrayRef>, right: Vec<ArrayRef>) -> Result<BooleanArray> {
-        let columns = left
-            .into_iter()
-            .chain(right)
-            .zip(self.joined.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    Ok(cast(&c, f.data_type())?)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let columns = super::cast_to_fields(left.into_iter().chain(right), self.joined.fields())?;
         let batch = RecordBatch::try_new(self.joined.clone(), columns)?;
         let mask = self.filter.eval(&batch)?.remove(0);
         let mask = mask
