@@ -761,27 +761,26 @@ fn apply_view_delta(
     if delta.is_empty() {
         return Ok(Changes::empty(view.schema.clone()));
     }
-    let cols = delta
-        .columns()
-        .iter()
-        .zip(view.schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                Ok(datafusion::arrow::compute::cast(c, f.data_type())?)
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let cols_of = |delta: &Changes| super::ops::cast_to_fields(delta.columns().iter().cloned(), view.schema.fields());
+    let cols = cols_of(delta)?;
     if view.def.layout == Layout::Segments {
+        if delta.weights().values().iter().any(|w| *w <= 0) {
+            // Only a retraction cancelled within the epoch; anything else is refused there.
+            let delta = delta.consolidate()?;
+            return append_view_segment(view, cols_of(&delta)?, &delta, ctx, batch);
+        }
         return append_view_segment(view, cols, delta, ctx, batch);
     }
     let rows = view.row_codec.encode(&cols)?;
+    // The graph's output is not consolidated: equal rows are summed here, on the encoding the
+    // view's keys need anyway.
+    let live = super::ops::consolidate_encoded(&rows, delta.weights().values());
     let prefix = keys::view_prefix(view.def.id);
-    let row_keys: Vec<Vec<u8>> = (0..rows.num_rows())
-        .map(|i| {
+    let row_keys: Vec<Vec<u8>> = live
+        .iter()
+        .map(|(i, _)| {
             let mut k = prefix.clone();
-            k.extend_from_slice(rows.row(i).as_ref());
+            k.extend_from_slice(rows.row(*i as usize).as_ref());
             k
         })
         .collect();
@@ -801,7 +800,7 @@ fn apply_view_delta(
     for (k, v) in unseen.iter().zip(stored) {
         counts.insert(k.to_vec(), v.map(|v| super::operator::decode_i64(&v)).unwrap_or(0));
     }
-    for ((k, w), h) in row_keys.into_iter().zip(delta.weights().values().iter()).zip(hashes) {
+    for ((k, (_, w)), h) in row_keys.into_iter().zip(&live).zip(hashes) {
         let old = counts.get(&k).copied().unwrap_or(0);
         let new = old + w;
         if new < 0 {
@@ -819,7 +818,12 @@ fn apply_view_delta(
         counts.insert(k, new);
     }
     let data = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;
-    Changes::new(data, delta.weights().values().to_vec())
+    let weights: Vec<i64> = live.iter().map(|(_, w)| *w).collect();
+    if live.len() == data.num_rows() && live.iter().enumerate().all(|(j, (i, _))| *i as usize == j) {
+        return Changes::new(data, weights);
+    }
+    let idx: datafusion::arrow::array::UInt32Array = live.iter().map(|(i, _)| *i).collect();
+    Changes::new(datafusion::arrow::compute::take_record_batch(&data, &idx)?, weights)
 }
 
 /// Appends a view's insertions as one segment keyed by the epoch (an append-only view gets at

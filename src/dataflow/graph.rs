@@ -62,7 +62,8 @@ impl ViewDataflow {
 
     /// Pushes one epoch's changes through the graph; `deltas` holds the changes of every
     /// relation (visible columns). With `all`, every operator runs even without input (the
-    /// backfill epoch, where a global aggregate creates its row).
+    /// backfill epoch, where a global aggregate creates its row). The output is not
+    /// consolidated (equal rows may appear more than once): the view's store sums them.
     pub fn run(&mut self, deltas: &HashMap<u32, Changes>, ctx: &EpochContext, all: bool) -> Result<Changes> {
         let schemas: Vec<SchemaRef> = self.nodes.iter().map(|n| n.schema.clone()).collect();
         let mut outputs: Vec<Option<Changes>> = Vec::with_capacity(self.nodes.len());
@@ -101,7 +102,7 @@ impl ViewDataflow {
         }
         let last = outputs.pop().flatten();
         Ok(match last {
-            Some(c) => c.consolidate()?,
+            Some(c) => c,
             None => Changes::empty(self.nodes.last().map(|n| n.schema.clone()).expect("a view has nodes")),
         })
     }

@@ -57,7 +57,8 @@ struct Builder {
 
 /// The plan version new views get. Version 1: aggregates and top-N over inputs that only ever
 /// gain rows keep less state (MIN / MAX as a value in the group state, top-N only the top).
-pub const PLAN_VERSION: u32 = 1;
+/// Version 2: top-N keeps each row once (in the key of its ordered entry, not in the value too).
+pub const PLAN_VERSION: u32 = 2;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -355,8 +356,9 @@ impl Builder {
             partition_exprs: None,
             rank: false,
         };
-        let op =
-            TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?.append_only_input(self.only_insertions(i));
+        let op = TopNOp::new(self.state(0), spec, schema.clone())?
+            .append_only_input(self.only_insertions(i))
+            .rows_in_keys(self.version >= 2);
         Ok(self.push(Box::new(op), vec![i], schema))
     }
 
@@ -478,8 +480,9 @@ impl Builder {
             rank: true,
         };
         let schema = arrow_schema(&window.schema);
-        let op = TopNOp::new(self.state(0), self.state(1), spec, schema.clone())?
-            .append_only_input(self.only_insertions(input));
+        let op = TopNOp::new(self.state(0), spec, schema.clone())?
+            .append_only_input(self.only_insertions(input))
+            .rows_in_keys(self.version >= 2);
         let top = self.push(Box::new(op), vec![input], schema);
         // The projections above the window, then what is left of the filter.
         let window_plan = plan as *const LogicalPlan;

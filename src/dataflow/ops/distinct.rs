@@ -21,7 +21,6 @@ impl DistinctOp {
 
 impl Operator for DistinctOp {
     fn process(&mut self, _port: usize, input: Changes, ctx: &EpochContext) -> Result<Changes> {
-        let input = input.consolidate()?;
         if input.is_empty() {
             return Ok(input);
         }
@@ -36,13 +35,13 @@ impl Operator for DistinctOp {
         let rows = converter.convert_columns(data.columns())?;
         let mut idx = Vec::new();
         let mut weights = Vec::new();
-        for (i, w) in input.weights().values().iter().enumerate() {
-            let (old, new) = self.state.add_count(ctx, rows.row(i).as_ref(), *w)?;
+        for (i, w) in super::consolidate_encoded(&rows, input.weights().values()) {
+            let (old, new) = self.state.add_count(ctx, rows.row(i as usize).as_ref(), w)?;
             if old <= 0 && new > 0 {
-                idx.push(i as u32);
+                idx.push(i);
                 weights.push(1);
             } else if old > 0 && new <= 0 {
-                idx.push(i as u32);
+                idx.push(i);
                 weights.push(-1);
             }
         }

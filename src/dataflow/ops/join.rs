@@ -11,11 +11,13 @@
 //! counts tell); with one, whether a row matches depends on the row, so a padded side keeps per
 //! row the number of partner rows that satisfy the condition ((key, row) → matches).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use datafusion::common::hash_map::Entry as Entry_;
+use datafusion::common::HashMap;
+
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch, take};
+use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::JoinType;
 
@@ -81,6 +83,27 @@ pub(super) fn row_key(key: &[u8], row: &[u8]) -> Vec<u8> {
 
 fn key_prefix(key: &[u8]) -> Vec<u8> {
     row_key(key, &[])
+}
+
+/// Many `row_key`s in one buffer (one allocation for a whole input batch).
+#[derive(Default)]
+struct KeyList {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl KeyList {
+    fn push_row_key(&mut self, key: &[u8], row: &[u8]) {
+        self.bytes.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(row);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(s, e)| &self.bytes[s..*e])
+    }
 }
 
 impl HashJoinOp {
@@ -150,67 +173,94 @@ impl HashJoinOp {
 
 impl Operator for HashJoinOp {
     fn process(&mut self, port: usize, input: Changes, ctx: &EpochContext) -> Result<Changes> {
-        let input = input.consolidate()?;
         if input.is_empty() {
             return Ok(Changes::empty(self.schema.clone()));
         }
         let this = port;
         let other = 1 - port;
         let data = input.data();
-        let weights = input.weights().values().to_vec();
+        let rows = self.sides[this].codec.encode(data.columns())?;
+        // Equal rows have equal keys: consolidating on the encoded rows is enough.
+        let live = super::consolidate_encoded(&rows, input.weights().values());
+        if live.is_empty() {
+            return Ok(Changes::empty(self.schema.clone()));
+        }
         let key_cols = self.sides[this].keys.eval(&data)?;
         let key_cols: Vec<ArrayRef> = super::cast_columns(&key_cols, &self.key_types)?;
         let keys = self.key_codec.encode(&key_cols)?;
-        let rows = self.sides[this].codec.encode(data.columns())?;
-        let has_null_key: Vec<bool> = (0..data.num_rows())
-            .map(|i| key_cols.iter().any(|c| c.is_null(i)))
-            .collect();
+        let null_key = |i: u32| key_cols.iter().any(|c| c.is_null(i as usize));
 
-        // Pass 1: pairs with the other side's current state (same key).
-        let mut match_this: Vec<u32> = Vec::new();
-        let mut match_other: Vec<Vec<u8>> = Vec::new();
-        let mut match_count: Vec<i64> = Vec::new();
-        let mut pairs_of: Vec<(usize, usize)> = Vec::with_capacity(data.num_rows());
-        let mut others_empty: Vec<bool> = Vec::with_capacity(data.num_rows());
-        // The other side's rows of each key, read once per key (this pass writes no state).
-        let mut others_of: HashMap<Vec<u8>, Vec<Entry>> = HashMap::new();
-        for (i, null_key) in has_null_key.iter().enumerate() {
-            let start = match_this.len();
-            if !null_key {
-                let prefix = key_prefix(keys.row(i).as_ref());
-                if !others_of.contains_key(&prefix) {
-                    let others = self.sides[other].rows.scan_prefix(ctx, &prefix)?;
-                    others_of.insert(prefix.clone(), others);
-                }
-                let others = &others_of[&prefix];
-                others_empty.push(others.is_empty());
-                for (k, count) in others {
-                    match_this.push(i as u32);
-                    match_other.push(k[prefix.len()..].to_vec());
-                    match_count.push(decode_i64(count));
-                }
-            } else {
-                others_empty.push(true);
+        // The other side's rows of each distinct key, read once per key (nothing below writes
+        // the other side's rows). `slot_of[j]`: the key slot of live row j (`None`: NULL key).
+        let mut slots: HashMap<&[u8], u32> = HashMap::with_capacity(live.len());
+        let mut others: Vec<Vec<Entry>> = Vec::new();
+        let mut prefix_lens: Vec<usize> = Vec::new();
+        let mut slot_of: Vec<Option<u32>> = Vec::with_capacity(live.len());
+        for (i, _) in &live {
+            if null_key(*i) {
+                slot_of.push(None);
+                continue;
             }
-            pairs_of.push((start, match_this.len()));
+            let key = keys.row(*i as usize).data();
+            let slot = match slots.entry(key) {
+                Entry_::Occupied(e) => *e.get(),
+                Entry_::Vacant(e) => {
+                    let prefix = key_prefix(key);
+                    others.push(self.sides[other].rows.scan_prefix(ctx, &prefix)?);
+                    prefix_lens.push(prefix.len());
+                    *e.insert(others.len() as u32 - 1)
+                }
+            };
+            slot_of.push(Some(slot));
+        }
+        let other_row = |(slot, e): (u32, u32)| -> &[u8] {
+            let slot = slot as usize;
+            &others[slot][e as usize].0[prefix_lens[slot]..]
+        };
+        let count_of = |(slot, e): (u32, u32)| decode_i64(&others[slot as usize][e as usize].1);
+
+        // Pass 1: pairs with the other side's current state (same key). `pairs_of[j]`: the
+        // range of live row j's pairs.
+        let mut pair_live: Vec<u32> = Vec::new();
+        let mut pair_other: Vec<(u32, u32)> = Vec::new();
+        let mut pairs_of: Vec<(usize, usize)> = Vec::with_capacity(live.len());
+        for (j, slot) in slot_of.iter().enumerate() {
+            let start = pair_live.len();
+            if let Some(slot) = slot {
+                for e in 0..others[*slot as usize].len() {
+                    pair_live.push(j as u32);
+                    pair_other.push((*slot, e as u32));
+                }
+            }
+            pairs_of.push((start, pair_live.len()));
         }
         let mut parts = Vec::new();
         // Which pairs satisfy the extra condition (all without one).
-        let mut passes = vec![true; match_this.len()];
-        if !match_this.is_empty() {
-            let idx = UInt32Array::from(match_this.clone());
-            let this_cols: Vec<ArrayRef> = data
-                .columns()
-                .iter()
-                .map(|c| take(c.as_ref(), &idx, None))
-                .collect::<std::result::Result<_, _>>()?;
+        let mut passes = vec![true; pair_live.len()];
+        if !pair_live.is_empty() {
+            // Every input row matched exactly once, in input order: this side's columns are
+            // the input's as they are.
+            let identity = pair_live.len() == data.num_rows()
+                && pair_live
+                    .iter()
+                    .enumerate()
+                    .all(|(p, j)| live[*j as usize].0 as usize == p);
+            let this_cols: Vec<ArrayRef> = if identity {
+                data.columns().to_vec()
+            } else {
+                let idx: UInt32Array = pair_live.iter().map(|j| live[*j as usize].0).collect();
+                data.columns()
+                    .iter()
+                    .map(|c| take(c.as_ref(), &idx, None))
+                    .collect::<std::result::Result<_, _>>()?
+            };
             let other_cols = self.sides[other]
                 .codec
-                .decode(match_other.iter().map(|r| r.as_slice()))?;
-            let match_w: Vec<i64> = match_this
+                .decode(pair_other.iter().map(|p| other_row(*p)))?;
+            let match_w: Vec<i64> = pair_live
                 .iter()
-                .zip(&match_count)
-                .map(|(i, c)| weights[*i as usize] * c)
+                .zip(&pair_other)
+                .map(|(j, p)| live[*j as usize].1 * count_of(*p))
                 .collect();
             let joined = self.assemble(this, this_cols, other_cols, match_w)?;
             let joined = match &self.filter {
@@ -233,87 +283,96 @@ impl Operator for HashJoinOp {
 
         // Pass 2: padded rows, and state. The counts and rows it updates are read ahead in
         // two batched reads.
-        let keyed: Vec<usize> = (0..data.num_rows()).filter(|i| !has_null_key[*i]).collect();
         let counted = self.counted(this);
         if counted {
+            let keyed = live.iter().zip(&slot_of).filter(|(_, s)| s.is_some());
             self.sides[this]
                 .counts
-                .prefetch(ctx, keyed.iter().map(|i| keys.row(*i).data()))?;
+                .prefetch(ctx, keyed.map(|((i, _), _)| keys.row(*i as usize).data()))?;
         }
-        let this_rows: Vec<Vec<u8>> = keyed
-            .iter()
-            .map(|i| row_key(keys.row(*i).as_ref(), rows.row(*i).as_ref()))
-            .collect();
-        self.sides[this]
-            .rows
-            .prefetch(ctx, this_rows.iter().map(|r| r.as_slice()))?;
-        let mut this_rows = this_rows.into_iter();
+        let mut this_rows = KeyList::default();
+        for ((i, _), slot) in live.iter().zip(&slot_of) {
+            if slot.is_some() {
+                this_rows.push_row_key(keys.row(*i as usize).data(), rows.row(*i as usize).data());
+            }
+        }
+        self.sides[this].rows.prefetch(ctx, this_rows.iter())?;
+        let mut this_rows = this_rows.iter();
         let mut pad_this: Vec<u32> = Vec::new();
         let mut pad_w: Vec<i64> = Vec::new();
         // Other side's padded rows retracted / re-emitted as their matches come and go.
-        let mut flip_other: Vec<Vec<u8>> = Vec::new();
+        let mut flip_other: Vec<(u32, u32)> = Vec::new();
         let mut flip_w: Vec<i64> = Vec::new();
-        for i in 0..data.num_rows() {
-            let w = weights[i];
-            if has_null_key[i] {
+        for (j, ((i, w), slot)) in live.iter().zip(&slot_of).enumerate() {
+            let (i, w) = (*i, *w);
+            let Some(slot) = slot else {
                 if self.pads(this) {
-                    pad_this.push(i as u32);
+                    pad_this.push(i);
                     pad_w.push(w);
                 }
                 continue;
-            }
-            let key = keys.row(i);
+            };
             let this_row = this_rows.next().expect("one per keyed row");
-            let (start, end) = pairs_of[i];
+            let (start, end) = pairs_of[j];
             if self.filter.is_none() {
-                if self.pads(this) && others_empty[i] {
-                    pad_this.push(i as u32);
+                if self.pads(this) && others[*slot as usize].is_empty() {
+                    pad_this.push(i);
                     pad_w.push(w);
                 }
                 let (old, new) = if counted {
-                    self.sides[this].counts.add_count(ctx, key.as_ref(), w)?
+                    self.sides[this].counts.add_count(ctx, keys.row(i as usize).data(), w)?
                 } else {
                     (0, 0)
                 };
                 if counted && (old <= 0) != (new <= 0) {
                     let sign = if new > 0 { -1 } else { 1 };
-                    for p in start..end {
-                        flip_other.push(match_other[p].clone());
-                        flip_w.push(sign * match_count[p]);
+                    for p in &pair_other[start..end] {
+                        flip_other.push(*p);
+                        flip_w.push(sign * count_of(*p));
                     }
                 }
             } else {
-                let matches: i64 = (start..end).filter(|p| passes[*p]).map(|p| match_count[p]).sum();
+                let matches: i64 = (start..end)
+                    .filter(|p| passes[*p])
+                    .map(|p| count_of(pair_other[p]))
+                    .sum();
                 if self.pads(this) && matches <= 0 {
-                    pad_this.push(i as u32);
+                    pad_this.push(i);
                     pad_w.push(w);
                 }
                 if self.pads(other) {
-                    let prefix_len = key_prefix(key.as_ref()).len();
                     for p in (start..end).filter(|p| passes[*p]) {
-                        let other_row = row_key(key.as_ref(), &match_other[p]);
+                        let (s, e) = pair_other[p];
+                        // The other side's entry key is its (key, row) key.
+                        let entry = &others[s as usize][e as usize].0;
                         let matched = self.sides[other].matched.as_mut().expect("checked in new");
-                        let (old, new) = matched.add_count(ctx, &other_row, w)?;
+                        let (old, new) = matched.add_count(ctx, entry, w)?;
                         if (old <= 0) != (new <= 0) {
                             let sign = if new > 0 { -1 } else { 1 };
-                            flip_other.push(other_row[prefix_len..].to_vec());
-                            flip_w.push(sign * match_count[p]);
+                            flip_other.push(pair_other[p]);
+                            flip_w.push(sign * count_of(pair_other[p]));
                         }
                     }
                 }
             }
-            let (_, mult) = self.sides[this].rows.add_count(ctx, &this_row, w)?;
+            let (_, mult) = self.sides[this].rows.add_count(ctx, this_row, w)?;
             if self.filter.is_some() && self.pads(this) {
-                let matches: i64 = (start..end).filter(|p| passes[*p]).map(|p| match_count[p]).sum();
+                let matches: i64 = (start..end)
+                    .filter(|p| passes[*p])
+                    .map(|p| count_of(pair_other[p]))
+                    .sum();
                 let matched = self.sides[this].matched.as_mut().expect("checked in new");
                 if mult > 0 && matches != 0 {
-                    matched.put(&this_row, matches.to_be_bytes().to_vec());
+                    matched.put(this_row, matches.to_be_bytes().to_vec());
                 } else {
-                    matched.delete(&this_row);
+                    matched.delete(this_row);
                 }
             }
         }
 
+        // Distinct input rows paired with distinct partner rows give distinct output rows:
+        // only padded rows need consolidating against the rest.
+        let pairs_only = pad_this.is_empty() && flip_other.is_empty();
         if !pad_this.is_empty() {
             let idx = UInt32Array::from(pad_this);
             let this_cols: Vec<ArrayRef> = data
@@ -327,7 +386,7 @@ impl Operator for HashJoinOp {
         if !flip_other.is_empty() {
             let other_cols = self.sides[other]
                 .codec
-                .decode(flip_other.iter().map(|r| r.as_slice()))?;
+                .decode(flip_other.iter().map(|p| other_row(*p)))?;
             let n = flip_other.len();
             parts.push(self.assemble(other, other_cols, self.nulls_of(this, n), flip_w)?);
         }
@@ -335,9 +394,11 @@ impl Operator for HashJoinOp {
         if out.is_empty() {
             return Ok(Changes::empty(Arc::new(super::project::relaxed(&self.schema))));
         }
-        let schema = out.batch().schema();
-        let batches: Vec<RecordBatch> = vec![out.batch().clone()];
-        Changes::from_weighted(concat_batches(&schema, &batches)?)?.consolidate()
+        if pairs_only {
+            Ok(out)
+        } else {
+            out.consolidate()
+        }
     }
 
     fn state_tables(&mut self) -> Vec<&mut StateTable> {

@@ -94,3 +94,27 @@ pub fn cast_columns(columns: &[ArrayRef], types: &[datafusion::arrow::datatypes:
         })
         .collect()
 }
+
+/// The rows of `rows` with their weights summed over equal rows (equal encodings), as
+/// (first occurrence, summed weight) in first-occurrence order; rows whose weights sum to zero
+/// are dropped. An operator that encodes its input rows anyway consolidates on those bytes
+/// instead of encoding them a second time ([`Changes::consolidate`]).
+///
+/// [`Changes::consolidate`]: crate::dataflow::changes::Changes::consolidate
+pub fn consolidate_encoded(rows: &datafusion::arrow::row::Rows, weights: &[i64]) -> Vec<(u32, i64)> {
+    use datafusion::common::hash_map::Entry;
+    let mut index: datafusion::common::HashMap<&[u8], u32> =
+        datafusion::common::HashMap::with_capacity(rows.num_rows());
+    let mut order: Vec<(u32, i64)> = Vec::with_capacity(rows.num_rows());
+    for (i, w) in weights.iter().enumerate() {
+        match index.entry(rows.row(i).data()) {
+            Entry::Occupied(slot) => order[*slot.get() as usize].1 += w,
+            Entry::Vacant(slot) => {
+                slot.insert(order.len() as u32);
+                order.push((i as u32, *w));
+            }
+        }
+    }
+    order.retain(|(_, w)| *w != 0);
+    order
+}

@@ -136,30 +136,30 @@ impl SemiJoinOp {
 
 impl Operator for SemiJoinOp {
     fn process(&mut self, port: usize, input: Changes, ctx: &EpochContext) -> Result<Changes> {
-        let input = input.consolidate()?;
         if input.is_empty() {
             return Ok(Changes::empty(self.schema.clone()));
         }
         let data = input.data();
         let weights = input.weights().values().to_vec();
         if port == 0 {
-            let (keys, n) = self.keys_of(&self.left_keys, &data)?;
+            let (keys, _) = self.keys_of(&self.left_keys, &data)?;
             let rows = self.row_codec.encode(data.columns())?;
             let g = self.globals(ctx)?;
             let mut idx = Vec::new();
             let mut out_w = Vec::new();
-            for i in 0..n {
-                let matches = match &keys[i] {
+            for (i, w) in super::consolidate_encoded(&rows, &weights) {
+                let key = &keys[i as usize];
+                let matches = match key {
                     Some(k) => self.right_counts.get(ctx, k)?.map(|v| decode_i64(&v)).unwrap_or(0),
                     None => 0,
                 };
-                if self.member(keys[i].is_none(), matches, g) {
-                    idx.push(i as u32);
-                    out_w.push(weights[i]);
+                if self.member(key.is_none(), matches, g) {
+                    idx.push(i);
+                    out_w.push(w);
                 }
-                let mut sk = Self::tagged(&keys[i]);
-                sk.extend_from_slice(rows.row(i).as_ref());
-                self.left_rows.add_count(ctx, &sk, weights[i])?;
+                let mut sk = Self::tagged(key);
+                sk.extend_from_slice(rows.row(i as usize).as_ref());
+                self.left_rows.add_count(ctx, &sk, w)?;
             }
             let idx = UInt32Array::from(idx);
             let cols: Vec<ArrayRef> = data

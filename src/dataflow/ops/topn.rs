@@ -1,14 +1,15 @@
 //! `TopNOp`: `ORDER BY .. LIMIT n [OFFSET m]`, and per group
 //! `row_number() OVER (PARTITION BY p ORDER BY o) <= n` (the group's top n, with their rank).
 //!
-//! State: part 0 holds every input row ordered by group then sort key (key: group prefix, sort-key
-//! bytes, row bytes; value: multiplicity then row bytes), part 1 the rows currently in the output
-//! (key: group prefix, [rank], row bytes; value: multiplicity). After an epoch's changes the first
-//! `m + n` rows of each group touched are read in key order — O(m + n) per group, whatever the
-//! input size — and compared with the group's previous output: the difference is emitted.
-//! Deleting a row inside the top brings the next one in (and, with ranks, renumbers the rows
-//! below it). Rows with equal sort keys are ordered by their encoded bytes, so ranks are
-//! deterministic.
+//! State: one table of every input row ordered by group then sort key. Plan version 2 keeps each
+//! row once, in the key (key: group prefix, sort-key bytes, row bytes, row length as u32
+//! big-endian; value: multiplicity); version 1 views keep the row in the value too (key: group
+//! prefix, sort-key bytes, row bytes; value: multiplicity then row bytes). For each group an
+//! epoch touches, its first `m + n` rows are read in key order before and after the group's
+//! changes are applied — O(m + n) per group, whatever the input size — and the difference of
+//! the two tops is emitted. Deleting a row inside the top brings the next one in (and, with
+//! ranks, renumbers the rows below it). Rows with equal sort keys are ordered by their encoded
+//! bytes, so ranks are deterministic.
 //!
 //! Over an input that only ever gains rows (`append_only_input`), a row that falls below the
 //! first `m + n` of its group can never come back: after each epoch a touched group's ordered
@@ -17,7 +18,7 @@
 //! The group prefix is the length (u32, big-endian) and bytes of the row-encoded group key, so
 //! one group's entries never interleave with another's; without PARTITION BY it is empty.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
@@ -47,20 +48,21 @@ pub struct TopNSpec {
 
 pub struct TopNOp {
     ordered: StateTable,
-    output: StateTable,
     spec: TopNSpec,
     /// The output schema: the input's columns, plus the rank when `spec.rank`.
     schema: SchemaRef,
     row_codec: RowCodec,
     /// The input only ever gains rows: groups keep only their first `skip + fetch` rows.
     append_only: bool,
+    /// Plan version 2's layout: the row only in the key (see the module documentation).
+    rows_in_keys: bool,
 }
 
 /// One output row: the input row's bytes and its rank (0 without ranks).
 type OutputRow = (u64, Vec<u8>);
 
 impl TopNOp {
-    pub fn new(ordered: StateTable, output: StateTable, spec: TopNSpec, schema: SchemaRef) -> Result<TopNOp> {
+    pub fn new(ordered: StateTable, spec: TopNSpec, schema: SchemaRef) -> Result<TopNOp> {
         let n_input = schema.fields().len() - usize::from(spec.rank);
         let types: Vec<DataType> = schema
             .fields()
@@ -69,18 +71,18 @@ impl TopNOp {
             .map(|f| f.data_type().clone())
             .collect();
         // Without PARTITION BY the whole table is one group, scanned from its first row.
-        let (ordered, output) = if spec.partition_exprs.is_none() {
-            (ordered.ordered(), output.ordered())
+        let ordered = if spec.partition_exprs.is_none() {
+            ordered.ordered()
         } else {
-            (ordered, output)
+            ordered
         };
         Ok(TopNOp {
             row_codec: RowCodec::new(&types)?,
             ordered,
-            output,
             spec,
             schema,
             append_only: false,
+            rows_in_keys: true,
         })
     }
 
@@ -91,19 +93,43 @@ impl TopNOp {
         self
     }
 
-    /// Deletes the ordered rows of a group past its first `skip + fetch` (append-only input:
-    /// they can never re-enter the top).
-    fn trim(&mut self, ctx: &EpochContext, prefix: &[u8]) -> Result<()> {
-        let end = self.spec.skip.saturating_add(self.spec.fetch);
-        let mut seen = 0usize;
-        for (key, value) in self.ordered.scan_prefix(ctx, prefix)? {
-            if seen >= end {
-                self.ordered.delete(&key);
-            } else {
-                seen += decode_i64(&value[..8]).max(0) as usize;
-            }
+    /// Whether rows are kept only in the keys (plan version 2) or in the values too (version 1,
+    /// whose views' state was written that way).
+    pub fn rows_in_keys(mut self, rows_in_keys: bool) -> TopNOp {
+        self.rows_in_keys = rows_in_keys;
+        self
+    }
+
+    /// The state key of a row: group prefix, sort key, row (and its length in version 2).
+    fn entry_key(&self, prefix: &[u8], sort_key: &[u8], row: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(prefix.len() + sort_key.len() + row.len() + 4);
+        key.extend_from_slice(prefix);
+        key.extend_from_slice(sort_key);
+        key.extend_from_slice(row);
+        if self.rows_in_keys {
+            key.extend_from_slice(&(row.len() as u32).to_be_bytes());
         }
-        Ok(())
+        key
+    }
+
+    /// The state value of a row with multiplicity `count`.
+    fn entry_value(&self, row: &[u8], count: i64) -> Vec<u8> {
+        let mut value = count.to_be_bytes().to_vec();
+        if !self.rows_in_keys {
+            value.extend_from_slice(row);
+        }
+        value
+    }
+
+    /// The row and multiplicity of a state entry.
+    fn entry_row<'e>(&self, key: &'e [u8], value: &'e [u8]) -> (&'e [u8], i64) {
+        let count = decode_i64(&value[..8]);
+        if !self.rows_in_keys {
+            return (&value[8..], count);
+        }
+        let n = key.len();
+        let len = u32::from_be_bytes(key[n - 4..].try_into().expect("row length")) as usize;
+        (&key[n - 4 - len..n - 4], count)
     }
 
     fn converter(types: &[DataType], options: Option<&[SortOptions]>) -> Result<RowConverter> {
@@ -136,62 +162,39 @@ impl TopNOp {
             .collect())
     }
 
-    /// The group's output after this epoch's changes.
-    fn new_top(&self, ctx: &EpochContext, prefix: &[u8]) -> Result<BTreeMap<OutputRow, i64>> {
+    /// The top of a group whose entries start with `entries` (in key order; at least its
+    /// first `skip + fetch` rows).
+    fn top_of(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<OutputRow, i64> {
         let mut top = BTreeMap::new();
         let mut seen = 0usize;
         let end = self.spec.skip.saturating_add(self.spec.fetch);
-        if end == 0 {
-            return Ok(top);
-        }
-        for (_, value) in self.ordered.scan_first(ctx, prefix, end)? {
-            let count = decode_i64(&value[..8]).max(0) as usize;
-            let row = value[8..].to_vec();
+        for (key, value) in entries {
+            if seen >= end {
+                break;
+            }
+            let (row, count) = self.entry_row(key, value);
+            let count = count.max(0) as usize;
             let from = seen.max(self.spec.skip);
             let to = (seen + count).min(end);
             if self.spec.rank {
                 for position in from..to {
-                    top.insert((position as u64 + 1, row.clone()), 1);
+                    top.insert((position as u64 + 1, row.to_vec()), 1);
                 }
             } else if to > from {
-                *top.entry((0, row)).or_default() += (to - from) as i64;
+                *top.entry((0, row.to_vec())).or_default() += (to - from) as i64;
             }
             seen += count;
-            if seen >= end {
-                break;
-            }
         }
-        Ok(top)
+        top
     }
 
-    fn output_key(&self, prefix: &[u8], (rank, row): &OutputRow) -> Vec<u8> {
-        let mut key = prefix.to_vec();
-        if self.spec.rank {
-            key.extend_from_slice(&rank.to_be_bytes());
+    /// The first `skip + fetch` entries of a group.
+    fn first_entries(&self, ctx: &EpochContext, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let end = self.spec.skip.saturating_add(self.spec.fetch);
+        if end == 0 {
+            return Ok(Vec::new());
         }
-        key.extend_from_slice(row);
-        key
-    }
-
-    /// The group's output before this epoch.
-    fn old_top(&self, ctx: &EpochContext, prefix: &[u8]) -> Result<BTreeMap<OutputRow, i64>> {
-        Ok(self
-            .output
-            .scan_prefix(ctx, prefix)?
-            .into_iter()
-            .map(|(k, v)| {
-                let rest = &k[prefix.len()..];
-                let key = if self.spec.rank {
-                    (
-                        u64::from_be_bytes(rest[..8].try_into().expect("rank")),
-                        rest[8..].to_vec(),
-                    )
-                } else {
-                    (0, rest.to_vec())
-                };
-                (key, decode_i64(&v))
-            })
-            .collect())
+        self.ordered.scan_first(ctx, prefix, end)
     }
 
     fn emit(&self, rows: Vec<OutputRow>, weights: Vec<i64>) -> Result<Changes> {
@@ -211,7 +214,6 @@ impl TopNOp {
 
 impl Operator for TopNOp {
     fn process(&mut self, _port: usize, input: Changes, ctx: &EpochContext) -> Result<Changes> {
-        let input = input.consolidate()?;
         if input.is_empty() {
             return Ok(Changes::empty(self.schema.clone()));
         }
@@ -221,55 +223,67 @@ impl Operator for TopNOp {
             ));
         }
         let data = input.data();
+        let weights_in = input.weights().values();
         let sort_cols = self.spec.sort_exprs.eval(&data)?;
         let sort_cols: Vec<ArrayRef> = super::cast_columns(&sort_cols, &self.spec.sort_types)?;
         let sort_keys =
             Self::converter(&self.spec.sort_types, Some(&self.spec.sort_options))?.convert_columns(&sort_cols)?;
         let prefixes = self.group_prefixes(&data)?;
         let rows = self.row_codec.encode(data.columns())?;
-        let mut touched = BTreeSet::new();
-        for (i, w) in input.weights().values().iter().enumerate() {
-            let row = rows.row(i);
-            let mut key = prefixes[i].clone();
-            key.extend_from_slice(sort_keys.row(i).as_ref());
-            key.extend_from_slice(row.as_ref());
-            let old = self.ordered.get(ctx, &key)?.map(|v| decode_i64(&v)).unwrap_or(0);
-            let new = old + w;
-            if new <= 0 {
-                self.ordered.delete(&key);
-            } else {
-                let mut value = new.to_be_bytes().to_vec();
-                value.extend_from_slice(row.as_ref());
-                self.ordered.put(&key, value);
-            }
-            touched.insert(prefixes[i].clone());
+        // The input rows of each group, groups in the order they first appear.
+        let mut group_of: HashMap<&[u8], usize> = HashMap::new();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, prefix) in prefixes.iter().enumerate() {
+            let g = *group_of.entry(prefix.as_slice()).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
         }
+        let end = self.spec.skip.saturating_add(self.spec.fetch);
         let mut out_rows = Vec::new();
         let mut weights = Vec::new();
-        for prefix in touched {
-            let new_top = self.new_top(ctx, &prefix)?;
-            let old_top = self.old_top(ctx, &prefix)?;
-            if self.append_only {
-                self.trim(ctx, &prefix)?;
+        for members in groups {
+            let prefix = prefixes[members[0]].as_slice();
+            let old_top = self.top_of(&self.first_entries(ctx, prefix)?);
+            for i in members {
+                let row = rows.row(i);
+                let key = self.entry_key(prefix, sort_keys.row(i).as_ref(), row.as_ref());
+                let old = self.ordered.get(ctx, &key)?.map(|v| decode_i64(&v[..8])).unwrap_or(0);
+                let new = old + weights_in[i];
+                if new <= 0 {
+                    self.ordered.delete(&key);
+                } else {
+                    let value = self.entry_value(row.as_ref(), new);
+                    self.ordered.put(&key, value);
+                }
             }
+            let new_top = if self.append_only {
+                // Rows past the first `skip + fetch` can never come back: drop them.
+                let entries = self.ordered.scan_prefix(ctx, prefix)?;
+                let mut seen = 0usize;
+                for (key, value) in &entries {
+                    if seen >= end {
+                        self.ordered.delete(key);
+                    } else {
+                        seen += self.entry_row(key, value).1.max(0) as usize;
+                    }
+                }
+                self.top_of(&entries)
+            } else {
+                self.top_of(&self.first_entries(ctx, prefix)?)
+            };
             for (row, c) in &old_top {
                 let n = new_top.get(row).copied().unwrap_or(0);
                 if n != *c {
                     out_rows.push(row.clone());
                     weights.push(n - c);
                 }
-                if n == 0 {
-                    self.output.delete(&self.output_key(&prefix, row));
-                }
             }
-            for (row, c) in &new_top {
-                if !old_top.contains_key(row) {
-                    out_rows.push(row.clone());
-                    weights.push(*c);
-                }
-                if old_top.get(row) != Some(c) {
-                    self.output
-                        .put(&self.output_key(&prefix, row), c.to_be_bytes().to_vec());
+            for (row, c) in new_top {
+                if !old_top.contains_key(&row) {
+                    out_rows.push(row);
+                    weights.push(c);
                 }
             }
         }
@@ -277,13 +291,13 @@ impl Operator for TopNOp {
     }
 
     fn state_tables(&mut self) -> Vec<&mut StateTable> {
-        vec![&mut self.ordered, &mut self.output]
+        vec![&mut self.ordered]
     }
 
     fn describe(&self) -> String {
         match &self.spec.partition_exprs {
             None => format!(
-                "TopN: order by [{}] offset {} limit {} (state: {} ordered by sort key; current top)",
+                "TopN: order by [{}] offset {} limit {} (state: {} ordered by sort key)",
                 self.spec.sort_exprs.display.join(", "),
                 self.spec.skip,
                 self.spec.fetch,
@@ -294,8 +308,7 @@ impl Operator for TopNOp {
                 }
             ),
             Some((exprs, _)) => format!(
-                "GroupTopN: partition by [{}] order by [{}] limit {}{} (state: {} by group and sort key; \
-                 current top per group)",
+                "GroupTopN: partition by [{}] order by [{}] limit {}{} (state: {} by group and sort key)",
                 exprs.display.join(", "),
                 self.spec.sort_exprs.display.join(", "),
                 self.spec.fetch,
@@ -306,6 +319,126 @@ impl Operator for TopNOp {
                     "rows"
                 }
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Array, Int64Array, UInt64Array};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::common::DFSchema;
+    use datafusion::prelude::col;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::state::memory::MemoryStore;
+    use crate::state::{StateStore, WriteBatch};
+
+    const LIMIT: usize = 2;
+
+    /// `row_number() OVER (PARTITION BY g ORDER BY v) <= 2` over (g, v), in either layout.
+    fn op(rows_in_keys: bool) -> TopNOp {
+        let input = Schema::new(vec![
+            Field::new("g", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]);
+        let df = DFSchema::try_from(input.clone()).unwrap();
+        let spec = TopNSpec {
+            sort_exprs: Exprs::new(&[col("v")], &df).unwrap(),
+            sort_types: vec![DataType::Int64],
+            sort_options: vec![SortOptions::default()],
+            skip: 0,
+            fetch: LIMIT,
+            partition_exprs: Some((Exprs::new(&[col("g")], &df).unwrap(), vec![DataType::Int64])),
+            rank: true,
+        };
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("rn", DataType::UInt64, false));
+        TopNOp::new(StateTable::new(1, 0, 0), spec, Arc::new(Schema::new(fields)))
+            .unwrap()
+            .rows_in_keys(rows_in_keys)
+    }
+
+    fn ctx(store: &Arc<MemoryStore>, epoch: u64) -> EpochContext {
+        EpochContext {
+            snapshot: store.snapshot(),
+            store: store.clone(),
+            epoch,
+        }
+    }
+
+    /// Random inserts and deletes over several epochs, with restarts (a new operator reading
+    /// the committed state): the accumulated output is each group's two smallest values with
+    /// their ranks, in both layouts (version 1 views keep the row in the value as well).
+    #[test]
+    fn group_top_n_matches_a_recomputation_in_both_layouts_across_restarts() {
+        for rows_in_keys in [false, true] {
+            let store = Arc::new(MemoryStore::default());
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let mut top = op(rows_in_keys);
+            let mut bag: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+            let mut view: BTreeMap<(i64, i64, u64), i64> = BTreeMap::new();
+            for epoch in 1..=40u64 {
+                let (mut gs, mut vs, mut ws) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..rng.random_range(1..12) {
+                    let present: Vec<(i64, i64)> = bag.keys().copied().collect();
+                    if !present.is_empty() && rng.random_bool(0.4) {
+                        let (g, v) = present[rng.random_range(0..present.len())];
+                        *bag.get_mut(&(g, v)).unwrap() -= 1;
+                        bag.retain(|_, n| *n > 0);
+                        gs.push(g);
+                        vs.push(v);
+                        ws.push(-1);
+                    } else {
+                        let (g, v) = (rng.random_range(0..4), rng.random_range(0..10));
+                        *bag.entry((g, v)).or_default() += 1;
+                        gs.push(g);
+                        vs.push(v);
+                        ws.push(1);
+                    }
+                }
+                let input = RecordBatch::try_new(
+                    Arc::new(Schema::new(vec![
+                        Field::new("g", DataType::Int64, true),
+                        Field::new("v", DataType::Int64, true),
+                    ])),
+                    vec![Arc::new(Int64Array::from(gs)), Arc::new(Int64Array::from(vs))],
+                )
+                .unwrap();
+                let c = ctx(&store, epoch);
+                let out = top.process(0, Changes::new(input, ws).unwrap(), &c).unwrap();
+                let mut batch = WriteBatch::default();
+                for t in top.state_tables() {
+                    t.flush(&c, &mut batch).unwrap();
+                }
+                store.commit(batch, false).unwrap();
+                let g = out.columns()[0].as_any().downcast_ref::<Int64Array>().unwrap();
+                let v = out.columns()[1].as_any().downcast_ref::<Int64Array>().unwrap();
+                let rn = out.columns()[2].as_any().downcast_ref::<UInt64Array>().unwrap();
+                for (i, w) in out.weights().values().iter().enumerate() {
+                    *view.entry((g.value(i), v.value(i), rn.value(i))).or_default() += w;
+                }
+                view.retain(|_, n| *n != 0);
+                let mut expected: BTreeMap<(i64, i64, u64), i64> = BTreeMap::new();
+                for group in 0..4 {
+                    let values = bag
+                        .iter()
+                        .filter(|((g, _), _)| *g == group)
+                        .flat_map(|((_, v), n)| std::iter::repeat_n(*v, *n as usize));
+                    for (rank, v) in values.take(LIMIT).enumerate() {
+                        expected.insert((group, v, rank as u64 + 1), 1);
+                    }
+                }
+                assert_eq!(view, expected, "epoch {epoch}, rows in keys: {rows_in_keys}");
+                assert_eq!(out.columns()[2].null_count(), 0);
+                if epoch % 7 == 0 {
+                    top = op(rows_in_keys);
+                }
+            }
         }
     }
 }
