@@ -103,6 +103,11 @@ impl Loaded {
 
     /// [`Loaded::apply`] of the key `group` then `rest`, split as the entries split it.
     fn apply_parts(&mut self, group: &[u8], rest: &[u8], value: Option<&[u8]>) -> bool {
+        self.apply_write(group, rest, value).0
+    }
+
+    /// [`Loaded::apply_parts`], also telling whether the key had an entry before.
+    fn apply_write(&mut self, group: &[u8], rest: &[u8], value: Option<&[u8]>) -> (bool, bool) {
         let key_len = group.len() + rest.len();
         let added = value.map(|v| key_len + v.len() + ENTRY_OVERHEAD);
         let old = match value {
@@ -114,15 +119,16 @@ impl Loaded {
             release(size);
             self.bytes -= size;
         }
+        let existed = old.is_some();
         let Some(size) = added else {
-            return true;
+            return (true, existed);
         };
         self.bytes += size;
         if reserve(size) {
-            true
+            (true, existed)
         } else {
             force_reserve(size);
-            false
+            (false, existed)
         }
     }
 }
@@ -369,18 +375,27 @@ impl StateTable {
             return Ok(());
         };
         // The writes go to the log record and the mirror straight from the buffer (which
-        // splits keys as the mirror does), then the buffer is cleared, keeping its room.
+        // splits keys as the mirror does), then the buffer is cleared, keeping its room. The
+        // mirror holds every committed entry, so a deletion of a key it does not have (an
+        // entry written and deleted within the epoch, as a top-N over an append-only input
+        // does with rows that never make its top) changes nothing and is not logged.
         let mut record = Vec::new();
         let mut fits = true;
         let Ok(()) = self.dirty.try_for_each(|group, rest, v| {
-            state_log::encode_entry(&mut record, &[group, rest], v);
-            fits &= loaded.apply_parts(group, rest, v);
+            let (fit, existed) = loaded.apply_write(group, rest, v);
+            if v.is_some() || existed {
+                state_log::encode_entry(&mut record, &[group, rest], v);
+            }
+            fits &= fit;
             Ok::<(), std::convert::Infallible>(())
         });
         self.dirty.clear();
         if !fits {
             self.spill(loaded, batch);
             *mirror = Mirror::Spilled;
+            return Ok(());
+        }
+        if record.is_empty() {
             return Ok(());
         }
         loaded.logged = true;
@@ -652,6 +667,41 @@ mod tests {
             }
         }
         assert!(checkpoints >= 3, "{checkpoints} checkpoints");
+    }
+
+    /// An entry written and deleted within one epoch leaves nothing in the log; deleting a
+    /// committed entry is logged and survives a reload.
+    #[test]
+    fn deletions_of_entries_never_committed_are_not_logged() {
+        let store = Arc::new(MemoryStore::default());
+        let log_prefix = keys::operator_log_prefix(10, 1, 0);
+        let (from, to) = state_log::logs(&log_prefix);
+        let mut t = StateTable::new(10, 1, 0);
+        t.put(b"kept", b"1".to_vec());
+        commit(&store, &mut t, 1);
+        let logs = stored_keys(&store, &from, &to).len();
+        assert_eq!(logs, 1);
+        let c2 = ctx(&store, 2);
+        t.put(b"passing", b"2".to_vec());
+        t.delete(b"passing");
+        assert_eq!(t.get(&c2, b"passing").unwrap(), None);
+        commit(&store, &mut t, 2);
+        assert_eq!(
+            stored_keys(&store, &from, &to).len(),
+            logs,
+            "an empty epoch wrote a log record"
+        );
+        t.delete(b"kept");
+        t.put(b"new", b"3".to_vec());
+        t.delete(b"passing");
+        commit(&store, &mut t, 3);
+        let c4 = ctx(&store, 4);
+        let fresh = StateTable::new(10, 1, 0);
+        assert_eq!(
+            fresh.scan_prefix(&c4, b"").unwrap(),
+            vec![(b"new".to_vec(), b"3".to_vec())]
+        );
+        assert_eq!(t.scan_prefix(&c4, b"").unwrap(), fresh.scan_prefix(&c4, b"").unwrap());
     }
 
     #[test]
