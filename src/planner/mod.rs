@@ -58,7 +58,8 @@ struct Builder {
 /// The plan version new views get. Version 1: aggregates and top-N over inputs that only ever
 /// gain rows keep less state (MIN / MAX as a value in the group state, top-N only the top).
 /// Version 2: top-N keeps each row once (in the key of its ordered entry, not in the value too).
-pub const PLAN_VERSION: u32 = 2;
+/// Version 3: COUNT(DISTINCT) keys each value as a state group of its own (hashed lookups).
+pub const PLAN_VERSION: u32 = 3;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -612,7 +613,8 @@ impl Builder {
         let groups = self.state(0);
         let values = self.state(1);
         let op = GroupAggregateOp::new(groups, values, group_exprs, arg_exprs, specs, schema.clone())?
-            .append_only_input(self.only_insertions(input));
+            .append_only_input(self.only_insertions(input))
+            .hashed_distinct(self.version >= 3);
         Ok(self.push(Box::new(op), vec![input], schema))
     }
 }
