@@ -894,36 +894,23 @@ mod tests {
     /// the accumulated output matches a recomputation after every epoch.
     #[test]
     fn count_distinct_matches_a_recomputation_in_both_layouts_across_restarts() {
+        use crate::dataflow::ops::testing::{run_epoch, RandomBag};
         use crate::state::memory::MemoryStore;
-        use crate::state::{StateStore, WriteBatch};
         use datafusion::arrow::array::{Array, Int64Array};
         use datafusion::arrow::datatypes::{Field, Schema};
         use datafusion::common::DFSchema;
         use datafusion::prelude::col;
-        use rand::{Rng, SeedableRng};
         use std::collections::BTreeMap;
         use std::sync::Arc;
 
-        let input = Schema::new(vec![
-            Field::new("g", DataType::Int64, true),
-            Field::new("v", DataType::Int64, true),
-        ]);
-        let df = DFSchema::try_from(input.clone()).unwrap();
+        let df = DFSchema::try_from(RandomBag::schema().as_ref().clone()).unwrap();
         let op = |hashed: bool| {
-            let specs = vec![
-                AggSpec {
-                    kind: AggKind::CountDistinct,
-                    arg: Some(0),
-                    output: DataType::Int64,
-                    input: DataType::Int64,
-                },
-                AggSpec {
-                    kind: AggKind::Min,
-                    arg: Some(0),
-                    output: DataType::Int64,
-                    input: DataType::Int64,
-                },
-            ];
+            let spec = |kind| AggSpec {
+                kind,
+                arg: Some(0),
+                output: DataType::Int64,
+                input: DataType::Int64,
+            };
             let schema = Arc::new(Schema::new(vec![
                 Field::new("g", DataType::Int64, true),
                 Field::new("n", DataType::Int64, true),
@@ -934,7 +921,7 @@ mod tests {
                 StateTable::new(2, 0, 1),
                 Exprs::new(&[col("g")], &df).unwrap(),
                 Exprs::new(&[col("v")], &df).unwrap(),
-                specs,
+                vec![spec(AggKind::CountDistinct), spec(AggKind::Min)],
                 schema,
             )
             .unwrap()
@@ -942,42 +929,11 @@ mod tests {
         };
         for hashed in [false, true] {
             let store = Arc::new(MemoryStore::default());
-            let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+            let mut bag = RandomBag::new(5, 3, 6);
             let mut agg = op(hashed);
-            let mut bag: BTreeMap<(i64, i64), i64> = BTreeMap::new();
             let mut view: BTreeMap<(i64, i64, i64), i64> = BTreeMap::new();
             for epoch in 1..=40u64 {
-                let (mut gs, mut vs, mut ws) = (Vec::new(), Vec::new(), Vec::new());
-                for _ in 0..rng.random_range(1..12) {
-                    let present: Vec<(i64, i64)> = bag.keys().copied().collect();
-                    let (g, v, w) = if !present.is_empty() && rng.random_bool(0.4) {
-                        let (g, v) = present[rng.random_range(0..present.len())];
-                        (g, v, -1)
-                    } else {
-                        (rng.random_range(0..3), rng.random_range(0..6), 1)
-                    };
-                    *bag.entry((g, v)).or_default() += w;
-                    bag.retain(|_, n| *n > 0);
-                    gs.push(g);
-                    vs.push(v);
-                    ws.push(w);
-                }
-                let batch = RecordBatch::try_new(
-                    Arc::new(input.clone()),
-                    vec![Arc::new(Int64Array::from(gs)), Arc::new(Int64Array::from(vs))],
-                )
-                .unwrap();
-                let c = EpochContext {
-                    snapshot: store.snapshot(),
-                    store: store.clone(),
-                    epoch,
-                };
-                let out = agg.process(0, Changes::new(batch, ws).unwrap(), &c).unwrap();
-                let mut wb = WriteBatch::default();
-                for t in agg.state_tables() {
-                    t.flush(&c, &mut wb).unwrap();
-                }
-                store.commit(wb, false).unwrap();
+                let out = run_epoch(&mut agg, &store, epoch, bag.changes());
                 let col = |i: usize| out.columns()[i].as_any().downcast_ref::<Int64Array>().unwrap().clone();
                 let (g, n, m) = (col(0), col(1), col(2));
                 for (i, w) in out.weights().values().iter().enumerate() {
@@ -986,7 +942,7 @@ mod tests {
                 view.retain(|_, w| *w != 0);
                 let mut expected = BTreeMap::new();
                 for group in 0..3 {
-                    let values: Vec<i64> = bag.keys().filter(|(g, _)| *g == group).map(|(_, v)| *v).collect();
+                    let values: Vec<i64> = bag.rows.keys().filter(|(g, _)| *g == group).map(|(_, v)| *v).collect();
                     if let Some(min) = values.first() {
                         expected.insert((group, values.len() as i64, *min), 1);
                     }

@@ -314,6 +314,11 @@ impl Operator for HashJoinOp {
             };
             let this_row = this_rows.next().expect("one per keyed row");
             let (start, end) = pairs_of[j];
+            // With a condition: the partner rows satisfying it.
+            let matches: i64 = (start..end)
+                .filter(|p| self.filter.is_some() && passes[*p])
+                .map(|p| count_of(pair_other[p]))
+                .sum();
             if self.filter.is_none() {
                 if self.pads(this) && others[*slot as usize].is_empty() {
                     pad_this.push(i);
@@ -332,10 +337,6 @@ impl Operator for HashJoinOp {
                     }
                 }
             } else {
-                let matches: i64 = (start..end)
-                    .filter(|p| passes[*p])
-                    .map(|p| count_of(pair_other[p]))
-                    .sum();
                 if self.pads(this) && matches <= 0 {
                     pad_this.push(i);
                     pad_w.push(w);
@@ -357,10 +358,6 @@ impl Operator for HashJoinOp {
             }
             let (_, mult) = self.sides[this].rows.add_count(ctx, this_row, w)?;
             if self.filter.is_some() && self.pads(this) {
-                let matches: i64 = (start..end)
-                    .filter(|p| passes[*p])
-                    .map(|p| count_of(pair_other[p]))
-                    .sum();
                 let matched = self.sides[this].matched.as_mut().expect("checked in new");
                 if mult > 0 && matches != 0 {
                     matched.put(this_row, matches.to_be_bytes().to_vec());

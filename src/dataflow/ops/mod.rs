@@ -9,6 +9,8 @@ pub mod join;
 pub mod project;
 pub mod semi_join;
 pub mod semi_join_filtered;
+#[cfg(test)]
+pub mod testing;
 pub mod topn;
 pub mod union;
 

@@ -332,21 +332,16 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::common::DFSchema;
     use datafusion::prelude::col;
-    use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::dataflow::ops::testing::{run_epoch, RandomBag};
     use crate::state::memory::MemoryStore;
-    use crate::state::{StateStore, WriteBatch};
 
     const LIMIT: usize = 2;
 
     /// `row_number() OVER (PARTITION BY g ORDER BY v) <= 2` over (g, v), in either layout.
     fn op(rows_in_keys: bool) -> TopNOp {
-        let input = Schema::new(vec![
-            Field::new("g", DataType::Int64, true),
-            Field::new("v", DataType::Int64, true),
-        ]);
-        let df = DFSchema::try_from(input.clone()).unwrap();
+        let df = DFSchema::try_from(RandomBag::schema().as_ref().clone()).unwrap();
         let spec = TopNSpec {
             sort_exprs: Exprs::new(&[col("v")], &df).unwrap(),
             sort_types: vec![DataType::Int64],
@@ -356,19 +351,15 @@ mod tests {
             partition_exprs: Some((Exprs::new(&[col("g")], &df).unwrap(), vec![DataType::Int64])),
             rank: true,
         };
-        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = RandomBag::schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.push(Field::new("rn", DataType::UInt64, false));
         TopNOp::new(StateTable::new(1, 0, 0), spec, Arc::new(Schema::new(fields)))
             .unwrap()
             .rows_in_keys(rows_in_keys)
-    }
-
-    fn ctx(store: &Arc<MemoryStore>, epoch: u64) -> EpochContext {
-        EpochContext {
-            snapshot: store.snapshot(),
-            store: store.clone(),
-            epoch,
-        }
     }
 
     /// Random inserts and deletes over several epochs, with restarts (a new operator reading
@@ -378,44 +369,11 @@ mod tests {
     fn group_top_n_matches_a_recomputation_in_both_layouts_across_restarts() {
         for rows_in_keys in [false, true] {
             let store = Arc::new(MemoryStore::default());
-            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let mut bag = RandomBag::new(11, 4, 10);
             let mut top = op(rows_in_keys);
-            let mut bag: BTreeMap<(i64, i64), i64> = BTreeMap::new();
             let mut view: BTreeMap<(i64, i64, u64), i64> = BTreeMap::new();
             for epoch in 1..=40u64 {
-                let (mut gs, mut vs, mut ws) = (Vec::new(), Vec::new(), Vec::new());
-                for _ in 0..rng.random_range(1..12) {
-                    let present: Vec<(i64, i64)> = bag.keys().copied().collect();
-                    if !present.is_empty() && rng.random_bool(0.4) {
-                        let (g, v) = present[rng.random_range(0..present.len())];
-                        *bag.get_mut(&(g, v)).unwrap() -= 1;
-                        bag.retain(|_, n| *n > 0);
-                        gs.push(g);
-                        vs.push(v);
-                        ws.push(-1);
-                    } else {
-                        let (g, v) = (rng.random_range(0..4), rng.random_range(0..10));
-                        *bag.entry((g, v)).or_default() += 1;
-                        gs.push(g);
-                        vs.push(v);
-                        ws.push(1);
-                    }
-                }
-                let input = RecordBatch::try_new(
-                    Arc::new(Schema::new(vec![
-                        Field::new("g", DataType::Int64, true),
-                        Field::new("v", DataType::Int64, true),
-                    ])),
-                    vec![Arc::new(Int64Array::from(gs)), Arc::new(Int64Array::from(vs))],
-                )
-                .unwrap();
-                let c = ctx(&store, epoch);
-                let out = top.process(0, Changes::new(input, ws).unwrap(), &c).unwrap();
-                let mut batch = WriteBatch::default();
-                for t in top.state_tables() {
-                    t.flush(&c, &mut batch).unwrap();
-                }
-                store.commit(batch, false).unwrap();
+                let out = run_epoch(&mut top, &store, epoch, bag.changes());
                 let g = out.columns()[0].as_any().downcast_ref::<Int64Array>().unwrap();
                 let v = out.columns()[1].as_any().downcast_ref::<Int64Array>().unwrap();
                 let rn = out.columns()[2].as_any().downcast_ref::<UInt64Array>().unwrap();
@@ -426,6 +384,7 @@ mod tests {
                 let mut expected: BTreeMap<(i64, i64, u64), i64> = BTreeMap::new();
                 for group in 0..4 {
                     let values = bag
+                        .rows
                         .iter()
                         .filter(|((g, _), _)| *g == group)
                         .flat_map(|((_, v), n)| std::iter::repeat_n(*v, *n as usize));
