@@ -16,8 +16,13 @@
 //! | Filter `rn <= n` over Window `row_number() OVER (PARTITION BY .. ORDER BY ..) AS rn` | `TopNOp` per group |
 //! | SubqueryAlias, Sort without LIMIT | pass-through |
 //!
+//! Equal subplans are built once (plan version 4): both sides of a self-join read one source
+//! node, and an aggregate read twice (q5 of Nexmark groups the same hopping windows in two
+//! subqueries) is maintained once.
+//!
 //! Anything else is refused with 0A000 naming the construct.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -53,13 +58,20 @@ struct Builder {
     /// A Window node already built as a per-group top-N (see [`Builder::group_top_n`]), and its
     /// dataflow node.
     built_window: Option<(*const LogicalPlan, usize)>,
+    /// Plan version 4: every subplan built so far and its node, so that a subplan that occurs
+    /// more than once (both sides of a self-join, one aggregate read twice) is built once and
+    /// read by each parent.
+    built: HashMap<LogicalPlan, usize>,
 }
 
 /// The plan version new views get. Version 1: aggregates and top-N over inputs that only ever
 /// gain rows keep less state (MIN / MAX as a value in the group state, top-N only the top).
 /// Version 2: top-N keeps each row once (in the key of its ordered entry, not in the value too).
 /// Version 3: COUNT(DISTINCT) keys each value as a state group of its own (hashed lookups).
-pub const PLAN_VERSION: u32 = 3;
+/// Version 4: equal subplans share one node (and its state); aggregates are built with their
+/// GROUP BY keys in a canonical order, so that the same aggregate grouped in another order is
+/// shared too (a projection restores each one's column order).
+pub const PLAN_VERSION: u32 = 4;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -78,6 +90,7 @@ pub fn build_dataflow(view: u32, plan: &LogicalPlan, version: u32) -> Result<Vie
         append_only: Vec::new(),
         next_op: 0,
         built_window: None,
+        built: HashMap::new(),
     };
     let last = b.build(plan)?;
     Ok(ViewDataflow {
@@ -140,7 +153,24 @@ impl Builder {
         self.nodes.len() - 1
     }
 
+    /// The node of `plan`: built, or (plan version 4) the node of an equal subplan built
+    /// before. Nothing is shared above a Window being built as a top-N: those nodes stand for
+    /// the plan under that one filter only.
     fn build(&mut self, plan: &LogicalPlan) -> Result<usize> {
+        let share = self.version >= 4 && self.built_window.is_none();
+        if share {
+            if let Some(node) = self.built.get(plan) {
+                return Ok(*node);
+            }
+        }
+        let node = self.build_new(plan)?;
+        if share {
+            self.built.insert(plan.clone(), node);
+        }
+        Ok(node)
+    }
+
+    fn build_new(&mut self, plan: &LogicalPlan) -> Result<usize> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 if scan.fetch.is_some() {
@@ -508,6 +538,9 @@ impl Builder {
                 "GROUPING SETS / ROLLUP / CUBE in materialized views",
             ));
         }
+        if let Some(node) = self.canonical_aggregate(a)? {
+            return Ok(node);
+        }
         let input_schema = a.input.schema();
         let input = self.build(&a.input)?;
         let mut args: Vec<Expr> = Vec::new();
@@ -616,6 +649,46 @@ impl Builder {
             .append_only_input(self.only_insertions(input))
             .hashed_distinct(self.version >= 3);
         Ok(self.push(Box::new(op), vec![input], schema))
+    }
+
+    /// Plan version 4: an aggregate whose GROUP BY keys are not in canonical order (by name) is
+    /// built as the same aggregate with its keys in that order (shared with any other
+    /// aggregate that has the same canonical form), then projected back to its own column
+    /// order. `None`: the keys are in canonical order already (or the canonical aggregate
+    /// cannot be formed): build it as it is.
+    fn canonical_aggregate(&mut self, a: &datafusion::logical_expr::Aggregate) -> Result<Option<usize>> {
+        if self.version < 4 || self.built_window.is_some() {
+            return Ok(None);
+        }
+        let names: Vec<String> = a.group_expr.iter().map(|e| e.schema_name().to_string()).collect();
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|x, y| names[*x].cmp(&names[*y]));
+        if order.iter().enumerate().all(|(i, o)| i == *o) {
+            return Ok(None);
+        }
+        let groups = order.iter().map(|i| a.group_expr[*i].clone()).collect();
+        let Ok(canonical) = datafusion::logical_expr::Aggregate::try_new(a.input.clone(), groups, a.aggr_expr.clone())
+        else {
+            return Ok(None);
+        };
+        let canonical = LogicalPlan::Aggregate(canonical);
+        let input = self.build(&canonical)?;
+        // Column j of `a`: its j-th key, at `order`'s position of j in the canonical
+        // aggregate; the aggregates keep their positions.
+        let ngroups = names.len();
+        let columns: Vec<Expr> = (0..a.schema.fields().len())
+            .map(|j| {
+                let k = if j < ngroups {
+                    order.iter().position(|o| *o == j).expect("a permutation")
+                } else {
+                    j
+                };
+                Expr::Column(datafusion::common::Column::from(canonical.schema().qualified_field(k)))
+            })
+            .collect();
+        let schema = arrow_schema(&a.schema);
+        let op = ProjectOp::new(Exprs::new(&columns, canonical.schema())?, schema.clone());
+        Ok(Some(self.push(Box::new(op), vec![input], schema)))
     }
 }
 

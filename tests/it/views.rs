@@ -107,6 +107,17 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.t1_id = t1.id)",
     ),
     ("v_not_in", "SELECT id FROM t1 WHERE v NOT IN (SELECT w FROM t2)"),
+    (
+        // One aggregate read twice, grouped in two orders (shared: plan version 4).
+        "v_shared_agg",
+        "SELECT c.g, c.s, c.n FROM (SELECT g, s, count(*) AS n FROM t1 GROUP BY g, s) c \
+         JOIN (SELECT g, max(n) AS m FROM (SELECT s, g, count(*) AS n FROM t1 GROUP BY s, g) x GROUP BY g) b \
+         ON c.g = b.g AND c.n >= b.m",
+    ),
+    (
+        "v_self_join",
+        "SELECT x.id, y.id AS id2 FROM t1 x JOIN t1 y ON x.g = y.g AND x.v < y.v",
+    ),
     ("v_intersect", "SELECT g FROM t1 INTERSECT SELECT t1_id FROM t2"),
     ("v_except", "SELECT g FROM t1 EXCEPT SELECT t1_id FROM t2"),
 ];
