@@ -560,25 +560,34 @@ impl Rows {
         self.len += 1;
     }
 
-    /// The rows so far, in the stream's column order, as +1 changes.
+    /// The rows so far, in the stream's column order, as +1 changes. The builders start the
+    /// next batch with this one's sizes reserved: the next batch is about as large, and its
+    /// columns are then written in place instead of being copied as they double.
     fn finish(&mut self) -> Result<Changes> {
         let (cols, _) = self.stream.columns();
         let (mut i, mut s, mut t) = (0, 0, 0);
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(cols.len());
         let mut fields = Vec::with_capacity(cols.len());
+        let rows = self.len;
         for (name, ty) in &cols {
             let a: ArrayRef = match ty {
                 SqlType::Int8 => {
                     i += 1;
-                    Arc::new(self.ints[i - 1].finish())
+                    let mut b = std::mem::replace(&mut self.ints[i - 1], Int64Builder::with_capacity(rows));
+                    Arc::new(b.finish())
                 }
                 SqlType::Timestamp => {
                     t += 1;
-                    Arc::new(self.times[t - 1].finish())
+                    let mut b =
+                        std::mem::replace(&mut self.times[t - 1], TimestampMicrosecondBuilder::with_capacity(rows));
+                    Arc::new(b.finish())
                 }
                 _ => {
                     s += 1;
-                    Arc::new(self.strings[s - 1].finish())
+                    let mut b = std::mem::replace(&mut self.strings[s - 1], StringBuilder::new());
+                    let a = b.finish();
+                    self.strings[s - 1] = StringBuilder::with_capacity(rows, a.value_data().len());
+                    Arc::new(a)
                 }
             };
             fields.push(Field::new(*name, a.data_type().clone(), true));
