@@ -730,11 +730,20 @@ impl Operator for GroupAggregateOp {
                         } else {
                             Self::multiset_key
                         };
+                    // Rows whose value is NULL touch no multiset (ARRAY_AGG's aside): no key
+                    // (`agg(x) FILTER (WHERE p)` is NULL wherever p does not hold).
+                    let keep_nulls = matches!(spec.kind, AggKind::ArrayAgg);
                     multiset_keys.push(self.keeps_values(a).then(|| {
                         group_keys
                             .iter()
                             .enumerate()
-                            .map(|(i, g)| key_of(g, a, rows.row(i).data()))
+                            .map(|(i, g)| {
+                                if !keep_nulls && arg_cols[arg].is_null(i) {
+                                    Vec::new()
+                                } else {
+                                    key_of(g, a, rows.row(i).data())
+                                }
+                            })
                             .collect()
                     }));
                     values.push(Some(rows));
