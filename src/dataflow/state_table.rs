@@ -98,15 +98,11 @@ impl Loaded {
     /// is kept all the same).
     fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> bool {
         let (group, rest) = self.entries.split(key);
-        self.apply_parts(group, rest, value)
-    }
-
-    /// [`Loaded::apply`] of the key `group` then `rest`, split as the entries split it.
-    fn apply_parts(&mut self, group: &[u8], rest: &[u8], value: Option<&[u8]>) -> bool {
         self.apply_write(group, rest, value).0
     }
 
-    /// [`Loaded::apply_parts`], also telling whether the key had an entry before.
+    /// [`Loaded::apply`] of the key `group` then `rest`, split as the entries split it; also
+    /// tells whether the key had an entry before.
     fn apply_write(&mut self, group: &[u8], rest: &[u8], value: Option<&[u8]>) -> (bool, bool) {
         let key_len = group.len() + rest.len();
         let added = value.map(|v| key_len + v.len() + ENTRY_OVERHEAD);

@@ -315,10 +315,14 @@ impl Operator for HashJoinOp {
             let this_row = this_rows.next().expect("one per keyed row");
             let (start, end) = pairs_of[j];
             // With a condition: the partner rows satisfying it.
-            let matches: i64 = (start..end)
-                .filter(|p| self.filter.is_some() && passes[*p])
-                .map(|p| count_of(pair_other[p]))
-                .sum();
+            let matches: i64 = if self.filter.is_some() {
+                (start..end)
+                    .filter(|p| passes[*p])
+                    .map(|p| count_of(pair_other[p]))
+                    .sum()
+            } else {
+                0
+            };
             if self.filter.is_none() {
                 if self.pads(this) && others[*slot as usize].is_empty() {
                     pad_this.push(i);
