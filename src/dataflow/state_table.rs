@@ -258,8 +258,8 @@ impl StateTable {
         self.read(ctx, key, |v| v.map(|v| v.to_vec()))
     }
 
-    /// `f` of the value of `key` (read in place where it is in memory).
-    fn read<T>(&self, ctx: &EpochContext, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> T) -> Result<T> {
+    /// `f` of the value of `key` as this epoch sees it (read in place where it is in memory).
+    pub fn read<T>(&self, ctx: &EpochContext, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> T) -> Result<T> {
         if let Some(v) = self.dirty.get(key) {
             return Ok(f(v));
         }

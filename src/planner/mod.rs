@@ -71,7 +71,9 @@ struct Builder {
 /// Version 4: equal subplans share one node (and its state); aggregates are built with their
 /// GROUP BY keys in a canonical order, so that the same aggregate grouped in another order is
 /// shared too (a projection restores each one's column order).
-pub const PLAN_VERSION: u32 = 4;
+/// Version 5: the COUNT(DISTINCT)s of one argument (each with its own FILTER or none) keep one
+/// state entry per value for all of them (distinct families).
+pub const PLAN_VERSION: u32 = 5;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -574,7 +576,17 @@ impl Builder {
                     Some(datafusion::logical_expr::when((**p).clone(), value).end()?)
                 }
             };
-            let first = filtered.as_ref().or(params.args.first());
+            // Plan version 5: a COUNT(DISTINCT) keeps its FILTER apart from its argument, so
+            // that the COUNT(DISTINCT)s of one argument form one distinct family.
+            let family_filter = match &params.filter {
+                Some(p) if self.version >= 5 && params.distinct && name == "count" => Some((**p).clone()),
+                _ => None,
+            };
+            let first = if family_filter.is_some() {
+                params.args.first()
+            } else {
+                filtered.as_ref().or(params.args.first())
+            };
             let kind = match name.as_str() {
                 "count" if params.distinct => AggKind::CountDistinct,
                 "count" if filtered.is_none() && (params.args.is_empty() || is_literal(first)) => AggKind::CountStar,
@@ -629,8 +641,7 @@ impl Builder {
                         .cloned()
                         .ok_or_else(|| Error::internal("aggregate without argument"))?;
                     let t = e.get_type(input_schema)?;
-                    args.push(e);
-                    (Some(args.len() - 1), t)
+                    (Some(arg_index(&mut args, e)), t)
                 }
             };
             specs.push(AggSpec {
@@ -638,6 +649,7 @@ impl Builder {
                 arg,
                 output,
                 input: input_type,
+                filter: family_filter.map(|p| arg_index(&mut args, p)),
             });
         }
         let group_exprs = Exprs::new(&a.group_expr, input_schema)?;
@@ -647,7 +659,8 @@ impl Builder {
         let values = self.state(1);
         let op = GroupAggregateOp::new(groups, values, group_exprs, arg_exprs, specs, schema.clone())?
             .append_only_input(self.only_insertions(input))
-            .hashed_distinct(self.version >= 3);
+            .hashed_distinct(self.version >= 3)
+            .distinct_families(self.version >= 5);
         Ok(self.push(Box::new(op), vec![input], schema))
     }
 
@@ -708,6 +721,18 @@ fn join_keys(j: &datafusion::logical_expr::Join) -> Result<(Vec<Expr>, Vec<Expr>
         .map(|e| e.get_type(j.left.schema()))
         .collect::<datafusion::error::Result<_>>()?;
     Ok((lk, rk, key_types))
+}
+
+/// The index of `e` among the aggregates' argument expressions, added if it is not there (an
+/// expression several aggregates read is evaluated once).
+fn arg_index(args: &mut Vec<Expr>, e: Expr) -> usize {
+    match args.iter().position(|a| *a == e) {
+        Some(i) => i,
+        None => {
+            args.push(e);
+            args.len() - 1
+        }
+    }
 }
 
 fn unalias(e: &Expr) -> &Expr {

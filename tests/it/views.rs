@@ -118,6 +118,14 @@ const VIEWS: &[(&str, &str)] = &[
         "v_self_join",
         "SELECT x.id, y.id AS id2 FROM t1 x JOIN t1 y ON x.g = y.g AND x.v < y.v",
     ),
+    (
+        // COUNT(DISTINCT)s of one argument under several FILTERs: one distinct family
+        // (plan version 5), beside one of another argument.
+        "v_distinct_filters",
+        "SELECT g, count(DISTINCT s) AS ds, count(DISTINCT s) FILTER (WHERE v < 30) AS ds_low, \
+         count(DISTINCT s) FILTER (WHERE v >= 30) AS ds_high, count(DISTINCT v) FILTER (WHERE s IS NOT NULL) AS dv, \
+         count(*) FILTER (WHERE v < 30) AS n_low FROM t1 GROUP BY g",
+    ),
     ("v_intersect", "SELECT g FROM t1 INTERSECT SELECT t1_id FROM t2"),
     ("v_except", "SELECT g FROM t1 EXCEPT SELECT t1_id FROM t2"),
 ];

@@ -9,6 +9,13 @@
 //! Over an input that only ever gains rows (`append_only_input`), MIN / MAX keep no multiset:
 //! the extreme can only improve, so the group state holds its encoded value.
 //!
+//! Distinct families (plan version 5, [`GroupAggregateOp::distinct_families`]): the
+//! COUNT(DISTINCT)s of one argument, each under its own FILTER or none (`count(DISTINCT x)`,
+//! `count(DISTINCT x) FILTER (WHERE p)`, ..), keep one entry per (group, value) for all of
+//! them: a count per member, or over an append-only input a bit per member (whether it has
+//! seen the value; a row that brings nothing new writes nothing). A row is one lookup per
+//! family instead of one per aggregate.
+//!
 //! For each group touched in an epoch the operator emits `-old row, +new row` (nothing when the
 //! row did not change). A global aggregate (no GROUP BY) always has exactly one row, as in
 //! PostgreSQL: over an empty input COUNT is 0 and SUM is NULL.
@@ -68,6 +75,73 @@ pub struct AggSpec {
     pub output: DataType,
     /// The argument's type.
     pub input: DataType,
+    /// COUNT(DISTINCT) in a distinct family: index among the argument expressions of its
+    /// FILTER predicate (a row counts where it is true); `None`: every row counts.
+    pub filter: Option<usize>,
+}
+
+/// COUNT(DISTINCT)s of one argument kept in one state entry per (group, value).
+#[derive(Clone, Debug)]
+struct Family {
+    /// The member aggregates (at most 64: one bit each in a row's mask).
+    members: Vec<usize>,
+    /// Their argument (the same expression for all).
+    arg: usize,
+}
+
+/// What a row does to a distinct family's entry.
+enum EntryWrite {
+    Unchanged,
+    Put(Vec<u8>),
+    Delete,
+}
+
+impl Family {
+    /// The write to a value's entry `old` (a count per member, or over an append-only input
+    /// `bits`, a bit per member) when members `mask` (bits) count it `w` times more; adds to
+    /// the members' distinct counts in `accs` where the value appears or disappears.
+    fn update(&self, old: Option<&[u8]>, mask: u64, w: i64, bits: bool, accs: &mut [Acc]) -> EntryWrite {
+        let n = self.members.len();
+        if bits {
+            let mut b = [0u8; 8];
+            if let Some(old) = old {
+                let len = old.len().min(8);
+                b[..len].copy_from_slice(&old[..len]);
+            }
+            let old = u64::from_le_bytes(b);
+            let new = mask & !old;
+            if new == 0 {
+                return EntryWrite::Unchanged;
+            }
+            for (bit, m) in self.members.iter().enumerate() {
+                if new & (1 << bit) != 0 {
+                    accs[*m].n += 1;
+                }
+            }
+            return EntryWrite::Put((old | mask).to_le_bytes()[..n.div_ceil(8)].to_vec());
+        }
+        let mut counts = vec![0i64; n];
+        for (c, b) in counts.iter_mut().zip(old.unwrap_or_default().chunks_exact(8)) {
+            *c = i64::from_le_bytes(b.try_into().expect("8 bytes"));
+        }
+        for (bit, m) in self.members.iter().enumerate() {
+            if mask & (1 << bit) == 0 {
+                continue;
+            }
+            let (before, after) = (counts[bit], counts[bit] + w);
+            counts[bit] = after;
+            if before <= 0 && after > 0 {
+                accs[*m].n += 1;
+            } else if before > 0 && after <= 0 {
+                accs[*m].n -= 1;
+            }
+        }
+        if counts.iter().all(|c| *c == 0) {
+            EntryWrite::Delete
+        } else {
+            EntryWrite::Put(counts.iter().flat_map(|c| c.to_le_bytes()).collect())
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -252,6 +326,9 @@ pub struct GroupAggregateOp {
     /// so that a value is one hashed lookup, not a search among every value of its group
     /// (see [`GroupAggregateOp::distinct_key`]).
     hashed_distinct: bool,
+    /// Plan version 5: the COUNT(DISTINCT)s, in families by argument (empty: each keeps its
+    /// own values).
+    families: Vec<Family>,
 }
 
 impl GroupAggregateOp {
@@ -298,7 +375,32 @@ impl GroupAggregateOp {
             global: ngroups == 0,
             append_only: false,
             hashed_distinct: true,
+            families: Vec::new(),
         })
+    }
+
+    /// Whether the COUNT(DISTINCT)s of one argument share one entry per value (plan version
+    /// 5; see the module doc), or each keeps its own (older views, whose state is so).
+    pub fn distinct_families(mut self, families: bool) -> GroupAggregateOp {
+        self.families.clear();
+        if !families {
+            return self;
+        }
+        for (a, spec) in self.aggs.iter().enumerate() {
+            let (AggKind::CountDistinct, Some(arg)) = (&spec.kind, spec.arg) else {
+                continue;
+            };
+            match self.families.iter_mut().find(|f| f.arg == arg && f.members.len() < 64) {
+                Some(f) => f.members.push(a),
+                None => self.families.push(Family { members: vec![a], arg }),
+            }
+        }
+        self
+    }
+
+    /// Whether aggregate `agg` is a COUNT(DISTINCT) kept in a distinct family.
+    fn in_family(&self, agg: usize) -> bool {
+        self.families.iter().any(|f| f.members.contains(&agg))
     }
 
     /// Whether COUNT(DISTINCT) values are keyed one state group each (plan version 3) or
@@ -716,7 +818,7 @@ impl Operator for GroupAggregateOp {
         let mut multiset_keys: Vec<Option<Vec<Vec<u8>>>> = Vec::with_capacity(self.aggs.len());
         for (a, spec) in self.aggs.iter().enumerate() {
             match (&self.value_codecs[a], spec.arg) {
-                (Some(codec), Some(arg)) => {
+                (Some(codec), Some(arg)) if !self.in_family(a) => {
                     let col = &arg_cols[arg];
                     let col = if col.data_type() == &spec.input {
                         col.clone()
@@ -768,6 +870,52 @@ impl Operator for GroupAggregateOp {
                 .map(|(_, k)| k.as_slice());
             self.values.prefetch(ctx, updated)?;
         }
+        // Each family's (entry key, members counting the row) per row: mask 0 (and no key)
+        // where the value is NULL or no member's FILTER holds.
+        let mut family_rows: Vec<Vec<(Vec<u8>, u64)>> = Vec::with_capacity(self.families.len());
+        for f in &self.families {
+            let first = f.members[0];
+            let spec = &self.aggs[first];
+            let col = &arg_cols[f.arg];
+            let typed = if col.data_type() == &spec.input {
+                col.clone()
+            } else {
+                datafusion::arrow::compute::cast(col, &spec.input)?
+            };
+            let codec = self.value_codecs[first]
+                .as_ref()
+                .ok_or_else(|| Error::internal("no value codec"))?;
+            let encoded = codec.encode(&[typed])?;
+            let filters: Vec<Option<&BooleanArray>> = f
+                .members
+                .iter()
+                .map(|m| self.aggs[*m].filter.map(|p| arg_cols[p].as_boolean()))
+                .collect();
+            let rows = group_keys
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let mut mask = 0u64;
+                    if !col.is_null(i) {
+                        for (bit, filter) in filters.iter().enumerate() {
+                            if filter.is_none_or(|p| p.is_valid(i) && p.value(i)) {
+                                mask |= 1 << bit;
+                            }
+                        }
+                    }
+                    if mask == 0 {
+                        (Vec::new(), 0)
+                    } else {
+                        (Self::distinct_key(g, first, encoded.row(i).data()), mask)
+                    }
+                })
+                .collect();
+            family_rows.push(rows);
+        }
+        for rows in &family_rows {
+            let keys = rows.iter().filter(|(_, mask)| *mask != 0).map(|(k, _)| k.as_slice());
+            self.values.prefetch(ctx, keys)?;
+        }
         self.groups.prefetch(ctx, group_keys.iter().copied())?;
         // Touched groups in first-seen order (each row's slot), with their output before this
         // epoch's changes and their state.
@@ -817,7 +965,7 @@ impl Operator for GroupAggregateOp {
                         let key = &multiset_keys[a].as_ref().expect("multiset")[i];
                         self.values.add_count(ctx, key, w)?;
                     }
-                    AggKind::CountDistinct => {
+                    AggKind::CountDistinct if self.families.is_empty() => {
                         if !arg.is_null(i) {
                             let key = &multiset_keys[a].as_ref().expect("multiset")[i];
                             let (old, new) = self.values.add_count(ctx, key, w)?;
@@ -828,7 +976,24 @@ impl Operator for GroupAggregateOp {
                             }
                         }
                     }
+                    // In a family: counted below, once per family.
+                    AggKind::CountDistinct => {}
                     kind => arg.accumulate(&mut state.accs[a], kind, i, w),
+                }
+            }
+            for (f, rows) in self.families.iter().zip(&family_rows) {
+                let (key, mask) = &rows[i];
+                if *mask == 0 {
+                    continue;
+                }
+                let accs = &mut state.accs;
+                let write = self
+                    .values
+                    .read(ctx, key, |old| f.update(old, *mask, w, self.append_only, accs))?;
+                match write {
+                    EntryWrite::Unchanged => {}
+                    EntryWrite::Put(v) => self.values.put(key, v),
+                    EntryWrite::Delete => self.values.delete(key),
                 }
             }
         }
@@ -898,67 +1063,99 @@ fn _array_is_used(_: &dyn Array) {}
 mod tests {
     use super::*;
 
-    /// `SELECT g, count(DISTINCT v), min(v) FROM t GROUP BY g` over random inserts and deletes,
-    /// with restarts, in both COUNT(DISTINCT) layouts (version 2 views keep the grouped one):
-    /// the accumulated output matches a recomputation after every epoch.
+    /// `SELECT g, count(DISTINCT v), min(v), count(DISTINCT v) FILTER (WHERE v % 2 = 0) FROM t
+    /// GROUP BY g` over random changes, with restarts, in every COUNT(DISTINCT) layout: grouped
+    /// (version 2 views), hashed (version 3), in a distinct family (version 5; over an input
+    /// with deletions and over an append-only one): the accumulated output matches a
+    /// recomputation after every epoch.
     #[test]
-    fn count_distinct_matches_a_recomputation_in_both_layouts_across_restarts() {
+    fn count_distinct_matches_a_recomputation_in_every_layout_across_restarts() {
         use crate::dataflow::ops::testing::{run_epoch, RandomBag};
         use crate::state::memory::MemoryStore;
         use datafusion::arrow::array::{Array, Int64Array};
         use datafusion::arrow::datatypes::{Field, Schema};
         use datafusion::common::DFSchema;
+        use datafusion::logical_expr::{lit, when};
         use datafusion::prelude::col;
         use std::collections::BTreeMap;
         use std::sync::Arc;
 
         let df = DFSchema::try_from(RandomBag::schema().as_ref().clone()).unwrap();
-        let op = |hashed: bool| {
-            let spec = |kind| AggSpec {
+        // (hashed, families, append-only)
+        let layouts = [
+            (false, false, false),
+            (true, false, false),
+            (true, true, false),
+            (true, true, true),
+        ];
+        let op = |(hashed, families, append_only): (bool, bool, bool)| {
+            let spec = |kind, arg, filter| AggSpec {
                 kind,
-                arg: Some(0),
+                arg: Some(arg),
                 output: DataType::Int64,
                 input: DataType::Int64,
+                filter,
+            };
+            let even = (col("v") % lit(2i64)).eq(lit(0i64));
+            // A family member takes its FILTER apart; the older layouts read it in the argument.
+            let (args, evens) = if families {
+                (vec![col("v"), even], spec(AggKind::CountDistinct, 0, Some(1)))
+            } else {
+                (
+                    vec![col("v"), when(even, col("v")).end().unwrap()],
+                    spec(AggKind::CountDistinct, 1, None),
+                )
             };
             let schema = Arc::new(Schema::new(vec![
                 Field::new("g", DataType::Int64, true),
                 Field::new("n", DataType::Int64, true),
                 Field::new("m", DataType::Int64, true),
+                Field::new("e", DataType::Int64, true),
             ]));
             GroupAggregateOp::new(
                 StateTable::new(2, 0, 0),
                 StateTable::new(2, 0, 1),
                 Exprs::new(&[col("g")], &df).unwrap(),
-                Exprs::new(&[col("v")], &df).unwrap(),
-                vec![spec(AggKind::CountDistinct), spec(AggKind::Min)],
+                Exprs::new(&args, &df).unwrap(),
+                vec![
+                    spec(AggKind::CountDistinct, 0, None),
+                    spec(AggKind::Min, 0, None),
+                    evens,
+                ],
                 schema,
             )
             .unwrap()
             .hashed_distinct(hashed)
+            .append_only_input(append_only)
+            .distinct_families(families)
         };
-        for hashed in [false, true] {
+        for layout in layouts {
             let store = Arc::new(MemoryStore::default());
             let mut bag = RandomBag::new(5, 3, 6);
-            let mut agg = op(hashed);
-            let mut view: BTreeMap<(i64, i64, i64), i64> = BTreeMap::new();
+            if layout.2 {
+                bag = bag.insertions_only();
+            }
+            let mut agg = op(layout);
+            let mut view: BTreeMap<[i64; 4], i64> = BTreeMap::new();
             for epoch in 1..=40u64 {
                 let out = run_epoch(&mut agg, &store, epoch, bag.changes());
                 let col = |i: usize| out.columns()[i].as_any().downcast_ref::<Int64Array>().unwrap().clone();
-                let (g, n, m) = (col(0), col(1), col(2));
+                let cols = [col(0), col(1), col(2), col(3)];
                 for (i, w) in out.weights().values().iter().enumerate() {
-                    *view.entry((g.value(i), n.value(i), m.value(i))).or_default() += w;
+                    *view.entry(cols.each_ref().map(|c| c.value(i))).or_default() += w;
                 }
                 view.retain(|_, w| *w != 0);
                 let mut expected = BTreeMap::new();
                 for group in 0..3 {
                     let values: Vec<i64> = bag.rows.keys().filter(|(g, _)| *g == group).map(|(_, v)| *v).collect();
+                    let evens = values.iter().filter(|v| *v % 2 == 0).count() as i64;
                     if let Some(min) = values.first() {
-                        expected.insert((group, values.len() as i64, *min), 1);
+                        expected.insert([group, values.len() as i64, *min, evens], 1);
                     }
                 }
-                assert_eq!(view, expected, "epoch {epoch}, hashed: {hashed}");
+                assert_eq!(view, expected, "epoch {epoch}, layout {layout:?}");
                 if epoch % 7 == 0 {
-                    agg = op(hashed);
+                    agg = op(layout);
                 }
             }
         }

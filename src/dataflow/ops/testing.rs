@@ -21,6 +21,8 @@ pub struct RandomBag {
     rng: rand::rngs::StdRng,
     groups: i64,
     values: i64,
+    /// Chance that a change deletes a held row.
+    deletes: f64,
 }
 
 impl RandomBag {
@@ -30,7 +32,14 @@ impl RandomBag {
             rng: rand::rngs::StdRng::seed_from_u64(seed),
             groups,
             values,
+            deletes: 0.4,
         }
+    }
+
+    /// A bag that only ever gains rows (an append-only input).
+    pub fn insertions_only(mut self) -> RandomBag {
+        self.deletes = 0.0;
+        self
     }
 
     /// The relation's schema: `g`, `v`, both BIGINT.
@@ -41,12 +50,13 @@ impl RandomBag {
         ]))
     }
 
-    /// One to eleven random changes (about 40 % deletions of a held row), applied to `rows`.
+    /// One to eleven random changes (about 40 % deletions of a held row, unless
+    /// [`RandomBag::insertions_only`]), applied to `rows`.
     pub fn changes(&mut self) -> Changes {
         let (mut gs, mut vs, mut ws) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..self.rng.random_range(1..12) {
             let held: Vec<(i64, i64)> = self.rows.keys().copied().collect();
-            let (g, v, w) = if !held.is_empty() && self.rng.random_bool(0.4) {
+            let (g, v, w) = if !held.is_empty() && self.rng.random_bool(self.deletes) {
                 let (g, v) = held[self.rng.random_range(0..held.len())];
                 (g, v, -1)
             } else {
