@@ -212,6 +212,8 @@ pub fn static_udfs() -> Vec<ScalarUDF> {
         udf("txid_current", arities(&[0]), DataType::Int64, |_| {
             Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(1))))
         }),
+        // DataFusion's to_char, with the format parsed once per batch.
+        super::to_char::udf(),
     ]
 }
 
