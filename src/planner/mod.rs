@@ -557,10 +557,15 @@ impl Builder {
             let name = func.name().to_lowercase();
             let output = a.schema.field(ngroups + i).data_type().clone();
             let is_literal = |e: Option<&Expr>| matches!(e, Some(Expr::Literal(v, _)) if !v.is_null());
-            // `agg(x) FILTER (WHERE p)` is `agg(CASE WHEN p THEN x END)` for every aggregate
-            // that skips NULLs (`count(*)` counts `CASE WHEN p THEN 1 END`).
+            // Plan version 5: a COUNT(DISTINCT) keeps its FILTER apart from its argument, so
+            // that the COUNT(DISTINCT)s of one argument form one distinct family.
+            let family = self.version >= 5 && params.distinct && name == "count";
+            let family_filter = params.filter.as_ref().filter(|_| family).map(|p| (**p).clone());
+            // Otherwise `agg(x) FILTER (WHERE p)` is `agg(CASE WHEN p THEN x END)` for every
+            // aggregate that skips NULLs (`count(*)` counts `CASE WHEN p THEN 1 END`).
             let filtered = match &params.filter {
                 None => None,
+                Some(_) if family => None,
                 Some(_) if name == "array_agg" => {
                     return Err(Error::unsupported("array_agg(...) FILTER in materialized views"))
                 }
@@ -576,17 +581,7 @@ impl Builder {
                     Some(datafusion::logical_expr::when((**p).clone(), value).end()?)
                 }
             };
-            // Plan version 5: a COUNT(DISTINCT) keeps its FILTER apart from its argument, so
-            // that the COUNT(DISTINCT)s of one argument form one distinct family.
-            let family_filter = match &params.filter {
-                Some(p) if self.version >= 5 && params.distinct && name == "count" => Some((**p).clone()),
-                _ => None,
-            };
-            let first = if family_filter.is_some() {
-                params.args.first()
-            } else {
-                filtered.as_ref().or(params.args.first())
-            };
+            let first = filtered.as_ref().or(params.args.first());
             let kind = match name.as_str() {
                 "count" if params.distinct => AggKind::CountDistinct,
                 "count" if filtered.is_none() && (params.args.is_empty() || is_literal(first)) => AggKind::CountStar,

@@ -820,12 +820,10 @@ impl Operator for GroupAggregateOp {
             match (&self.value_codecs[a], spec.arg) {
                 (Some(codec), Some(arg)) if !self.in_family(a) => {
                     let col = &arg_cols[arg];
-                    let col = if col.data_type() == &spec.input {
-                        col.clone()
-                    } else {
-                        datafusion::arrow::compute::cast(col, &spec.input)?
-                    };
-                    let rows = codec.encode(&[col])?;
+                    let rows = codec.encode(&super::cast_columns(
+                        std::slice::from_ref(col),
+                        std::slice::from_ref(&spec.input),
+                    )?)?;
                     let key_of: fn(&[u8], usize, &[u8]) -> Vec<u8> =
                         if self.hashed_distinct && spec.kind == AggKind::CountDistinct {
                             Self::distinct_key
@@ -877,15 +875,13 @@ impl Operator for GroupAggregateOp {
             let first = f.members[0];
             let spec = &self.aggs[first];
             let col = &arg_cols[f.arg];
-            let typed = if col.data_type() == &spec.input {
-                col.clone()
-            } else {
-                datafusion::arrow::compute::cast(col, &spec.input)?
-            };
             let codec = self.value_codecs[first]
                 .as_ref()
                 .ok_or_else(|| Error::internal("no value codec"))?;
-            let encoded = codec.encode(&[typed])?;
+            let encoded = codec.encode(&super::cast_columns(
+                std::slice::from_ref(col),
+                std::slice::from_ref(&spec.input),
+            )?)?;
             let filters: Vec<Option<&BooleanArray>> = f
                 .members
                 .iter()
