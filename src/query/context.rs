@@ -95,6 +95,10 @@ pub fn session_context_with(env: &QueryEnv, extra: ExtraTables) -> SessionContex
         state.register_udf(Arc::new(udf)).expect("register udf");
     }
     let ctx = SessionContext::new_with_state(state);
+    ctx.register_udtf(
+        crate::sql::temporal::FUNCTION,
+        Arc::new(super::temporal::TemporalTableFn { env: env.clone() }),
+    );
     ctx.register_catalog(
         CATALOG_NAME,
         Arc::new(FreshetCatalog {

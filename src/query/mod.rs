@@ -10,6 +10,7 @@ pub mod functions;
 pub mod key_range;
 pub mod point_lookup;
 pub mod provider;
+pub mod temporal;
 pub mod to_char;
 pub mod view_provider;
 

@@ -35,6 +35,9 @@ pub struct StoredTable {
     view: ViewHandle,
     /// Expose hidden columns (the row id): used by UPDATE / DELETE on their target table.
     with_hidden: bool,
+    /// Read `FOR SYSTEM_TIME AS OF PROCTIME()` (`crate::sql::temporal`): a view looks its rows
+    /// up by primary key instead of joining with its changes.
+    temporal: bool,
 }
 
 /// `ReadView` with a `Debug` impl (DataFusion requires providers to be `Debug`).
@@ -53,7 +56,17 @@ impl StoredTable {
             table,
             view: ViewHandle(view),
             with_hidden,
+            temporal: false,
         }
+    }
+
+    /// This table read `FOR SYSTEM_TIME AS OF PROCTIME()`.
+    pub fn temporal(self) -> Self {
+        StoredTable { temporal: true, ..self }
+    }
+
+    pub fn is_temporal(&self) -> bool {
+        self.temporal
     }
 
     /// The table this provider reads.

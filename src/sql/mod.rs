@@ -6,17 +6,19 @@ pub mod copy;
 pub mod datetime_format;
 pub mod ddl;
 pub mod describe;
+pub mod dialect;
 pub mod dml;
 pub mod params;
 pub mod rewrite;
 pub mod show;
 pub mod source;
 pub mod syntax;
+pub mod temporal;
 pub mod view;
 pub mod windows;
 
+use dialect::FreshetDialect;
 use sqlparser::ast::Statement;
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::error::Result;
@@ -24,7 +26,7 @@ use crate::error::Result;
 /// Parses PostgreSQL statements (empty statements dropped). Client input goes through
 /// [`syntax::parse`], which also knows Freshet's own statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    let stmts = Parser::new(&PostgreSqlDialect {})
+    let stmts = Parser::new(&FreshetDialect::default())
         .try_with_sql(sql)?
         .parse_statements()?;
     Ok(stmts)

@@ -18,6 +18,7 @@ use sqlparser::ast::{
 
 /// Rewrites `stmt` in place.
 pub fn rewrite(stmt: &mut Statement) {
+    super::temporal::rewrite(stmt);
     super::windows::rewrite_windows(stmt);
     let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
         rewrite_expr(e);
@@ -413,7 +414,7 @@ fn unqualify_type(dt: &mut DataType) {
             let Some(bare) = text.strip_prefix("pg_catalog.") else {
                 return;
             };
-            let parsed = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+            let parsed = sqlparser::parser::Parser::new(&super::dialect::FreshetDialect::default())
                 .try_with_sql(bare)
                 .and_then(|mut p| p.parse_data_type());
             if let Ok(t) = parsed {

@@ -14,9 +14,9 @@
 
 use std::collections::BTreeMap;
 
+use super::dialect::FreshetDialect;
 use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
 use sqlparser::ast::{CreateTable, ObjectName, Statement};
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
@@ -104,7 +104,7 @@ impl std::fmt::Display for Stmt {
 
 /// Parses a query string into statements (empty statements dropped).
 pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
-    let dialect = PostgreSqlDialect {};
+    let dialect = FreshetDialect::default();
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(ParserError::from)?;

@@ -14,10 +14,10 @@
 
 use std::ops::ControlFlow;
 
+use super::dialect::FreshetDialect;
 use sqlparser::ast::{
     DateTimeField, Expr, FunctionArg, FunctionArgExpr, Interval, Query, SetExpr, TableFactor, Value, VisitorMut,
 };
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 const EPOCH: &str = "TIMESTAMP '1970-01-01 00:00:00'";
@@ -103,7 +103,7 @@ fn window_factor(t: &TableFactor) -> Option<TableFactor> {
         _ => return None,
     };
     let wrapped = format!("SELECT * FROM ({sql}) AS {alias}");
-    let query: Box<Query> = Parser::new(&PostgreSqlDialect {})
+    let query: Box<Query> = Parser::new(&FreshetDialect::default())
         .try_with_sql(&wrapped)
         .ok()?
         .parse_query()
@@ -157,7 +157,7 @@ mod tests {
     use super::*;
 
     fn rewritten(sql: &str) -> String {
-        let mut stmt = Parser::new(&PostgreSqlDialect {})
+        let mut stmt = Parser::new(&FreshetDialect::default())
             .try_with_sql(sql)
             .unwrap()
             .parse_statement()

@@ -10,4 +10,5 @@ mod mysql_cdc;
 mod nexmark;
 mod postgres_cdc;
 mod slt;
+mod temporal;
 mod views;

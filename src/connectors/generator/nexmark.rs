@@ -45,7 +45,9 @@ macro_rules! price_rank_counts {
 }
 
 /// The side input of q13: 10,000 keyed rows (the suites read them from a file; here a
-/// `datagen` table, generated once, deterministically). Created beside the three streams.
+/// `datagen` table, generated once, deterministically). q13 looks each bid's row up in it
+/// when the bid arrives (a temporal join, as in the suites), so it is filled before the
+/// streams start.
 pub const SIDE_INPUT: &str = "CREATE TABLE side_input (key BIGINT PRIMARY KEY, value VARCHAR(16)) WITH ( \
     connector = 'datagen', datagen.rows.per.second = '0', fields.key.kind = 'sequence', \
     fields.key.start = '0', fields.key.end = '9999', fields.value.length = '16')";
@@ -155,7 +157,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     (
         "q13",
         "SELECT b.auction, b.bidder, b.price, b.date_time, s.value FROM bid b \
-         JOIN side_input s ON b.auction % 10000 = s.key",
+         JOIN side_input FOR SYSTEM_TIME AS OF PROCTIME() s ON b.auction % 10000 = s.key",
     ),
     (
         "q14",

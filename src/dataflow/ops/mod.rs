@@ -9,6 +9,7 @@ pub mod join;
 pub mod project;
 pub mod semi_join;
 pub mod semi_join_filtered;
+pub mod temporal_join;
 #[cfg(test)]
 pub mod testing;
 pub mod topn;
