@@ -1,12 +1,11 @@
 //! `FilterOp`: keeps the changes whose row satisfies the predicate (weights unchanged).
 
-use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::compute::filter_record_batch;
 
 use super::Exprs;
 use crate::dataflow::changes::Changes;
 use crate::dataflow::operator::{EpochContext, Operator};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub struct FilterOp {
     predicate: Exprs,
@@ -23,13 +22,7 @@ impl Operator for FilterOp {
         if input.is_empty() {
             return Ok(input);
         }
-        let mask = self.predicate.eval(&input.data())?.remove(0);
-        let mask = mask
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| Error::internal("filter predicate is not boolean"))?;
-        // NULL is not true: prep_null_mask_filter semantics.
-        let mask = crate::dataflow::ops::nulls_are_false(mask);
+        let mask = self.predicate.mask(&input.data())?;
         Changes::from_weighted(filter_record_batch(input.batch(), &mask)?)
     }
 

@@ -265,12 +265,7 @@ impl Operator for HashJoinOp {
             let joined = self.assemble(this, this_cols, other_cols, match_w)?;
             let joined = match &self.filter {
                 Some(f) => {
-                    let mask = f.eval(&joined.data())?.remove(0);
-                    let mask = mask
-                        .as_any()
-                        .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-                        .ok_or_else(|| Error::internal("join filter is not boolean"))?;
-                    let mask = crate::dataflow::ops::nulls_are_false(mask);
+                    let mask = f.mask(&joined.data())?;
                     for (p, ok) in passes.iter_mut().enumerate() {
                         *ok = mask.value(p);
                     }

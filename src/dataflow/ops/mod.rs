@@ -51,6 +51,23 @@ impl Exprs {
             .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))
             .collect()
     }
+
+    /// The first expression, a predicate, as a filter mask over `batch`: true where it holds,
+    /// false where it is false or NULL (SQL's WHERE semantics).
+    pub fn mask(&self, batch: &RecordBatch) -> Result<datafusion::arrow::array::BooleanArray> {
+        use datafusion::arrow::array::{Array, BooleanArray};
+        let values = self
+            .exprs
+            .first()
+            .ok_or_else(|| crate::error::Error::internal("a predicate without an expression"))?
+            .evaluate(batch)?
+            .into_array(batch.num_rows())?;
+        let mask = values
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| crate::error::Error::internal(format!("predicate {} is not boolean", self.display[0])))?;
+        Ok(nulls_are_false(mask))
+    }
 }
 
 /// A filter mask where NULL counts as false (SQL's WHERE semantics).

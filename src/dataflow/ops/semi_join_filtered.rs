@@ -18,7 +18,7 @@ use super::join::row_key as prefixed;
 use super::Exprs;
 use crate::dataflow::changes::Changes;
 use crate::dataflow::operator::{decode_i64, EpochContext, Operator, StateTable};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::state::row_codec::RowCodec;
 
 /// The state of a [`FilteredSemiJoinOp`].
@@ -95,12 +95,7 @@ impl FilteredSemiJoinOp {
     fn passes(&self, left: Vec<ArrayRef>, right: Vec<ArrayRef>) -> Result<BooleanArray> {
         let columns = super::cast_to_fields(left.into_iter().chain(right), self.joined.fields())?;
         let batch = RecordBatch::try_new(self.joined.clone(), columns)?;
-        let mask = self.filter.eval(&batch)?.remove(0);
-        let mask = mask
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| Error::internal("semi join condition is not boolean"))?;
-        Ok(super::nulls_are_false(mask))
+        self.filter.mask(&batch)
     }
 
     fn member(&self, null_key: bool, matches: i64) -> bool {

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast_with_options, filter, filter_record_batch, take, CastOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 
@@ -159,12 +159,7 @@ impl TemporalJoinOp {
         for stage in &side.stages {
             match stage {
                 Stage::Filter(predicate) => {
-                    let mask = predicate.eval(&batch)?.remove(0);
-                    let mask = mask
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .ok_or_else(|| Error::internal("filter predicate is not boolean"))?;
-                    let mask = super::nulls_are_false(mask);
+                    let mask = predicate.mask(&batch)?;
                     batch = filter_record_batch(&batch, &mask)?;
                     origin = origin
                         .iter()
@@ -234,12 +229,7 @@ impl Operator for TemporalJoinOp {
         let mut out = joined(&right_idx)?;
         let mut weights = weights;
         if let Some(residual) = &self.residual {
-            let mask = residual.eval(&out)?.remove(0);
-            let mask = mask
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| Error::internal("join condition is not boolean"))?;
-            let mask = super::nulls_are_false(mask);
+            let mask = residual.mask(&out)?;
             if self.left_join {
                 // A partner failing the condition is no partner: pad the row instead.
                 right_idx = right_idx
