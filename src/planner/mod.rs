@@ -49,6 +49,7 @@ use crate::query::provider::StoredTable;
 use crate::query::view_provider::ViewTable;
 
 mod temporal;
+mod unique;
 
 struct Builder {
     view: u32,
@@ -299,9 +300,28 @@ impl Builder {
                 if let Some(chain) = temporal::temporal_chain(&j.right) {
                     return self.temporal_join(j, &chain);
                 }
-                let left = self.build(&j.left)?;
-                let right = self.build(&j.right)?;
                 let (lk, rk, key_types) = join_keys(j)?;
+                let unique = [
+                    unique::one_row_per_key(&j.left, &lk),
+                    unique::one_row_per_key(&j.right, &rk),
+                ];
+                // An inner join checks a unique side's filters on the joined rows.
+                let mut lifted = Vec::new();
+                let mut input = |side: &'_ LogicalPlan, unique: bool| -> Result<usize> {
+                    let lift = match j.join_type == JoinType::Inner && unique {
+                        true => unique::lifted_filters(side)?,
+                        false => None,
+                    };
+                    match lift {
+                        Some((node, predicates)) => {
+                            lifted.extend(predicates);
+                            self.build(node)
+                        }
+                        None => self.build(side),
+                    }
+                };
+                let left = input(&j.left, unique[0])?;
+                let right = input(&j.right, unique[1])?;
                 let left_types: Vec<DataType> =
                     j.left.schema().fields().iter().map(|f| f.data_type().clone()).collect();
                 let right_types: Vec<DataType> = j
@@ -323,10 +343,11 @@ impl Builder {
                     self.state(3),
                     right_types,
                 )?;
-                let filter = match &j.filter {
+                lifted.extend(j.filter.clone());
+                let filter = match datafusion::logical_expr::utils::conjunction(lifted) {
                     Some(f) => {
                         let joined = j.left.schema().join(j.right.schema())?;
-                        Some(Exprs::new(std::slice::from_ref(f), &joined)?)
+                        Some(Exprs::new(std::slice::from_ref(&f), &joined)?)
                     }
                     None => None,
                 };
@@ -341,7 +362,7 @@ impl Builder {
                     (ls, rs)
                 };
                 let schema = arrow_schema(&j.schema);
-                let op = HashJoinOp::new(ls, rs, key_types, filter, j.join_type, schema.clone())?;
+                let op = HashJoinOp::new(ls, rs, key_types, filter, j.join_type, schema.clone())?.with_unique(unique);
                 Ok(self.push(Box::new(op), vec![left, right], schema))
             }
             LogicalPlan::Union(u) => {

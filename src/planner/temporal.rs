@@ -126,6 +126,13 @@ pub(super) fn temporal_table(scan: &datafusion::logical_expr::TableScan) -> Opti
     t.is_temporal().then(|| t.table().clone())
 }
 
+/// The table (or stream) a scan reads, if it reads one.
+pub(super) fn scan_table(scan: &datafusion::logical_expr::TableScan) -> Option<Arc<crate::catalog::Table>> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    let t = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<StoredTable>()?;
+    Some(t.table().clone())
+}
+
 /// `plan`'s nodes down to the scan of a table read `FOR SYSTEM_TIME AS OF PROCTIME()`, if it is
 /// such a scan under filters, projections and aliases only.
 pub(super) fn temporal_chain(plan: &LogicalPlan) -> Option<Vec<&LogicalPlan>> {
@@ -144,9 +151,10 @@ pub(super) fn temporal_chain(plan: &LogicalPlan) -> Option<Vec<&LogicalPlan>> {
 }
 
 /// The stored column (an index among all of the table's columns) that `e`, an expression over
-/// the top of `chain` (see [`temporal_chain`]), passes on unchanged, if it does. An integer
-/// column widened to another integer type counts (the left value is narrowed to look it up).
-fn trace_column(chain: &[&LogicalPlan], e: &Expr) -> Option<usize> {
+/// the top of `chain` (a plan's nodes down to a table's scan through filters, projections and
+/// aliases, as [`temporal_chain`] gives), passes on unchanged, if it does. An integer column
+/// widened to another integer type counts (the left value is narrowed to look it up).
+pub(super) fn trace_column(chain: &[&LogicalPlan], e: &Expr) -> Option<usize> {
     let e = match unalias(e) {
         Expr::Cast(c) => {
             let inner = c.expr.get_type(chain[0].schema()).ok()?;
@@ -168,7 +176,7 @@ fn trace_column(chain: &[&LogicalPlan], e: &Expr) -> Option<usize> {
                 pos = p.input.schema().index_of_column(c).ok()?;
             }
             LogicalPlan::TableScan(scan) => {
-                let table = temporal_table(scan)?;
+                let table = scan_table(scan)?;
                 let visible = scan
                     .projection
                     .as_ref()

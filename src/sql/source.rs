@@ -224,7 +224,24 @@ pub async fn create_table_with(
         if def.columns.iter().any(|c| c.generated.is_some()) {
             return Err(Error::unsupported("a generated column on a datagen table"));
         }
-        connectors::generator::datagen::Datagen::new(&def, &options)?;
+        let datagen = connectors::generator::datagen::Datagen::new(&def, &options)?;
+        // Views rely on a stream's primary key being unique (`planner::unique`): only sequence
+        // fields are.
+        if layout == Layout::Stream && !def.has_row_id() {
+            if let Some(c) = def
+                .primary_key
+                .iter()
+                .map(|i| &def.columns[*i].name)
+                .find(|c| !datagen.is_sequence(c))
+            {
+                return Err(Error::user(
+                    SqlState::INVALID_TABLE_DEFINITION,
+                    format!(
+                        "primary key column \"{c}\" of a datagen stream is not a sequence field: a stream's primary key must be unique (fields.{c}.kind = 'sequence'), or leave the key out"
+                    ),
+                ));
+            }
+        }
         let source = catalog.create_source(
             SourceDef {
                 id: 0,

@@ -11,4 +11,5 @@ mod nexmark;
 mod postgres_cdc;
 mod slt;
 mod temporal;
+mod unique_join;
 mod views;

@@ -185,6 +185,13 @@ impl Datagen {
         })
     }
 
+    /// True if column `name` is a sequence field (no two rows share its value).
+    pub fn is_sequence(&self, name: &str) -> bool {
+        self.fields
+            .iter()
+            .any(|(n, _, f)| n == name && matches!(f, Field::Sequence { .. }))
+    }
+
     /// How many rows there are in all (None: no end).
     fn total(&self) -> Option<u64> {
         let by_sequence = self

@@ -10,6 +10,12 @@
 //! last match goes. Without an extra condition a match is any row of the same key (the per-key
 //! counts tell); with one, whether a row matches depends on the row, so a padded side keeps per
 //! row the number of partner rows that satisfy the condition ((key, row) → matches).
+//!
+//! An inner join whose side has at most one row per join key, ever (`HashJoinOp::unique`: a
+//! stream keyed by its join key, such as Nexmark's auctions joined on `auction.id`), keeps the
+//! other side's rows only while they wait for that partner: a bid whose auction is there is
+//! joined and not stored (no other auction of its key can come), and the bids stored before
+//! their auction came are joined with it and deleted.
 
 use std::sync::Arc;
 
@@ -68,6 +74,9 @@ pub struct HashJoinOp {
     key_codec: RowCodec,
     filter: Option<Exprs>,
     join_type: JoinType,
+    /// Per side: it has at most one row per join key, ever (append-only, keyed by a unique
+    /// key the join key covers). Inner joins only.
+    unique: [bool; 2],
     /// Output schema: left columns then right columns.
     schema: SchemaRef,
 }
@@ -127,6 +136,7 @@ impl HashJoinOp {
             key_types,
             filter,
             join_type,
+            unique: [false; 2],
             schema,
         };
         for side in 0..2 {
@@ -137,6 +147,15 @@ impl HashJoinOp {
             }
         }
         Ok(op)
+    }
+
+    /// Declares which sides have at most one row per join key, ever (see the module docs); an
+    /// outer join keeps every row (its padded rows depend on them).
+    pub fn with_unique(mut self, unique: [bool; 2]) -> HashJoinOp {
+        if self.join_type == JoinType::Inner {
+            self.unique = unique;
+        }
+        self
     }
 
     /// Whether rows of `side` without a match are NULL-padded into the output.
@@ -355,6 +374,10 @@ impl Operator for HashJoinOp {
                     }
                 }
             }
+            // A row whose partner is the only one its key will ever have is not kept.
+            if self.unique[other] && !others[*slot as usize].is_empty() {
+                continue;
+            }
             let (_, mult) = self.sides[this].rows.add_count(ctx, this_row, w)?;
             if self.filter.is_some() && self.pads(this) {
                 let matched = self.sides[this].matched.as_mut().expect("checked in new");
@@ -362,6 +385,16 @@ impl Operator for HashJoinOp {
                     matched.put(this_row, matches.to_be_bytes().to_vec());
                 } else {
                     matched.delete(this_row);
+                }
+            }
+        }
+
+        // The other side's rows that waited for this side's row of their key have found it,
+        // the only one their key will ever have: they are not needed any more.
+        if self.unique[this] {
+            for entries in &others {
+                for (key, _) in entries {
+                    self.sides[other].rows.delete(key);
                 }
             }
         }
@@ -415,8 +448,14 @@ impl Operator for HashJoinOp {
     }
 
     fn describe(&self) -> String {
+        let state = match self.unique {
+            [false, false] => "rows of both sides by key",
+            [true, false] => "rows of both sides by key; right rows only until their left row arrives",
+            [false, true] => "rows of both sides by key; left rows only until their right row arrives",
+            [true, true] => "rows of both sides by key; each row only until its partner arrives",
+        };
         format!(
-            "HashJoin ({}): on [{}] = [{}]{} (state: rows of both sides by key)",
+            "HashJoin ({}): on [{}] = [{}]{} (state: {state})",
             self.join_type,
             self.sides[0].keys.display.join(", "),
             self.sides[1].keys.display.join(", "),
