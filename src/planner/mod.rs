@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::query::provider::StoredTable;
 use crate::query::view_provider::ViewTable;
 
+mod chain;
 mod temporal;
 mod unique;
 
@@ -308,9 +309,10 @@ impl Builder {
                 // An inner join checks a unique side's filters on the joined rows.
                 let mut lifted = Vec::new();
                 let mut input = |side: &'_ LogicalPlan, unique: bool| -> Result<usize> {
-                    let lift = match j.join_type == JoinType::Inner && unique {
-                        true => unique::lifted_filters(side)?,
-                        false => None,
+                    let lift = if j.join_type == JoinType::Inner && unique {
+                        unique::lifted_filters(side)?
+                    } else {
+                        None
                     };
                     match lift {
                         Some((node, predicates)) => {

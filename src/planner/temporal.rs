@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use datafusion::datasource::source_as_provider;
-use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlan};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan};
 
-use super::{arrow_schema, unalias, Builder};
+use super::chain::{scan_chain, scan_table, trace_column};
+use super::{arrow_schema, Builder};
 use crate::dataflow::ops::temporal_join::{Stage, TableSide, TemporalJoinOp};
 use crate::dataflow::ops::Exprs;
 use crate::error::{Error, Result};
-use crate::query::provider::StoredTable;
 
 impl Builder {
     /// A join whose right side is a table read `FOR SYSTEM_TIME AS OF PROCTIME()` (`chain`: the
@@ -121,73 +120,12 @@ impl Builder {
 
 /// The table a scan reads `FOR SYSTEM_TIME AS OF PROCTIME()`, if it does.
 pub(super) fn temporal_table(scan: &datafusion::logical_expr::TableScan) -> Option<Arc<crate::catalog::Table>> {
-    let provider = source_as_provider(&scan.source).ok()?;
-    let t = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<StoredTable>()?;
-    t.is_temporal().then(|| t.table().clone())
-}
-
-/// The table (or stream) a scan reads, if it reads one.
-pub(super) fn scan_table(scan: &datafusion::logical_expr::TableScan) -> Option<Arc<crate::catalog::Table>> {
-    let provider = source_as_provider(&scan.source).ok()?;
-    let t = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<StoredTable>()?;
-    Some(t.table().clone())
+    scan_table(scan).and_then(|(table, temporal)| temporal.then_some(table))
 }
 
 /// `plan`'s nodes down to the scan of a table read `FOR SYSTEM_TIME AS OF PROCTIME()`, if it is
 /// such a scan under filters, projections and aliases only.
 pub(super) fn temporal_chain(plan: &LogicalPlan) -> Option<Vec<&LogicalPlan>> {
-    let mut chain = Vec::new();
-    let mut node = plan;
-    loop {
-        chain.push(node);
-        node = match node {
-            LogicalPlan::TableScan(scan) => return temporal_table(scan).map(|_| chain),
-            LogicalPlan::SubqueryAlias(a) => &a.input,
-            LogicalPlan::Filter(f) => &f.input,
-            LogicalPlan::Projection(p) => &p.input,
-            _ => return None,
-        };
-    }
-}
-
-/// The stored column (an index among all of the table's columns) that `e`, an expression over
-/// the top of `chain` (a plan's nodes down to a table's scan through filters, projections and
-/// aliases, as [`temporal_chain`] gives), passes on unchanged, if it does. An integer column
-/// widened to another integer type counts (the left value is narrowed to look it up).
-pub(super) fn trace_column(chain: &[&LogicalPlan], e: &Expr) -> Option<usize> {
-    let e = match unalias(e) {
-        Expr::Cast(c) => {
-            let inner = c.expr.get_type(chain[0].schema()).ok()?;
-            if !(inner.is_integer() && c.field.data_type().is_integer()) {
-                return None;
-            }
-            unalias(&c.expr)
-        }
-        other => other,
-    };
-    let Expr::Column(c) = e else { return None };
-    let mut pos = chain[0].schema().index_of_column(c).ok()?;
-    for node in chain {
-        match node {
-            LogicalPlan::Projection(p) => {
-                let Expr::Column(c) = unalias(p.expr.get(pos)?) else {
-                    return None;
-                };
-                pos = p.input.schema().index_of_column(c).ok()?;
-            }
-            LogicalPlan::TableScan(scan) => {
-                let table = scan_table(scan)?;
-                let visible = scan
-                    .projection
-                    .as_ref()
-                    .map(|p| p.get(pos).copied())
-                    .unwrap_or(Some(pos))?;
-                return (0..table.def.columns.len())
-                    .filter(|i| !table.def.columns[*i].hidden)
-                    .nth(visible);
-            }
-            _ => {}
-        }
-    }
-    None
+    let (chain, scan) = scan_chain(plan)?;
+    temporal_table(scan).map(|_| chain)
 }

@@ -11,28 +11,22 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Column;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
-use super::temporal::{scan_table, trace_column};
+use super::chain::{scan_chain, scan_table, trace_column};
 use crate::catalog::Layout;
 use crate::error::Result;
 
 /// True if `plan` yields at most one row per value of `keys` (expressions over its output),
 /// ever.
 pub(super) fn one_row_per_key(plan: &LogicalPlan, keys: &[Expr]) -> bool {
-    let mut chain = Vec::new();
-    let mut node = plan;
-    let table = loop {
-        chain.push(node);
-        node = match node {
-            LogicalPlan::TableScan(scan) => match scan_table(scan) {
-                Some(t) if scan.fetch.is_none() => break t,
-                _ => return false,
-            },
-            LogicalPlan::SubqueryAlias(a) => &a.input,
-            LogicalPlan::Filter(f) => &f.input,
-            LogicalPlan::Projection(p) => &p.input,
-            _ => return false,
-        };
+    let Some((chain, scan)) = scan_chain(plan) else {
+        return false;
     };
+    let Some((table, false)) = scan_table(scan) else {
+        return false;
+    };
+    if scan.fetch.is_some() {
+        return false;
+    }
     let def = &table.def;
     def.layout == Layout::Stream
         && !table.has_row_id()
