@@ -290,11 +290,12 @@ impl Entries {
         }
     }
 
-    /// The first `limit` entries whose rest starts with `prefix`, in order.
-    fn scan(&self, prefix: &[u8], limit: usize) -> Vec<&Member> {
+    /// The first `limit` entries whose rest starts with `prefix` and is at least `start` (not
+    /// less than `prefix`), in order.
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Vec<&Member> {
         match self {
             Entries::Few(v) => {
-                let from = v.partition_point(|p| p.rest() < prefix);
+                let from = v.partition_point(|p| p.rest() < start);
                 v[from..]
                     .iter()
                     .take_while(|p| p.rest().starts_with(prefix))
@@ -303,7 +304,7 @@ impl Entries {
             }
             Entries::Many(set) => set
                 .range::<KeySlice, _>((
-                    std::ops::Bound::Included(KeySlice::new(prefix)),
+                    std::ops::Bound::Included(KeySlice::new(start)),
                     std::ops::Bound::Unbounded,
                 ))
                 .take_while(|p| p.rest().starts_with(prefix))
@@ -462,12 +463,20 @@ impl Index {
 
     /// The first `limit` entries whose key starts with `prefix`, in key order (full keys).
     pub fn scan(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Option<&[u8]>)> {
+        self.scan_from(prefix, prefix, limit)
+    }
+
+    /// The first `limit` entries whose key starts with `prefix` and is at least `start` (a
+    /// key under `prefix`), in key order (full keys).
+    pub fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Vec<(Vec<u8>, Option<&[u8]>)> {
+        debug_assert!(start.starts_with(prefix));
         if let Some(glen) = self.declared_group(prefix) {
             let (group, rest_prefix) = prefix.split_at(glen);
+            let rest_start = &start[glen..];
             return match self.find(group) {
                 None => Vec::new(),
                 Some(Slot::One(p)) => {
-                    if p.rest().starts_with(rest_prefix) && limit > 0 {
+                    if p.rest().starts_with(rest_prefix) && p.rest() >= rest_start && limit > 0 {
                         vec![(p.key(group), p.value())]
                     } else {
                         Vec::new()
@@ -475,7 +484,7 @@ impl Index {
                 }
                 Some(Slot::Several(s)) => s
                     .entries
-                    .scan(rest_prefix, limit)
+                    .scan(rest_prefix, rest_start, limit)
                     .into_iter()
                     .map(|p| (p.key(group), p.value()))
                     .collect(),
@@ -489,7 +498,7 @@ impl Index {
                 Slot::Several(s) => out.extend(s.entries.iter().map(|p| (p.key(&s.group), p.value()))),
             }
         }
-        out.retain(|(k, _)| k.starts_with(prefix));
+        out.retain(|(k, _)| k.starts_with(prefix) && k.as_slice() >= start);
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out.truncate(limit);
         out
@@ -627,6 +636,23 @@ mod tests {
                     .map(|(k, v)| (k.clone(), v.as_deref()))
                     .collect();
                 assert_eq!(index.scan(prefix, limit), want, "prefix {prefix:?} at step {step}");
+                // From a key under the prefix on (the probe itself, or the prefix and a byte).
+                let mut start = probe.clone();
+                if rng.random_bool(0.3) {
+                    start.truncate(cut);
+                    start.push(rng.random_range(0..3u8));
+                }
+                let want: Vec<(Vec<u8>, Option<&[u8]>)> = model
+                    .range(start.clone()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.as_deref()))
+                    .collect();
+                assert_eq!(
+                    index.scan_from(prefix, &start, limit),
+                    want,
+                    "prefix {prefix:?} from {start:?} at step {step}"
+                );
             }
             let mut all = Vec::new();
             let Ok(()) = index.try_for_each(|g, r, v| {

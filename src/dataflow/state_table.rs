@@ -324,20 +324,33 @@ impl StateTable {
     /// prefix), merging this epoch's writes over the committed state lazily: O(limit), not
     /// O(state).
     pub fn scan_first(&self, ctx: &EpochContext, key_prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let dirty = self.dirty.scan(key_prefix, usize::MAX);
+        self.scan_from(ctx, key_prefix, key_prefix, limit)
+    }
+
+    /// The first `limit` entries under `key_prefix` whose key is at least `start` (a key
+    /// under `key_prefix`), in key order, as [`StateTable::scan_first`] reads them: a range
+    /// of one group without reading the entries before it.
+    pub fn scan_from(
+        &self,
+        ctx: &EpochContext,
+        key_prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let dirty = self.dirty.scan_from(key_prefix, start, usize::MAX);
         // Each dirty entry hides at most one stored entry.
         let stored_limit = limit.saturating_add(dirty.len());
         if self.loaded(ctx)? {
             if let Mirror::Loaded(Loaded { entries, .. }) = &*self.mirror.borrow() {
                 let stored = entries
-                    .scan(key_prefix, stored_limit)
+                    .scan_from(key_prefix, start, stored_limit)
                     .into_iter()
                     .filter_map(|(k, v)| v.map(|v| Ok((k, v.to_vec()))));
                 return merge(stored, dirty.into_iter(), limit);
             }
         }
         let end = keys::prefix_end(key_prefix);
-        let from = self.full(key_prefix);
+        let from = self.full(start);
         let to = match &end {
             Some(e) => self.full(e),
             None => self.prefix_end(),

@@ -9,7 +9,8 @@
 //! | Aggregate | `GroupAggregateOp` |
 //! | Join (inner / left / right / full, equi + extra condition) | `HashJoinOp` |
 //! | Join (left semi / anti, incl. null-aware NOT IN) | `SemiJoinOp` |
-//! | Join (left semi / anti with a non-equality condition) | `FilteredSemiJoinOp` |
+//! | Join (left semi / anti whose extra condition is one comparison of a left and a right value) | `ThresholdSemiJoinOp` |
+//! | Join (left semi / anti with another non-equality condition) | `FilteredSemiJoinOp` |
 //! | Join (inner / left) with a table read `FOR SYSTEM_TIME AS OF PROCTIME()` on the right | `TemporalJoinOp` |
 //! | Union | `UnionOp` |
 //! | Distinct | `DistinctOp` |
@@ -41,6 +42,7 @@ use crate::dataflow::ops::join::{HashJoinOp, JoinSide};
 use crate::dataflow::ops::project::ProjectOp;
 use crate::dataflow::ops::semi_join::SemiJoinOp;
 use crate::dataflow::ops::semi_join_filtered::{FilteredSemiJoinOp, FilteredSemiState};
+use crate::dataflow::ops::threshold_join::{ThresholdSemiJoinOp, ThresholdState};
 use crate::dataflow::ops::topn::{TopNOp, TopNSpec};
 use crate::dataflow::ops::union::UnionOp;
 use crate::dataflow::ops::Exprs;
@@ -50,6 +52,7 @@ use crate::query::view_provider::ViewTable;
 
 mod chain;
 mod temporal;
+mod threshold;
 mod unique;
 
 struct Builder {
@@ -78,7 +81,10 @@ struct Builder {
 /// shared too (a projection restores each one's column order).
 /// Version 5: the COUNT(DISTINCT)s of one argument (each with its own FILTER or none) keep one
 /// state entry per value for all of them (distinct families).
-pub const PLAN_VERSION: u32 = 5;
+/// Version 6: a semi / anti join whose condition besides its keys is one comparison of a left
+/// value with a right value keeps each key's right values and its left rows ordered by value
+/// (`ThresholdSemiJoinOp`), not every right row and each left row's match count.
+pub const PLAN_VERSION: u32 = 6;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -266,6 +272,29 @@ impl Builder {
                 let (lk, rk, key_types) = join_keys(j)?;
                 let schema = arrow_schema(&j.schema);
                 if let Some(f) = &j.filter {
+                    if self.version >= 6 {
+                        if let Some(c) = threshold::condition(f, j.left.schema(), j.right.schema())? {
+                            let state = ThresholdState {
+                                left_rows: self.state(0),
+                                right_values: self.state(1),
+                            };
+                            let op = ThresholdSemiJoinOp::new(
+                                j.join_type == JoinType::LeftAnti,
+                                Exprs::new(&lk, j.left.schema())?,
+                                Exprs::new(&rk, j.right.schema())?,
+                                key_types,
+                                (
+                                    Exprs::new(&[c.left], j.left.schema())?,
+                                    Exprs::new(&[c.right], j.right.schema())?,
+                                    c.value_type,
+                                ),
+                                c.comparison,
+                                state,
+                                arrow_schema(j.left.schema()),
+                            )?;
+                            return Ok(self.push(Box::new(op), vec![left, right], schema));
+                        }
+                    }
                     let joined = j.left.schema().join(j.right.schema())?;
                     let state = FilteredSemiState {
                         left_rows: self.state(0),

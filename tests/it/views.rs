@@ -101,6 +101,15 @@ const VIEWS: &[(&str, &str)] = &[
         "v_not_exists_cond",
         "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.t1_id = t1.id AND t2.w < t1.v)",
     ),
+    (
+        // Threshold joins (plan version 6): one comparison of a left and a right expression.
+        "v_exists_le",
+        "SELECT id, g FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.t1_id = t1.g AND t1.v <= t2.w - 5)",
+    ),
+    (
+        "v_not_exists_ge",
+        "SELECT id, v FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t1.g = t2.t1_id AND t1.v + 1 >= t2.w)",
+    ),
     ("v_in", "SELECT id FROM t1 WHERE g IN (SELECT t1_id FROM t2)"),
     (
         "v_not_exists",
@@ -358,6 +367,30 @@ async fn view_ddl_and_errors() {
     )
     .await;
     assert!(plan.iter().any(|l| l.contains("GroupAggregate")), "{plan:?}");
+    // A semi join on one comparison compares each left row with its key's threshold; with a
+    // second condition it pairs rows.
+    let plan = rows_of(
+        &c,
+        "EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT id FROM t1 WHERE EXISTS \
+         (SELECT 1 FROM t2 WHERE t2.t1_id = t1.g AND t2.w > t1.v)",
+    )
+    .await;
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("SemiJoin") && l.contains("where t1.v < the greatest __correlated_sq_1.w")),
+        "{plan:?}"
+    );
+    let plan = rows_of(
+        &c,
+        "EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT id FROM t1 WHERE EXISTS \
+         (SELECT 1 FROM t2 WHERE t2.t1_id = t1.g AND t2.w > t1.v AND t2.w < t1.v + 50)",
+    )
+    .await;
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("SemiJoin") && l.contains("match counts")),
+        "{plan:?}"
+    );
     c.batch_execute("DROP MATERIALIZED VIEW a CASCADE").await.unwrap();
     assert!(rows_of(&c, "SHOW MATERIALIZED VIEWS").await.is_empty());
     c.batch_execute("DROP TABLE t1").await.unwrap();

@@ -12,6 +12,7 @@ pub mod semi_join_filtered;
 pub mod temporal_join;
 #[cfg(test)]
 pub mod testing;
+pub mod threshold_join;
 pub mod topn;
 pub mod union;
 

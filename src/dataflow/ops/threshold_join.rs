@@ -1,0 +1,508 @@
+//! `ThresholdSemiJoinOp`: a semi or anti join whose condition besides the equality keys is one
+//! comparison of a left value with a right value, e.g. q5 of Nexmark's
+//! `JOIN (SELECT max(num) AS maxn, .. GROUP BY starttime) m ON a.starttime = m.starttime
+//! AND a.num >= m.maxn` when only the left side's columns are selected, or
+//! `WHERE l.v > (SELECT min(r.v) FROM r WHERE r.k = l.k)`.
+//!
+//! Whether a right row of the same key matches a left row `l` is `l.v OP r.v`, so a left row
+//! belongs to the semi join's output exactly when it passes the key's *threshold*: the least
+//! right value for `>` / `>=` (some right value is below `l.v` iff the least is), the greatest
+//! for `<` / `<=`. The state keeps each key's right values, ordered so that its threshold is
+//! the key's first entry, and the left rows of each key ordered by their compared value. A
+//! left change is checked against its key's threshold (one lookup); a right change that moves
+//! a key's threshold from `t1` to `t2` flips only the left rows whose value lies between the
+//! two, found by a range scan. [`super::semi_join_filtered::FilteredSemiJoinOp`], which handles
+//! any condition, pairs a right change with every left row of its key instead: for q5 that is
+//! every auction of a window, each time the window's maximum moves.
+//!
+//! Compared values are row-encoded (`RowCodec`: byte order is value order), so only types whose
+//! encoding is fixed-width and whose order is SQL's are taken (integers, decimals, dates, times
+//! and timestamps; not floats, whose encoding orders -0 before 0). NULL keys and NULL values
+//! never match: such left rows are never in a semi join's output and always in an anti join's,
+//! and need no state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::logical_expr::Operator as CmpOp;
+
+use super::join::row_key as prefixed;
+use super::Exprs;
+use crate::dataflow::changes::Changes;
+use crate::dataflow::operator::{decode_i64, EpochContext, Operator, StateTable};
+use crate::error::{Error, Result};
+use crate::state::row_codec::RowCodec;
+
+/// Left rows read per range scan step when a threshold moves.
+const SCAN_STEP: usize = 256;
+
+/// How a left value is compared with its key's right values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Comparison {
+    /// `left > right` or `left >= right` (the threshold is the least right value); otherwise
+    /// `<` or `<=` (the greatest).
+    pub above: bool,
+    /// `>` or `<` (not `>=` / `<=`).
+    pub strict: bool,
+}
+
+impl Comparison {
+    /// The comparison `left op right`; None for an operator that is not an ordering.
+    pub fn of(op: CmpOp) -> Option<Comparison> {
+        let (above, strict) = match op {
+            CmpOp::Gt => (true, true),
+            CmpOp::GtEq => (true, false),
+            CmpOp::Lt => (false, true),
+            CmpOp::LtEq => (false, false),
+            _ => return None,
+        };
+        Some(Comparison { above, strict })
+    }
+
+    /// Whether encoded left value `v` passes encoded threshold `t`.
+    fn passes(self, v: &[u8], t: &[u8]) -> bool {
+        match (self.above, self.strict) {
+            (true, true) => v > t,
+            (true, false) => v >= t,
+            (false, true) => v < t,
+            (false, false) => v <= t,
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        match (self.above, self.strict) {
+            (true, true) => ">",
+            (true, false) => ">=",
+            (false, true) => "<",
+            (false, false) => "<=",
+        }
+    }
+}
+
+/// Whether values of type `t` can be compared by their row encoding (see the module docs).
+pub fn comparable(t: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        t,
+        Int8 | Int16
+            | Int32
+            | Int64
+            | UInt8
+            | UInt16
+            | UInt32
+            | UInt64
+            | Decimal128(..)
+            | Decimal256(..)
+            | Date32
+            | Date64
+            | Time32(_)
+            | Time64(_)
+            | Timestamp(..)
+    )
+}
+
+/// The state of a [`ThresholdSemiJoinOp`].
+pub struct ThresholdState {
+    /// (key, left value, left row) → multiplicity, for left rows whose key and value are not
+    /// NULL.
+    pub left_rows: StateTable,
+    /// (key, right value) → multiplicity; the value's bytes are complemented when the
+    /// threshold is the greatest, so that a key's first entry is always its threshold.
+    pub right_values: StateTable,
+}
+
+pub struct ThresholdSemiJoinOp {
+    anti: bool,
+    left_keys: Exprs,
+    right_keys: Exprs,
+    key_types: Vec<DataType>,
+    key_codec: RowCodec,
+    /// The compared left and right values (one expression each, of one type).
+    left_value: Exprs,
+    right_value: Exprs,
+    value_codec: RowCodec,
+    /// Bytes of an encoded value.
+    value_len: usize,
+    comparison: Comparison,
+    left_codec: RowCodec,
+    state: ThresholdState,
+    /// The output (the left side's) schema.
+    schema: SchemaRef,
+}
+
+/// Row-encoded values of one expression per row (None where NULL).
+struct Encoded {
+    rows: datafusion::arrow::row::Rows,
+    nulls: Vec<bool>,
+}
+
+impl Encoded {
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        (!self.nulls[i]).then(|| self.rows.row(i).data())
+    }
+}
+
+impl ThresholdSemiJoinOp {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        anti: bool,
+        left_keys: Exprs,
+        right_keys: Exprs,
+        key_types: Vec<DataType>,
+        (left_value, right_value, value_type): (Exprs, Exprs, DataType),
+        comparison: Comparison,
+        state: ThresholdState,
+        left: SchemaRef,
+    ) -> Result<ThresholdSemiJoinOp> {
+        if !comparable(&value_type) {
+            return Err(Error::internal(format!(
+                "a threshold join cannot compare values of type {value_type}"
+            )));
+        }
+        let value_codec = RowCodec::new(std::slice::from_ref(&value_type))?;
+        // Fixed-width types encode every value, NULL or not, in as many bytes.
+        let value_len = value_codec
+            .encode(&[new_null_array(&value_type, 1)])?
+            .row(0)
+            .data()
+            .len();
+        let types: Vec<DataType> = left.fields().iter().map(|f| f.data_type().clone()).collect();
+        Ok(ThresholdSemiJoinOp {
+            anti,
+            key_codec: RowCodec::new(&key_types)?,
+            left_keys,
+            right_keys,
+            key_types,
+            left_value,
+            right_value,
+            value_codec,
+            value_len,
+            comparison,
+            left_codec: RowCodec::new(&types)?,
+            state,
+            schema: left,
+        })
+    }
+
+    /// Row-encoded keys of `data` (None for a NULL key).
+    fn keys(&self, exprs: &Exprs, data: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>> {
+        let cols = super::cast_columns(&exprs.eval(data)?, &self.key_types)?;
+        let rows = self.key_codec.encode(&cols)?;
+        Ok((0..data.num_rows())
+            .map(|i| (!cols.iter().any(|c| c.is_null(i))).then(|| rows.row(i).as_ref().to_vec()))
+            .collect())
+    }
+
+    fn values(&self, exprs: &Exprs, data: &RecordBatch) -> Result<Encoded> {
+        let col = exprs
+            .eval(data)?
+            .pop()
+            .ok_or_else(|| Error::internal("a threshold join without its compared value"))?;
+        let nulls = (0..col.len()).map(|i| col.is_null(i)).collect();
+        Ok(Encoded {
+            rows: self.value_codec.encode(&[col])?,
+            nulls,
+        })
+    }
+
+    /// A right value as stored: complemented when the threshold is the greatest.
+    fn stored_value(&self, v: &[u8]) -> Vec<u8> {
+        if self.comparison.above {
+            v.to_vec()
+        } else {
+            v.iter().map(|b| !b).collect()
+        }
+    }
+
+    /// Key `k`'s threshold (encoded as left values are), None if it has no right value.
+    fn threshold(&self, ctx: &EpochContext, k: &[u8]) -> Result<Option<Vec<u8>>> {
+        let prefix = prefixed(k, &[]);
+        Ok(self
+            .state
+            .right_values
+            .first_under(ctx, &prefix)?
+            .map(|(key, _)| self.stored_value(&key[prefix.len()..])))
+    }
+
+    fn member(&self, passes: bool) -> bool {
+        passes != self.anti
+    }
+
+    fn left_change(&mut self, data: &RecordBatch, weights: &[i64], ctx: &EpochContext) -> Result<Changes> {
+        let keys = self.keys(&self.left_keys, data)?;
+        let values = self.values(&self.left_value, data)?;
+        let rows = self.left_codec.encode(data.columns())?;
+        let mut thresholds: HashMap<&[u8], Option<Vec<u8>>> = HashMap::new();
+        let mut out_idx = Vec::new();
+        let mut out_w = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let (Some(k), Some(v)) = (key, values.get(i)) else {
+                // A NULL key or value matches no right row, now or later.
+                if self.anti {
+                    out_idx.push(i as u32);
+                    out_w.push(weights[i]);
+                }
+                continue;
+            };
+            if !thresholds.contains_key(k.as_slice()) {
+                let t = self.threshold(ctx, k)?;
+                thresholds.insert(k, t);
+            }
+            let passes = thresholds[k.as_slice()]
+                .as_deref()
+                .is_some_and(|t| self.comparison.passes(v, t));
+            if self.member(passes) {
+                out_idx.push(i as u32);
+                out_w.push(weights[i]);
+            }
+            let sk = prefixed(k, &[v, rows.row(i).as_ref()].concat());
+            self.state.left_rows.add_count(ctx, &sk, weights[i])?;
+        }
+        let idx = UInt32Array::from(out_idx);
+        let cols: Vec<ArrayRef> = data
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &idx, None))
+            .collect::<std::result::Result<_, _>>()?;
+        let batch = RecordBatch::try_new_with_options(
+            Arc::new(super::project::relaxed(&self.schema)),
+            cols,
+            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(idx.len())),
+        )?;
+        Changes::new(batch, out_w)
+    }
+
+    fn right_change(&mut self, data: &RecordBatch, weights: &[i64], ctx: &EpochContext) -> Result<Changes> {
+        let keys = self.keys(&self.right_keys, data)?;
+        let values = self.values(&self.right_value, data)?;
+        // Each key's threshold before this change, then its right values updated.
+        let mut before: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut seen: HashMap<Vec<u8>, ()> = HashMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            let (Some(k), Some(v)) = (key, values.get(i)) else {
+                continue;
+            };
+            if seen.insert(k.clone(), ()).is_none() {
+                before.push((k.clone(), self.threshold(ctx, k)?));
+            }
+            let sk = prefixed(k, &self.stored_value(v));
+            self.state.right_values.add_count(ctx, &sk, weights[i])?;
+        }
+        let mut out_rows: Vec<Vec<u8>> = Vec::new();
+        let mut out_w = Vec::new();
+        for (k, old) in before {
+            let new = self.threshold(ctx, &k)?;
+            if old == new {
+                continue;
+            }
+            // The left values whose outcome may differ lie between the two thresholds (from
+            // one end of the key's values when the key had or has no threshold).
+            let (lo, hi) = match (&old, &new) {
+                (Some(a), Some(b)) => (Some(a.min(b).clone()), Some(a.max(b).clone())),
+                (Some(t), None) | (None, Some(t)) if self.comparison.above => (Some(t.clone()), None),
+                (Some(t), None) | (None, Some(t)) => (None, Some(t.clone())),
+                (None, None) => unreachable!("the thresholds differ"),
+            };
+            let prefix = prefixed(&k, &[]);
+            let mut start = prefixed(&k, lo.as_deref().unwrap_or(&[]));
+            'scan: loop {
+                let entries = self.state.left_rows.scan_from(ctx, &prefix, &start, SCAN_STEP)?;
+                let full = entries.len() == SCAN_STEP;
+                for (sk, mult) in &entries {
+                    let rest = &sk[prefix.len()..];
+                    let (v, row) = rest.split_at(self.value_len);
+                    if hi.as_deref().is_some_and(|h| v > h) {
+                        break 'scan;
+                    }
+                    let was = self.member(old.as_deref().is_some_and(|t| self.comparison.passes(v, t)));
+                    let is = self.member(new.as_deref().is_some_and(|t| self.comparison.passes(v, t)));
+                    if was != is {
+                        out_rows.push(row.to_vec());
+                        out_w.push((is as i64 - was as i64) * decode_i64(mult));
+                    }
+                }
+                match entries.last() {
+                    Some((last, _)) if full => {
+                        start = last.clone();
+                        start.push(0);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if out_rows.is_empty() {
+            return Ok(Changes::empty(self.schema.clone()));
+        }
+        let cols = self.left_codec.decode(out_rows.iter().map(|r| r.as_slice()))?;
+        let batch = RecordBatch::try_new(Arc::new(super::project::relaxed(&self.schema)), cols)?;
+        Changes::new(batch, out_w)
+    }
+}
+
+impl Operator for ThresholdSemiJoinOp {
+    fn process(&mut self, port: usize, input: Changes, ctx: &EpochContext) -> Result<Changes> {
+        let input = input.consolidate()?;
+        if input.is_empty() {
+            return Ok(Changes::empty(self.schema.clone()));
+        }
+        let data = input.data();
+        let weights = input.weights().values().to_vec();
+        if port == 0 {
+            self.left_change(&data, &weights, ctx)
+        } else {
+            self.right_change(&data, &weights, ctx)
+        }
+    }
+
+    fn state_tables(&mut self) -> Vec<&mut StateTable> {
+        let s = &mut self.state;
+        vec![&mut s.left_rows, &mut s.right_values]
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}Join: on [{}] = [{}], where {} {} the {} {} of the key (state: left rows by key ordered by {}; right values by key)",
+            if self.anti { "Anti" } else { "Semi" },
+            self.left_keys.display.join(", "),
+            self.right_keys.display.join(", "),
+            self.left_value.display.join(""),
+            self.comparison.symbol(),
+            if self.comparison.above { "least" } else { "greatest" },
+            self.right_value.display.join(""),
+            self.left_value.display.join(""),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataflow::ops::semi_join_filtered::{FilteredSemiJoinOp, FilteredSemiState};
+    use crate::dataflow::ops::testing::RandomBag;
+    use crate::state::memory::MemoryStore;
+    use crate::state::{StateStore, WriteBatch};
+    use datafusion::common::DFSchema;
+    use datafusion::logical_expr::{binary_expr, col};
+    use std::collections::BTreeMap;
+
+    fn schema(q: &str) -> DFSchema {
+        DFSchema::try_from_qualified_schema(q, RandomBag::schema().as_ref()).expect("a schema")
+    }
+
+    /// Runs both ports of `op` for one epoch and commits its state; returns its output.
+    fn epoch(op: &mut dyn Operator, store: &Arc<MemoryStore>, e: u64, left: Changes, right: Changes) -> Changes {
+        let ctx = EpochContext {
+            snapshot: store.snapshot(),
+            store: store.clone(),
+            epoch: e,
+        };
+        let a = op.process(0, left, &ctx).expect("left changes");
+        let b = op.process(1, right, &ctx).expect("right changes");
+        let mut batch = WriteBatch::default();
+        for t in op.state_tables() {
+            t.flush(&ctx, &mut batch).expect("flush");
+        }
+        store.commit(batch, false).expect("commit");
+        Changes::concat(&RandomBag::schema(), &[a, b]).expect("one schema")
+    }
+
+    fn apply(view: &mut BTreeMap<(i64, i64), i64>, c: &Changes) {
+        let rows = c.data();
+        let g = rows
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap();
+        let v = rows
+            .column(1)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap();
+        for (i, w) in c.weights().values().iter().enumerate() {
+            *view.entry((g.value(i), v.value(i))).or_default() += w;
+        }
+        view.retain(|_, n| *n != 0);
+    }
+
+    /// Random changes on both sides, every operator and anti-ness: the view the threshold join
+    /// maintains is the one the general filtered semi join maintains, and what the definition
+    /// gives over the final bags.
+    #[test]
+    fn maintains_what_the_filtered_semi_join_maintains() {
+        for (seed, op) in [CmpOp::Gt, CmpOp::GtEq, CmpOp::Lt, CmpOp::LtEq].into_iter().enumerate() {
+            for anti in [false, true] {
+                let (l, r) = (schema("l"), schema("r"));
+                let joined = l.join(&r).unwrap();
+                let exprs = |e: &[datafusion::logical_expr::Expr], s: &DFSchema| Exprs::new(e, s).unwrap();
+                let threshold = ThresholdSemiJoinOp::new(
+                    anti,
+                    exprs(&[col("l.g")], &l),
+                    exprs(&[col("r.g")], &r),
+                    vec![DataType::Int64],
+                    (exprs(&[col("l.v")], &l), exprs(&[col("r.v")], &r), DataType::Int64),
+                    Comparison::of(op).unwrap(),
+                    ThresholdState {
+                        left_rows: StateTable::new(1, 1, 0),
+                        right_values: StateTable::new(1, 1, 1),
+                    },
+                    RandomBag::schema(),
+                )
+                .unwrap();
+                let filtered = FilteredSemiJoinOp::new(
+                    anti,
+                    exprs(&[col("l.g")], &l),
+                    exprs(&[col("r.g")], &r),
+                    vec![DataType::Int64],
+                    exprs(&[binary_expr(col("l.v"), op, col("r.v"))], &joined),
+                    FilteredSemiState {
+                        left_rows: StateTable::new(2, 1, 0),
+                        left_matched: StateTable::new(2, 1, 1),
+                        right_rows: StateTable::new(2, 1, 2),
+                    },
+                    RandomBag::schema(),
+                    RandomBag::schema(),
+                )
+                .unwrap();
+                let (mut a, mut b): (Box<dyn Operator>, Box<dyn Operator>) = (Box::new(threshold), Box::new(filtered));
+                let store = Arc::new(MemoryStore::default());
+                let mut left = RandomBag::new(seed as u64 * 2 + anti as u64, 4, 12);
+                let mut right = RandomBag::new(100 + seed as u64, 4, 12);
+                let (mut va, mut vb) = (BTreeMap::new(), BTreeMap::new());
+                for e in 1..300u64 {
+                    let lc = left.changes();
+                    // Some epochs change the left side only.
+                    let rc = if e % 3 == 0 {
+                        Changes::empty(RandomBag::schema())
+                    } else {
+                        right.changes()
+                    };
+                    apply(&mut va, &epoch(a.as_mut(), &store, e, lc.clone(), rc.clone()));
+                    apply(&mut vb, &epoch(b.as_mut(), &store, e, lc, rc));
+                    assert_eq!(va, vb, "{op} anti {anti} epoch {e}");
+                }
+                // And the definition over the final bags.
+                let want: BTreeMap<(i64, i64), i64> = left
+                    .rows
+                    .iter()
+                    .filter(|((g, v), _)| {
+                        let hit = right.rows.keys().any(|(rg, rv)| {
+                            rg == g
+                                && match op {
+                                    CmpOp::Gt => v > rv,
+                                    CmpOp::GtEq => v >= rv,
+                                    CmpOp::Lt => v < rv,
+                                    _ => v <= rv,
+                                }
+                        });
+                        hit != anti
+                    })
+                    .map(|(k, n)| (*k, *n))
+                    .collect();
+                assert_eq!(va, want, "{op} anti {anti}");
+            }
+        }
+    }
+}
