@@ -279,10 +279,15 @@ fn main() {
         body.push_str(&format!("\nNo dbsp circuit yet for: {}.\n", missing.join(", ")));
     }
     println!("{body}");
+    // The command that reproduces the table (the event count when it is not the default).
+    let command = match std::env::var("FRESHET_BENCH_EVENTS") {
+        Ok(n) if n.trim() != "1000000" => format!("FRESHET_BENCH_EVENTS={} cargo bench --bench nexmark", n.trim()),
+        _ => "cargo bench --bench nexmark".to_string(),
+    };
     common::write_section(
         "nexmark",
         "Nexmark: queries as materialized views over the generator",
-        "cargo bench --bench nexmark",
+        &command,
         &body,
     );
 }

@@ -83,23 +83,47 @@ impl Freshet {
         f
     }
 
+    /// Starts the server on the data directory. A server that exits at once (a port taken
+    /// between `free_port` and its bind: two `free_port`s may even answer the same port) is
+    /// started again on new ports, up to three times.
     pub fn launch(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-            .arg("server")
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--pg-listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start freshet");
-        self.child = Some(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(60), "freshet did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        for attempt in 1..=3 {
+            let http = std::iter::repeat_with(free_port)
+                .find(|p| *p != self.port)
+                .expect("a port");
+            let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+                .arg("server")
+                .arg("--data-dir")
+                .arg(&self.data)
+                .args(["--pg-listen", &format!("127.0.0.1:{}", self.port)])
+                .args(["--http-listen", &format!("127.0.0.1:{http}")])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start freshet");
+            let start = Instant::now();
+            let exited = loop {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    break None;
+                }
+                if let Some(status) = child.try_wait().expect("the server's status") {
+                    break Some(status);
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "freshet did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            match exited {
+                None => {
+                    self.child = Some(child);
+                    return;
+                }
+                Some(status) if attempt < 3 => {
+                    eprintln!("freshet exited at start ({status}); starting it again on other ports");
+                    self.port = free_port();
+                }
+                Some(status) => panic!("freshet exited at start ({status})"),
+            }
         }
     }
 
