@@ -21,7 +21,7 @@
 //! never match: such left rows are never in a semi join's output and always in an anti join's,
 //! and need no state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, UInt32Array};
@@ -280,12 +280,12 @@ impl ThresholdSemiJoinOp {
         let values = self.values(&self.right_value, data)?;
         // Each key's threshold before this change, then its right values updated.
         let mut before: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-        let mut seen: HashMap<Vec<u8>, ()> = HashMap::new();
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
         for (i, key) in keys.iter().enumerate() {
             let (Some(k), Some(v)) = (key, values.get(i)) else {
                 continue;
             };
-            if seen.insert(k.clone(), ()).is_none() {
+            if seen.insert(k.clone()) {
                 before.push((k.clone(), self.threshold(ctx, k)?));
             }
             let sk = prefixed(k, &self.stored_value(v));
