@@ -139,3 +139,56 @@ pub fn consolidate_encoded(rows: &datafusion::arrow::row::Rows, weights: &[i64])
     order.retain(|(_, w)| *w != 0);
     order
 }
+
+/// Row-encoded keys of `data`: `exprs` cast to `types` and encoded by `codec`; None where a
+/// key column is NULL (such a key matches nothing in a join).
+pub fn encoded_keys(
+    exprs: &Exprs,
+    types: &[datafusion::arrow::datatypes::DataType],
+    codec: &crate::state::row_codec::RowCodec,
+    data: &RecordBatch,
+) -> Result<Vec<Option<Vec<u8>>>> {
+    use datafusion::arrow::array::Array;
+    let cols = cast_columns(&exprs.eval(data)?, types)?;
+    let rows = codec.encode(&cols)?;
+    Ok((0..data.num_rows())
+        .map(|i| (!cols.iter().any(|c| c.is_null(i))).then(|| rows.row(i).as_ref().to_vec()))
+        .collect())
+}
+
+/// Rows `idx` of `data`, with `weights`, as changes of `schema` (its columns nullable).
+pub fn take_rows(
+    data: &RecordBatch,
+    idx: Vec<u32>,
+    weights: Vec<i64>,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<crate::dataflow::changes::Changes> {
+    let idx = datafusion::arrow::array::UInt32Array::from(idx);
+    let cols: Vec<ArrayRef> = data
+        .columns()
+        .iter()
+        .map(|c| datafusion::arrow::compute::take(c.as_ref(), &idx, None))
+        .collect::<std::result::Result<_, _>>()?;
+    let batch = RecordBatch::try_new_with_options(
+        Arc::new(project::relaxed(schema)),
+        cols,
+        &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(idx.len())),
+    )?;
+    crate::dataflow::changes::Changes::new(batch, weights)
+}
+
+/// Rows encoded by `codec`, decoded, with `weights`, as changes of `schema` (its columns
+/// nullable).
+pub fn decoded_rows(
+    codec: &crate::state::row_codec::RowCodec,
+    rows: &[Vec<u8>],
+    weights: Vec<i64>,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<crate::dataflow::changes::Changes> {
+    if rows.is_empty() {
+        return Ok(crate::dataflow::changes::Changes::empty(schema.clone()));
+    }
+    let cols = codec.decode(rows.iter().map(|r| r.as_slice()))?;
+    let batch = RecordBatch::try_new(Arc::new(project::relaxed(schema)), cols)?;
+    crate::dataflow::changes::Changes::new(batch, weights)
+}

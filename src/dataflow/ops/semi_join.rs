@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 
 use super::Exprs;
@@ -161,18 +160,7 @@ impl Operator for SemiJoinOp {
                 sk.extend_from_slice(rows.row(i as usize).as_ref());
                 self.left_rows.add_count(ctx, &sk, w)?;
             }
-            let idx = UInt32Array::from(idx);
-            let cols: Vec<ArrayRef> = data
-                .columns()
-                .iter()
-                .map(|c| take(c.as_ref(), &idx, None))
-                .collect::<std::result::Result<_, _>>()?;
-            let batch = RecordBatch::try_new_with_options(
-                Arc::new(super::project::relaxed(&self.schema)),
-                cols,
-                &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(idx.len())),
-            )?;
-            return Changes::new(batch, out_w);
+            return super::take_rows(&data, idx, out_w, &self.schema);
         }
         // Right side: net change per key, then the left rows whose membership flips.
         let (keys, n) = self.keys_of(&self.right_keys, &data)?;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 
@@ -84,11 +84,7 @@ impl FilteredSemiJoinOp {
 
     /// Row-encoded keys of `data` (None for a NULL key).
     fn keys(&self, exprs: &Exprs, data: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>> {
-        let cols = super::cast_columns(&exprs.eval(data)?, &self.key_types)?;
-        let rows = self.key_codec.encode(&cols)?;
-        Ok((0..data.num_rows())
-            .map(|i| (!cols.iter().any(|c| c.is_null(i))).then(|| rows.row(i).as_ref().to_vec()))
-            .collect())
+        super::encoded_keys(exprs, &self.key_types, &self.key_codec, data)
     }
 
     /// The condition over pairs given as left and right columns (NULL counts as false).
@@ -105,15 +101,6 @@ impl FilteredSemiJoinOp {
             (false, false) => matches > 0,
             (true, false) => matches <= 0,
         }
-    }
-
-    fn emit_rows(&self, rows: &[Vec<u8>], weights: Vec<i64>) -> Result<Changes> {
-        if rows.is_empty() {
-            return Ok(Changes::empty(self.schema.clone()));
-        }
-        let cols = self.left_codec.decode(rows.iter().map(|r| r.as_slice()))?;
-        let batch = RecordBatch::try_new(Arc::new(super::project::relaxed(&self.schema)), cols)?;
-        Changes::new(batch, weights)
     }
 
     fn left_change(&mut self, data: &RecordBatch, weights: &[i64], ctx: &EpochContext) -> Result<Changes> {
@@ -165,18 +152,7 @@ impl FilteredSemiJoinOp {
                 self.state.left_matched.delete(&sk);
             }
         }
-        let idx = UInt32Array::from(out_idx);
-        let cols: Vec<ArrayRef> = data
-            .columns()
-            .iter()
-            .map(|c| take(c.as_ref(), &idx, None))
-            .collect::<std::result::Result<_, _>>()?;
-        let batch = RecordBatch::try_new_with_options(
-            Arc::new(super::project::relaxed(&self.schema)),
-            cols,
-            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(idx.len())),
-        )?;
-        Changes::new(batch, out_w)
+        super::take_rows(data, out_idx, out_w, &self.schema)
     }
 
     fn right_change(&mut self, data: &RecordBatch, weights: &[i64], ctx: &EpochContext) -> Result<Changes> {
@@ -224,7 +200,7 @@ impl FilteredSemiJoinOp {
                 out_w.push(d * mult);
             }
         }
-        self.emit_rows(&out_rows, out_w)
+        super::decoded_rows(&self.left_codec, &out_rows, out_w, &self.schema)
     }
 }
 

@@ -22,10 +22,8 @@
 //! and need no state.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
-use datafusion::arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{new_null_array, Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::Operator as CmpOp;
 
@@ -189,11 +187,7 @@ impl ThresholdSemiJoinOp {
 
     /// Row-encoded keys of `data` (None for a NULL key).
     fn keys(&self, exprs: &Exprs, data: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>> {
-        let cols = super::cast_columns(&exprs.eval(data)?, &self.key_types)?;
-        let rows = self.key_codec.encode(&cols)?;
-        Ok((0..data.num_rows())
-            .map(|i| (!cols.iter().any(|c| c.is_null(i))).then(|| rows.row(i).as_ref().to_vec()))
-            .collect())
+        super::encoded_keys(exprs, &self.key_types, &self.key_codec, data)
     }
 
     fn values(&self, exprs: &Exprs, data: &RecordBatch) -> Result<Encoded> {
@@ -261,18 +255,7 @@ impl ThresholdSemiJoinOp {
             let sk = prefixed(k, &[v, rows.row(i).as_ref()].concat());
             self.state.left_rows.add_count(ctx, &sk, weights[i])?;
         }
-        let idx = UInt32Array::from(out_idx);
-        let cols: Vec<ArrayRef> = data
-            .columns()
-            .iter()
-            .map(|c| take(c.as_ref(), &idx, None))
-            .collect::<std::result::Result<_, _>>()?;
-        let batch = RecordBatch::try_new_with_options(
-            Arc::new(super::project::relaxed(&self.schema)),
-            cols,
-            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(idx.len())),
-        )?;
-        Changes::new(batch, out_w)
+        super::take_rows(data, out_idx, out_w, &self.schema)
     }
 
     fn right_change(&mut self, data: &RecordBatch, weights: &[i64], ctx: &EpochContext) -> Result<Changes> {
@@ -333,12 +316,7 @@ impl ThresholdSemiJoinOp {
                 }
             }
         }
-        if out_rows.is_empty() {
-            return Ok(Changes::empty(self.schema.clone()));
-        }
-        let cols = self.left_codec.decode(out_rows.iter().map(|r| r.as_slice()))?;
-        let batch = RecordBatch::try_new(Arc::new(super::project::relaxed(&self.schema)), cols)?;
-        Changes::new(batch, out_w)
+        super::decoded_rows(&self.left_codec, &out_rows, out_w, &self.schema)
     }
 }
 
@@ -387,6 +365,7 @@ mod tests {
     use datafusion::common::DFSchema;
     use datafusion::logical_expr::{binary_expr, col};
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     fn schema(q: &str) -> DFSchema {
         DFSchema::try_from_qualified_schema(q, RandomBag::schema().as_ref()).expect("a schema")
