@@ -48,6 +48,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     let _ = pg_task.await;
     let _ = http_task.await;
     db.sources.stop_all().await;
+    db.coordinator.shutdown().await;
     Ok(())
 }
 

@@ -167,6 +167,15 @@ pub struct DdlChange {
     pub dropped_views: Vec<u32>,
 }
 
+/// What the coordinator thread is asked to do.
+// Nearly every message is a commit: boxing it would add an allocation per commit for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Request {
+    Commit(CommitRequest),
+    /// Commit what was queued before, then stop (see [`Coordinator::shutdown`]).
+    Stop,
+}
+
 struct CommitRequest {
     snapshot_epoch: Epoch,
     writes: TxnWrites,
@@ -198,9 +207,11 @@ impl Drop for SnapshotGuard {
 
 /// Handle to the commit coordinator (cheap to clone via `Arc`).
 pub struct Coordinator {
-    queue: mpsc::UnboundedSender<CommitRequest>,
+    queue: mpsc::UnboundedSender<Request>,
     current: Arc<RwLock<Arc<Committed>>>,
     open: Arc<OpenSnapshots>,
+    /// The coordinator thread, until [`Coordinator::shutdown`] joins it.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Coordinator {
@@ -255,7 +266,7 @@ impl Coordinator {
             views: views.into_iter().map(|v| (v.view, v)).collect(),
             history,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("freshet-commit".into())
             .spawn(move || worker.run(rx))
             .map_err(|e| Error::io("cannot start the commit thread", e))?;
@@ -263,7 +274,22 @@ impl Coordinator {
             queue: tx,
             current,
             open,
+            thread: Mutex::new(Some(thread)),
         }))
+    }
+
+    /// Commits the transactions already queued, then stops the coordinator thread and waits
+    /// for it, so that nothing writes to the store any more (later commits fail: "the commit
+    /// coordinator has stopped"); then lets the store finish its background work. A process
+    /// that exits while the thread or the store's background jobs still run aborts in RocksDB.
+    pub async fn shutdown(&self) {
+        let Some(thread) = self.thread.lock().expect("lock").take() else {
+            return;
+        };
+        let _ = self.queue.send(Request::Stop);
+        if tokio::task::spawn_blocking(move || thread.join()).await.is_err() {
+            tracing::error!("the commit thread did not stop cleanly");
+        }
     }
 
     /// The latest committed epoch.
@@ -287,12 +313,12 @@ impl Coordinator {
     pub async fn commit(&self, snapshot_epoch: Epoch, writes: TxnWrites, ddl: Option<DdlChange>) -> Result<Epoch> {
         let (reply, rx) = oneshot::channel();
         self.queue
-            .send(CommitRequest {
+            .send(Request::Commit(CommitRequest {
                 snapshot_epoch,
                 writes,
                 ddl,
                 reply,
-            })
+            }))
             .map_err(|_| Error::internal("the commit coordinator has stopped"))?;
         rx.await
             .map_err(|_| Error::internal("the commit coordinator has stopped"))?
@@ -314,12 +340,20 @@ struct Worker {
 const MAX_GROUP: usize = 1024;
 
 impl Worker {
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<CommitRequest>) {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let mut stopping = false;
         while let Some(first) = rx.blocking_recv() {
+            let Request::Commit(first) = first else {
+                break;
+            };
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(r) => group.push(r),
+                    Ok(Request::Commit(r)) => group.push(r),
+                    Ok(Request::Stop) => {
+                        stopping = true;
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
@@ -332,7 +366,14 @@ impl Worker {
                     v.abort();
                 }
             }
+            if stopping {
+                break;
+            }
         }
+        // Requests still queued get "the coordinator has stopped" when `rx` drops.
+        drop(rx);
+        self.views.clear();
+        self.store.close();
     }
 
     fn commit_group(&mut self, group: Vec<CommitRequest>) {

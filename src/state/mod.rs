@@ -56,6 +56,9 @@ pub trait StateStore: Send + Sync + 'static {
     fn snapshot(&self) -> Arc<dyn StateSnapshot>;
     /// Applies `batch` atomically; with `sync`, returns only once it is durable (WAL fsync).
     fn commit(&self, batch: WriteBatch, sync: bool) -> Result<()>;
+    /// Stops background work (flushes, compactions) before the process exits; reads still
+    /// work, nothing is written after it.
+    fn close(&self) {}
 }
 
 /// A consistent, immutable read view of a [`StateStore`].

@@ -79,6 +79,10 @@ impl StateStore for RocksStore {
         self.db.write_opt(wb, &wo)?;
         Ok(())
     }
+
+    fn close(&self) {
+        self.db.cancel_all_background_work(true);
+    }
 }
 
 struct RocksSnapshot {

@@ -106,6 +106,27 @@ impl TestServer {
         }
     }
 
+    /// Stops the server with SIGINT (a graceful shutdown) and returns how it exited (`None`:
+    /// it was still running after `timeout`, and was killed).
+    pub fn interrupt(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -INT failed");
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// The extra `freshet server` arguments of the next (re)start.
     pub fn set_args(&mut self, args: &[&str]) {
         self.args = args.iter().map(|a| a.to_string()).collect();
