@@ -21,6 +21,10 @@
 //! A record is a sequence of entries: `klen:u32 key vlen:u32 value`, with `vlen = u32::MAX`
 //! (and no value) for a deletion.
 
+use std::hash::{BuildHasher, Hasher};
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
 use crate::dataflow::Epoch;
 use crate::error::{Error, Result};
 
@@ -46,6 +50,128 @@ pub fn encode_entry(record: &mut Vec<u8>, key_parts: &[&[u8]], value: Option<&[u
         }
         None => record.extend_from_slice(&DELETED.to_be_bytes()),
     }
+}
+
+/// The log record of one epoch's writes to a table, built as the writes happen (the table
+/// writes them straight into its mirror; see `state_table`), holding one live entry per key:
+/// a key written again has its entry's value overwritten in place when its length is
+/// unchanged (a counter), else the old entry is marked dead and a new one appended. The dead
+/// entries are squeezed out when the record is taken.
+///
+/// A key that had no committed entry before the epoch and is deleted by the end of it leaves
+/// no entry: there is nothing to delete (a top-N over an append-only input writes and deletes
+/// many rows that never make its top).
+#[derive(Default)]
+pub struct EpochRecord {
+    /// Entries as [`encode_entry`] writes them, the key length's top bit set on dead ones.
+    record: Vec<u8>,
+    /// The keys written: where their last entry is, and whether they had a committed entry.
+    keys: HashTable<Written>,
+    hasher: DefaultHashBuilder,
+    /// Bytes of dead entries in `record`.
+    dead: usize,
+}
+
+struct Written {
+    hash: u64,
+    /// Offset of the key's last entry in the record (dead if the key is deleted and had no
+    /// committed entry).
+    at: u32,
+    /// The key had a committed entry before this epoch.
+    existed: bool,
+}
+
+const DEAD: u32 = 1 << 31;
+
+impl EpochRecord {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Records that the key `group` then `rest` now has `value` (`None`: deleted);
+    /// `existed`: it had an entry just before this write. A key must be split the same way at
+    /// every write (as the mirror's index splits it): the parts are hashed one after the other.
+    pub fn write(&mut self, group: &[u8], rest: &[u8], value: Option<&[u8]>, existed: bool) {
+        let mut h = self.hasher.build_hasher();
+        h.write(group);
+        h.write(rest);
+        let hash = h.finish();
+        let record = &mut self.record;
+        let found = self.keys.find_mut(hash, |w| {
+            let (klen, key) = key_at(record, w.at);
+            klen as usize == group.len() + rest.len() && key.starts_with(group) && key[group.len()..] == *rest
+        });
+        match found {
+            Some(w) => {
+                let at = w.at as usize;
+                let (klen, _) = key_at(record, w.at);
+                let live = klen & DEAD == 0;
+                let vat = at + 4 + (klen & !DEAD) as usize;
+                let vlen = u32::from_be_bytes(record[vat..vat + 4].try_into().expect("4 bytes"));
+                if live {
+                    if let Some(v) = value.filter(|v| vlen != DELETED && v.len() == vlen as usize) {
+                        record[vat + 4..vat + 4 + v.len()].copy_from_slice(v);
+                        return;
+                    }
+                    record[at..at + 4].copy_from_slice(&(klen | DEAD).to_be_bytes());
+                    self.dead += vat + 4 + if vlen == DELETED { 0 } else { vlen as usize } - at;
+                }
+                if value.is_none() && !w.existed {
+                    return;
+                }
+                w.at = record.len() as u32;
+                encode_entry(record, &[group, rest], value);
+            }
+            None => {
+                if value.is_none() && !existed {
+                    return;
+                }
+                let at = record.len() as u32;
+                encode_entry(record, &[group, rest], value);
+                self.keys.insert_unique(hash, Written { hash, at, existed }, |w| w.hash);
+            }
+        }
+    }
+
+    /// The record of the epoch's writes (empty if they left nothing to log); the record starts
+    /// over.
+    pub fn take(&mut self) -> Vec<u8> {
+        self.keys.clear();
+        // The next epoch likely writes about as much: room for it up front, not by doubling.
+        let room = Vec::with_capacity(self.record.len());
+        let record = std::mem::replace(&mut self.record, room);
+        if std::mem::take(&mut self.dead) == 0 {
+            return record;
+        }
+        let mut live = Vec::with_capacity(record.len());
+        let mut at = 0;
+        while at < record.len() {
+            let (klen, _) = key_at(&record, at as u32);
+            let vat = at + 4 + (klen & !DEAD) as usize;
+            let vlen = u32::from_be_bytes(record[vat..vat + 4].try_into().expect("4 bytes"));
+            let end = vat + 4 + if vlen == DELETED { 0 } else { vlen as usize };
+            if klen & DEAD == 0 {
+                live.extend_from_slice(&record[at..end]);
+            }
+            at = end;
+        }
+        live
+    }
+
+    /// Forgets the epoch's writes.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.record.clear();
+        self.dead = 0;
+    }
+}
+
+/// The key length (with its dead flag) and key of the entry at `at`.
+fn key_at(record: &[u8], at: u32) -> (u32, &[u8]) {
+    let at = at as usize;
+    let klen = u32::from_be_bytes(record[at..at + 4].try_into().expect("4 bytes"));
+    let n = (klen & !DEAD) as usize;
+    (klen, &record[at + 4..at + 4 + n])
 }
 
 /// One entry of a record: a key and its value (`None`: deleted).
@@ -173,6 +299,53 @@ mod tests {
             ]
         );
         assert!(decode(&r[..r.len() - 1]).is_err());
+    }
+
+    /// An epoch record holds, per key written, its last value, or its deletion if the key
+    /// had a committed entry; over random writes of values of random lengths to few keys,
+    /// epoch after epoch.
+    #[test]
+    fn epoch_records_hold_each_keys_last_write() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::BTreeMap;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut committed: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut r = EpochRecord::default();
+        for epoch in 0..200 {
+            let mut now = committed.clone();
+            let mut written = std::collections::BTreeSet::new();
+            for _ in 0..rng.random_range(0..60) {
+                let k = vec![b'k'; rng.random_range(1..5)];
+                // A key is always split the same way (where the mirror's index splits it).
+                let split = k.len() / 2;
+                let value = rng
+                    .random_bool(0.7)
+                    .then(|| vec![rng.random::<u8>(); rng.random_range(0..4)]);
+                let existed = now.contains_key(&k);
+                r.write(&k[..split], &k[split..], value.as_deref(), existed);
+                match value {
+                    Some(v) => now.insert(k.clone(), v),
+                    None => now.remove(&k),
+                };
+                written.insert(k);
+            }
+            let mut want: Vec<(Vec<u8>, Option<Vec<u8>>)> = written
+                .iter()
+                .filter(|k| now.contains_key(*k) || committed.contains_key(*k))
+                .map(|k| (k.clone(), now.get(k).cloned()))
+                .collect();
+            let record = r.take();
+            let mut got: Vec<(Vec<u8>, Option<Vec<u8>>)> = decode(&record)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k.to_vec(), v.map(|v| v.to_vec())))
+                .collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "epoch {epoch}");
+            assert!(r.is_empty());
+            committed = now;
+        }
     }
 
     #[test]

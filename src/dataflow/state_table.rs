@@ -1,15 +1,22 @@
 //! [`StateTable`]: the keyed state of one operator, kept in the store and mirrored in memory.
 //!
-//! Writes of an epoch stay in memory (`dirty`) until the barrier, when [`StateTable::flush`]
-//! moves them into the epoch's `WriteBatch`, which commits together with the table rows and view
-//! rows of the same epoch. Reads see this epoch's writes over the last committed state.
+//! The writes of an epoch reach the store at the barrier, when [`StateTable::flush`] puts them
+//! in the epoch's `WriteBatch`, which commits together with the table rows and view rows of
+//! the same epoch. Reads see this epoch's writes over the last committed state.
 //!
-//! The committed state is also mirrored in memory, loaded from the store on the first read, so
-//! that an operator's reads cost a map lookup rather than a store read. All mirrors share one
+//! The state is also mirrored in memory, loaded from the store on the first read, so that an
+//! operator's reads cost a map lookup rather than a store read. A loaded mirror takes an
+//! epoch's writes as they happen, and the epoch's log record is built beside it
+//! ([`state_log::EpochRecord`]); a table not loaded (or spilled) keeps them in a buffer
+//! (`dirty`) read before the store, until the barrier. All mirrors share one
 //! budget ([`set_cache_budget`], `freshet server --state-cache-mb`): a table whose mirror would
 //! exceed it is *spilled* and reads the store instead, with batched read-ahead
 //! ([`StateTable::prefetch`]). The store stays the truth: if an epoch fails after its writes
 //! reached the mirror, [`StateTable::abort`] drops the mirror and the next read reloads it.
+//!
+//! Writes go to the mirror only when this epoch's buffer is empty: a table loaded by a read
+//! after the epoch's first writes were buffered keeps buffering until the barrier, so that a
+//! key's writes are never split between the two.
 //!
 //! A mirrored table writes its epoch's changes as one log record and checkpoints itself from
 //! time to time ([`super::state_log`]); a spilled one keeps one store key per entry, which it
@@ -21,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::operator::EpochContext;
 use super::state_index::Index;
-use super::state_log::{self, Checkpoint};
+use super::state_log::{self, Checkpoint, EpochRecord};
 use crate::error::{Error, Result};
 use crate::state::{keys, WriteBatch};
 
@@ -137,8 +144,14 @@ pub struct StateTable {
     /// Bytes before the group length in this table's keys (`state_index`); `None`: keys
     /// are kept in one ordered group.
     group_offset: Option<usize>,
-    /// This epoch's writes (keys without the table prefix; `None` deletes).
+    /// This epoch's writes while the mirror is not loaded (keys without the table prefix;
+    /// `None` deletes).
     dirty: Index,
+    /// The log record of this epoch's writes made to the loaded mirror.
+    record: EpochRecord,
+    /// A write to the mirror this epoch did not fit in the budget: the table spills at the
+    /// barrier.
+    over_budget: bool,
     /// Committed values read ahead for this epoch when spilled ([`StateTable::prefetch`]).
     read_ahead: HashMap<Vec<u8>, Option<Vec<u8>>>,
     mirror: RefCell<Mirror>,
@@ -152,6 +165,8 @@ impl StateTable {
             log_prefix: keys::operator_log_prefix(relation, op, part),
             group_offset: Some(0),
             dirty: Index::new(Some(0)),
+            record: EpochRecord::default(),
+            over_budget: false,
             read_ahead: HashMap::new(),
             mirror: RefCell::new(Mirror::Unloaded),
         }
@@ -260,8 +275,10 @@ impl StateTable {
 
     /// `f` of the value of `key` as this epoch sees it (read in place where it is in memory).
     pub fn read<T>(&self, ctx: &EpochContext, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> T) -> Result<T> {
-        if let Some(v) = self.dirty.get(key) {
-            return Ok(f(v));
+        if !self.dirty.is_empty() {
+            if let Some(v) = self.dirty.get(key) {
+                return Ok(f(v));
+            }
         }
         if self.loaded(ctx)? {
             if let Mirror::Loaded(Loaded { entries, .. }) = &*self.mirror.borrow() {
@@ -295,11 +312,26 @@ impl StateTable {
     }
 
     pub fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.dirty.insert(key, Some(value.as_slice()));
+        self.write(key, Some(value.as_slice()));
     }
 
     pub fn delete(&mut self, key: &[u8]) {
-        self.dirty.insert(key, None);
+        self.write(key, None);
+    }
+
+    /// Sets `key` to `value` (`None`: deletes it): in the mirror if it is loaded and nothing
+    /// was buffered this epoch, else in the buffer.
+    fn write(&mut self, key: &[u8], value: Option<&[u8]>) {
+        if self.dirty.is_empty() {
+            if let Mirror::Loaded(loaded) = self.mirror.get_mut() {
+                let (group, rest) = loaded.entries.split(key);
+                let (fit, existed) = loaded.apply_write(group, rest, value);
+                self.over_budget |= !fit;
+                self.record.write(group, rest, value, existed);
+                return;
+            }
+        }
+        self.dirty.insert(key, value);
     }
 
     /// Adds `delta` to the i64 counter under `key` (deleting it at zero); returns (old, new).
@@ -309,7 +341,7 @@ impl StateTable {
         if new == 0 {
             self.delete(key);
         } else {
-            self.dirty.insert(key, Some(&new.to_be_bytes()));
+            self.write(key, Some(&new.to_be_bytes()));
         }
         Ok((old, new))
     }
@@ -372,6 +404,9 @@ impl StateTable {
     /// table is mirrored (or a checkpoint, when its logs have grown), per key if it is spilled.
     pub fn flush(&mut self, ctx: &EpochContext, batch: &mut WriteBatch) -> Result<()> {
         self.read_ahead.clear();
+        if !self.record.is_empty() || self.over_budget {
+            return self.flush_mirrored(ctx, batch);
+        }
         if self.dirty.is_empty() {
             return Ok(());
         }
@@ -404,6 +439,26 @@ impl StateTable {
             *mirror = Mirror::Spilled;
             return Ok(());
         }
+        self.log(ctx, loaded, record, batch)
+    }
+
+    /// [`StateTable::flush`] of an epoch whose writes went to the loaded mirror.
+    fn flush_mirrored(&mut self, ctx: &EpochContext, batch: &mut WriteBatch) -> Result<()> {
+        let record = self.record.take();
+        let mut mirror = self.mirror.borrow_mut();
+        let Mirror::Loaded(loaded) = &mut *mirror else {
+            return Err(Error::internal("an operator state mirror was dropped mid-epoch"));
+        };
+        if std::mem::take(&mut self.over_budget) {
+            self.spill(loaded, batch);
+            *mirror = Mirror::Spilled;
+            return Ok(());
+        }
+        self.log(ctx, loaded, record, batch)
+    }
+
+    /// Puts the epoch's log `record` in `batch` (or a checkpoint, when the logs have grown).
+    fn log(&self, ctx: &EpochContext, loaded: &mut Loaded, record: Vec<u8>, batch: &mut WriteBatch) -> Result<()> {
         if record.is_empty() {
             return Ok(());
         }
@@ -462,6 +517,11 @@ impl StateTable {
 
     /// Rewrites the table as one store key per entry (and no logs), for reads once spilled.
     fn spill(&self, loaded: &Loaded, batch: &mut WriteBatch) {
+        tracing::info!(
+            entries = loaded.entries.len(),
+            bytes = loaded.bytes,
+            "operator state outgrew the state cache (--state-cache-mb): it is read from the store from now on"
+        );
         if loaded.logged {
             let (from, to) = state_log::all(&self.log_prefix);
             batch.delete_range(from, to);
@@ -493,6 +553,8 @@ impl StateTable {
     /// reloads the committed state).
     pub fn abort(&mut self) {
         self.dirty = Index::new(self.group_offset);
+        self.record.clear();
+        self.over_budget = false;
         self.read_ahead.clear();
         *self.mirror.borrow_mut() = Mirror::Unloaded;
     }

@@ -324,6 +324,85 @@ async fn operator_state_survives_restarts_across_cache_budgets() {
     }
 }
 
+/// Operator state that outgrows the state budget mid-stream: the mirrors take each epoch's
+/// writes as they happen, and the epoch whose writes go over the budget spills its table at
+/// the barrier. The views stay equal to their batch answer through inserts, updates and
+/// deletes after the spill, and after a restart with the default budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_outgrowing_the_cache_budget_spills_and_stays_exact() {
+    let mut server = TestServer::start_with(&["--state-cache-mb", "1"]);
+    let mut c = server.connect().await;
+    let views = [
+        (
+            "big_join",
+            "SELECT b.id, b.pad, s.label FROM big b JOIN small s ON b.g = s.g",
+        ),
+        (
+            "big_groups",
+            "SELECT g, count(*) AS n, max(pad) AS top, min(id) AS first FROM big GROUP BY g",
+        ),
+    ];
+    c.batch_execute(
+        "CREATE TABLE big (id BIGINT PRIMARY KEY, g INT NOT NULL, pad TEXT NOT NULL); \
+         CREATE TABLE small (g INT PRIMARY KEY, label TEXT NOT NULL); \
+         INSERT INTO small VALUES (0, 'zero'), (1, 'one'), (2, 'two'), (3, 'three'), (5, 'five')",
+    )
+    .await
+    .unwrap();
+    for (name, sql) in views {
+        c.batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {sql}"))
+            .await
+            .unwrap();
+    }
+    let check = |c: tokio_postgres::Client, context: String| async move {
+        for (name, sql) in views {
+            let got = rows_of(&c, &format!("SELECT * FROM {name}")).await;
+            let want = rows_of(&c, sql).await;
+            assert_eq!(got.len(), want.len(), "{context}: {name} row count");
+            assert!(got == want, "{context}: {name} differs from its batch answer");
+        }
+        c
+    };
+    // 200-byte rows, 500 per statement (one epoch each): about 5 MB of join rows and
+    // aggregate values in all, far over 1 MB.
+    let pad = |id: i64| format!("{id:0>200}");
+    for batch in 0..50i64 {
+        let values: Vec<String> = (0..500)
+            .map(|i| {
+                let id = batch * 500 + i;
+                format!("({id}, {}, '{}')", id % 7, pad(id))
+            })
+            .collect();
+        c.batch_execute(&format!("INSERT INTO big VALUES {}", values.join(", ")))
+            .await
+            .unwrap();
+        if batch % 10 == 9 {
+            c = check(c, format!("after batch {batch}")).await;
+        }
+    }
+    c.batch_execute(
+        "UPDATE big SET g = 4 WHERE id % 5 = 0; DELETE FROM big WHERE id % 3 = 0; \
+         UPDATE small SET label = 'uno' WHERE g = 1; DELETE FROM small WHERE g = 2; \
+         INSERT INTO small VALUES (4, 'four')",
+    )
+    .await
+    .unwrap();
+    c = check(c, "after updates".into()).await;
+    assert!(
+        server.log_text().contains("operator state outgrew the state cache"),
+        "no table spilled: {}",
+        server.log_text()
+    );
+    server.set_args(&[]);
+    server.restart();
+    c = server.connect().await;
+    c = check(c, "after restart".into()).await;
+    c.batch_execute("DELETE FROM big WHERE id % 2 = 0; UPDATE big SET pad = 'z' WHERE id % 11 = 1")
+        .await
+        .unwrap();
+    check(c, "after restart and deletes".into()).await;
+}
+
 #[tokio::test]
 async fn view_ddl_and_errors() {
     let server = TestServer::start();
