@@ -387,7 +387,7 @@ async fn state_outgrowing_the_cache_budget_spills_and_stays_exact() {
     )
     .await
     .unwrap();
-    c = check(c, "after updates".into()).await;
+    drop(check(c, "after updates".into()).await);
     assert!(
         server.log_text().contains("operator state outgrew the state cache"),
         "no table spilled: {}",
