@@ -53,6 +53,23 @@ fn entry_value(e: &[u8]) -> Option<&[u8]> {
     (e[tag] == 1).then(|| &e[tag + 1..])
 }
 
+/// [`entry_value`], to be overwritten in place.
+fn entry_value_mut(e: &mut [u8]) -> Option<&mut [u8]> {
+    let tag = 4 + entry_rest(e).len();
+    (e[tag] == 1).then(|| &mut e[tag + 1..])
+}
+
+/// Writes `new` over `entry`'s value if it has one of the same length; false if not.
+fn overwrite(value: Option<&mut [u8]>, new: &[u8]) -> bool {
+    match value {
+        Some(v) if v.len() == new.len() => {
+            v.copy_from_slice(new);
+            true
+        }
+        _ => false,
+    }
+}
+
 fn entry_bytes(rest: &[u8], value: Option<&[u8]>) -> usize {
     4 + rest.len() + 1 + value.map_or(0, |v| v.len())
 }
@@ -95,6 +112,13 @@ impl Packed {
     #[inline]
     fn group(&self) -> &[u8] {
         &self.0[4..4 + self.group_len()]
+    }
+}
+
+impl Packed {
+    fn value_mut(&mut self) -> Option<&mut [u8]> {
+        let at = 4 + self.group_len();
+        entry_value_mut(&mut self.0[at..])
     }
 }
 
@@ -429,6 +453,128 @@ impl Index {
         old
     }
 
+    /// Sets the value of the key `group` then `rest` (split where this index splits it) to
+    /// `f` of its value (`None`: no entry, or a deletion), or removes its entry if `f` gives
+    /// `None`, finding the entry once: a new value of the old one's length is written in
+    /// place (a counter). `f` may be called twice (a group kept in a tree is searched by
+    /// inserting `f(None)`), so it must be a function of its argument. Returns the old
+    /// value's length if the key had an entry.
+    pub fn update_parts<const N: usize>(
+        &mut self,
+        group: &[u8],
+        rest: &[u8],
+        f: impl Fn(Option<&[u8]>) -> Option<[u8; N]>,
+    ) -> Option<usize> {
+        let Index { table, hasher, len, .. } = self;
+        let hash = hasher.hash_one(group);
+        let mut slot = match table.find_entry(hash, |s| s.group() == group) {
+            Ok(slot) => slot,
+            Err(_) => {
+                if let Some(new) = f(None) {
+                    table.insert_unique(hash, Slot::One(Packed::new(group, rest, Some(&new))), |s| {
+                        hasher.hash_one(s.group())
+                    });
+                    *len += 1;
+                }
+                return None;
+            }
+        };
+        let old_len = match slot.get_mut() {
+            Slot::One(p) if p.rest() == rest => {
+                let old_len = p.value_len();
+                match f(p.value()) {
+                    None => {
+                        slot.remove();
+                        *len -= 1;
+                    }
+                    Some(new) => {
+                        if !overwrite(p.value_mut(), &new) {
+                            *p = Packed::new(group, rest, Some(&new));
+                        }
+                    }
+                }
+                return Some(old_len);
+            }
+            Slot::One(p) => {
+                let new = f(None)?;
+                let first = Member::new(p.rest(), p.value());
+                let mut entries = Entries::Few(vec![first]);
+                entries.insert(Member::new(rest, Some(&new)));
+                *slot.get_mut() = Slot::Several(Box::new(Several {
+                    group: group.into(),
+                    entries,
+                }));
+                *len += 1;
+                return None;
+            }
+            Slot::Several(s) => match &mut s.entries {
+                Entries::Few(v) => match v.binary_search_by(|p| p.rest().cmp(rest)) {
+                    Ok(i) => {
+                        let old_len = v[i].value_len();
+                        match f(v[i].value()) {
+                            None => {
+                                v.remove(i);
+                                *len -= 1;
+                            }
+                            Some(new) => {
+                                if !overwrite(entry_value_mut(&mut v[i].0), &new) {
+                                    v[i] = Member::new(rest, Some(&new));
+                                }
+                            }
+                        }
+                        Some(old_len)
+                    }
+                    Err(_) => {
+                        if let Some(new) = f(None) {
+                            s.entries.insert(Member::new(rest, Some(&new)));
+                            *len += 1;
+                        }
+                        return None;
+                    }
+                },
+                Entries::Many(set) => {
+                    // Inserting the value of a new entry finds the old one if there is one
+                    // (most updates of a big group add an entry: a join row).
+                    let Some(guess) = f(None) else {
+                        let old = set.get(KeySlice::new(rest))?;
+                        let old_len = old.value_len();
+                        match f(old.value()) {
+                            None => {
+                                set.remove(KeySlice::new(rest));
+                                *len -= 1;
+                            }
+                            Some(new) => {
+                                set.replace(Member::new(rest, Some(&new)));
+                            }
+                        }
+                        return Some(old_len);
+                    };
+                    let Some(old) = set.replace(Member::new(rest, Some(&guess))) else {
+                        *len += 1;
+                        return None;
+                    };
+                    match f(old.value()) {
+                        None => {
+                            set.remove(KeySlice::new(rest));
+                            *len -= 1;
+                        }
+                        Some(new) if new != guess => {
+                            set.replace(Member::new(rest, Some(&new)));
+                        }
+                        Some(_) => {}
+                    }
+                    Some(old.value_len())
+                }
+            },
+        };
+        if let Slot::Several(s) = slot.get() {
+            if s.entries.is_empty() {
+                slot.remove();
+            }
+        }
+        old_len
+    }
+
     /// Removes `key`'s entry; returns its value length (0 for a deletion).
     pub fn remove(&mut self, key: &[u8]) -> Option<usize> {
         let (group, rest) = self.split(key);
@@ -674,6 +820,67 @@ mod tests {
             assert_eq!(drained, all);
             assert_eq!(drained, model.into_iter().collect::<Vec<_>>());
             assert!(index.is_empty());
+        }
+    }
+
+    /// Counters updated in place (`update_parts`) among inserts of other values, deletions
+    /// and removes, in groups of one, of a few (sorted vectors) and of many (trees): the
+    /// index holds what an ordered map holds.
+    #[test]
+    fn updates_in_place_answer_what_an_ordered_map_answers() {
+        use crate::dataflow::state_table::decode_i64;
+        for offset in [Some(0), None] {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let mut index = Index::new(offset);
+            let mut model: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+            for step in 0..30_000u32 {
+                // Groups 0..3 (the first of which is big), rests of up to 3 bytes.
+                let mut k = (1u32).to_be_bytes().to_vec();
+                k.push(if rng.random_bool(0.5) {
+                    0
+                } else {
+                    rng.random_range(1..3)
+                });
+                for _ in 0..rng.random_range(0..4) {
+                    k.push(rng.random_range(0..8u8));
+                }
+                let (group, rest) = index.split(&k);
+                let (group, rest) = (group.to_vec(), rest.to_vec());
+                match rng.random_range(0..10) {
+                    0 => {
+                        let v = rng.random_bool(0.7).then(|| vec![step as u8; 3]);
+                        let want = model.insert(k.clone(), v.clone()).map(|v| v.map_or(0, |v| v.len()));
+                        assert_eq!(index.insert(&k, v.as_deref()), want);
+                    }
+                    1 => {
+                        let want = model.remove(&k).map(|v| v.map_or(0, |v| v.len()));
+                        assert_eq!(index.remove(&k), want);
+                    }
+                    _ => {
+                        let delta = rng.random_range(-2..=2i64);
+                        let f = |v: Option<&[u8]>| {
+                            let new = v.map_or(0, decode_i64) + delta;
+                            (new != 0).then(|| new.to_be_bytes())
+                        };
+                        let old = model.get(&k).cloned();
+                        let want = old.as_ref().map(|v| v.as_ref().map_or(0, |v| v.len()));
+                        match f(old.as_ref().and_then(|v| v.as_deref())) {
+                            Some(new) => model.insert(k.clone(), Some(new.to_vec())),
+                            None => model.remove(&k),
+                        };
+                        assert_eq!(index.update_parts(&group, &rest, f), want, "step {step}");
+                    }
+                }
+                assert_eq!(index.len(), model.len(), "step {step}");
+                assert_eq!(index.get(&k), model.get(&k).map(|v| v.as_deref()), "step {step}");
+            }
+            let mut all = Vec::new();
+            let Ok(()) = index.try_for_each(|g, r, v| {
+                all.push(([g, r].concat(), v.map(|v| v.to_vec())));
+                Ok::<(), std::convert::Infallible>(())
+            });
+            all.sort();
+            assert_eq!(all, model.into_iter().collect::<Vec<_>>());
         }
     }
 }

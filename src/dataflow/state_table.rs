@@ -111,27 +111,48 @@ impl Loaded {
     /// [`Loaded::apply`] of the key `group` then `rest`, split as the entries split it; also
     /// tells whether the key had an entry before.
     fn apply_write(&mut self, group: &[u8], rest: &[u8], value: Option<&[u8]>) -> (bool, bool) {
-        let key_len = group.len() + rest.len();
-        let added = value.map(|v| key_len + v.len() + ENTRY_OVERHEAD);
         let old = match value {
             Some(v) => self.entries.insert_parts(group, rest, Some(v)),
             None => self.entries.remove_parts(group, rest),
         };
+        let fit = self.account(group.len() + rest.len(), old, value.map(|v| v.len()));
+        (fit, old.is_some())
+    }
+
+    /// Adds `delta` to the i64 counter under the key `group` then `rest` (removing it at
+    /// zero), finding it once; returns (old, new, whether it fit in the budget, whether it had
+    /// an entry).
+    fn add_count(&mut self, group: &[u8], rest: &[u8], delta: i64) -> (i64, i64, bool, bool) {
+        let counts = std::cell::Cell::new((0, 0));
+        let old = self.entries.update_parts(group, rest, |v| {
+            let old = v.map_or(0, decode_i64);
+            counts.set((old, old + delta));
+            (old + delta != 0).then(|| (old + delta).to_be_bytes())
+        });
+        let (old_count, new_count) = counts.get();
+        let fit = self.account(group.len() + rest.len(), old, (new_count != 0).then_some(8));
+        (old_count, new_count, fit, old.is_some())
+    }
+
+    /// Accounts for the entry of a `key_len`-byte key going from a value of `old` bytes to
+    /// one of `new` bytes (`None`: no entry); false if the new entry did not fit in the
+    /// budget (it is counted all the same).
+    fn account(&mut self, key_len: usize, old: Option<usize>, new: Option<usize>) -> bool {
         if let Some(old) = old {
             let size = key_len + old + ENTRY_OVERHEAD;
             release(size);
             self.bytes -= size;
         }
-        let existed = old.is_some();
-        let Some(size) = added else {
-            return (true, existed);
+        let Some(new) = new else {
+            return true;
         };
+        let size = key_len + new + ENTRY_OVERHEAD;
         self.bytes += size;
         if reserve(size) {
-            (true, existed)
+            true
         } else {
             force_reserve(size);
-            (false, existed)
+            false
         }
     }
 }
@@ -336,6 +357,18 @@ impl StateTable {
 
     /// Adds `delta` to the i64 counter under `key` (deleting it at zero); returns (old, new).
     pub fn add_count(&mut self, ctx: &EpochContext, key: &[u8], delta: i64) -> Result<(i64, i64)> {
+        if delta != 0 && self.dirty.is_empty() && self.loaded(ctx)? {
+            let Mirror::Loaded(loaded) = self.mirror.get_mut() else {
+                unreachable!("loaded")
+            };
+            let (group, rest) = loaded.entries.split(key);
+            let (old, new, fit, existed) = loaded.add_count(group, rest, delta);
+            self.over_budget |= !fit;
+            let value = new.to_be_bytes();
+            self.record
+                .write(group, rest, (new != 0).then_some(&value[..]), existed);
+            return Ok((old, new));
+        }
         let old = self.read(ctx, key, |v| v.map(decode_i64))?.unwrap_or(0);
         let new = old + delta;
         if new == 0 {
@@ -710,6 +743,18 @@ mod tests {
                     let v = vec![epoch as u8; 1 + (j as usize % 40)];
                     t.put(&key, v.clone());
                     expected.insert(key, v);
+                }
+            }
+            // Counters, updated in place in the mirror, some reaching zero (deleted).
+            for j in 0..50u32 {
+                let key = [b"c".as_slice(), &(j % 17).to_be_bytes()].concat();
+                let delta = (epoch as i64 + j as i64) % 3 - 1;
+                let old = expected.get(&key).map_or(0, |v| decode_i64(v));
+                assert_eq!(t.add_count(&c, &key, delta).unwrap(), (old, old + delta));
+                if old + delta == 0 {
+                    expected.remove(&key);
+                } else {
+                    expected.insert(key, (old + delta).to_be_bytes().to_vec());
                 }
             }
             commit(&store, &mut t, epoch);
