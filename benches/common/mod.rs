@@ -168,10 +168,16 @@ pub async fn first_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
 }
 
 pub async fn wait_for(c: &tokio_postgres::Client, sql: &str, want: i64, limit: Duration) {
+    wait_polling(c, sql, want, limit, Duration::from_millis(5)).await
+}
+
+/// [`wait_for`], asking every `every`: each ask is a query the server plans and runs, which
+/// a figure of the server's CPU time counts.
+pub async fn wait_polling(c: &tokio_postgres::Client, sql: &str, want: i64, limit: Duration, every: Duration) {
     let start = Instant::now();
     while first_i64(c, sql).await != want {
         assert!(start.elapsed() < limit, "{sql} did not reach {want}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
