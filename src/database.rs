@@ -50,6 +50,7 @@ impl Database {
             snapshot: state.snapshot.clone(),
             catalog: state.catalog.clone(),
             committed_at_micros: state.committed_at_micros,
+            reads: state.reads.clone(),
         });
         let env = QueryEnv {
             view: ReadView {

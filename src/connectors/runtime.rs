@@ -20,9 +20,10 @@ use tokio::sync::watch;
 
 use crate::catalog::{ColumnDef, Generated, Layout, SourceDef, Table};
 use crate::dataflow::changes::Changes;
+use crate::dataflow::column_reads::{ColumnReads, Columns};
 use crate::dataflow::coordinator::{now_micros, Append, AppendStore, Coordinator, RowWrite, TxnWrites};
 use crate::dataflow::Epoch;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::state::{keys, segment, StateSnapshot};
 
 /// What a source is doing.
@@ -126,6 +127,8 @@ pub struct SourceTask {
     pub tables: Vec<Arc<Table>>,
     pub coordinator: Arc<Coordinator>,
     pub board: Arc<SourceStatusBoard>,
+    /// The columns views read, as of when the task started (a change restarts it).
+    reads: Arc<ColumnReads>,
     stop: watch::Receiver<bool>,
 }
 
@@ -179,10 +182,39 @@ impl SourceTask {
         }
     }
 
+    /// The visible columns of stream `table` that views read (None: every column, or `table`
+    /// is not a stream). A source may leave the others out of the stream's rows
+    /// ([`SourceTask::add_stream_rows`]); its task is restarted when the set changes.
+    pub fn read_columns(&self, table: &Table) -> Columns {
+        if table.def.layout != Layout::Stream {
+            return None;
+        }
+        self.reads.get(table.def.id).cloned().flatten()
+    }
+
     /// Appends weighted rows of `table` (in the table's upstream columns, or all its visible
     /// columns, in order): -1 deletes the row's key, +1 puts the row. Applied in order, so an
     /// update is its -1 then its +1. Generated columns get their values here.
     pub fn add_changes(&self, writes: &mut TxnWrites, table: &Table, changes: &Changes) -> Result<()> {
+        self.add_stream_rows(writes, table, changes, None)
+    }
+
+    /// [`SourceTask::add_changes`], for rows whose visible columns outside `present` (None:
+    /// all present) hold placeholders, because no view reads them ([`SourceTask::read_columns`]).
+    /// Only a stream's rows may leave columns out.
+    pub fn add_stream_rows(
+        &self,
+        writes: &mut TxnWrites,
+        table: &Table,
+        changes: &Changes,
+        present: Columns,
+    ) -> Result<()> {
+        if present.is_some() && table.def.layout != Layout::Stream {
+            return Err(Error::internal(format!(
+                "{} stores its rows: its source must give every column",
+                table.def.name
+            )));
+        }
         if changes.is_empty() {
             return Ok(());
         }
@@ -197,6 +229,7 @@ impl SourceTask {
                 table: table.def.id,
                 store: AppendStore::Nothing,
                 changes: stream_rows(table, changes.data())?,
+                present,
             });
             return Ok(());
         }
@@ -250,6 +283,7 @@ impl SourceTask {
                     value: segment::encode(first, &data)?,
                 },
                 changes: Changes::uniform(data, 1)?,
+                present: None,
             });
             return Ok(());
         }
@@ -277,6 +311,7 @@ impl SourceTask {
                 values: Arc::new(table.row_codec.encode(&columns)?),
             },
             changes: Changes::uniform(data, 1)?,
+            present: None,
         });
         Ok(())
     }
@@ -434,8 +469,8 @@ fn driver_of(connector: &str) -> Option<Driver> {
 }
 
 struct Running {
-    /// The tables (id, definition version) the task was started with.
-    tables: Vec<(u32, u64)>,
+    /// What the task was started with: [`fingerprint`].
+    tables: Vec<(u32, u64, Columns)>,
     stop: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -456,7 +491,8 @@ impl SourceRuntime {
     /// commits in flight.
     pub async fn reconcile(&self, coordinator: &Arc<Coordinator>) {
         let mut running = self.running.lock().await;
-        let catalog = coordinator.current().catalog.clone();
+        let current = coordinator.current();
+        let catalog = current.catalog.clone();
         let mut wanted: HashMap<u32, (Arc<SourceDef>, Vec<Arc<Table>>)> = HashMap::new();
         for s in catalog.sources() {
             let mut tables = catalog.fed_tables_of_source(s.id);
@@ -468,11 +504,16 @@ impl SourceRuntime {
         }
         let ids: Vec<u32> = running.keys().copied().collect();
         for id in ids {
-            let same = wanted.get(&id).is_some_and(|(_, tables)| {
-                let now: Vec<(u32, u64)> = tables.iter().map(|t| (t.def.id, t.def.version)).collect();
-                now == running[&id].tables
-            });
+            let same = wanted
+                .get(&id)
+                .is_some_and(|(_, tables)| fingerprint(tables, &current.reads) == running[&id].tables);
             if !same {
+                if wanted.contains_key(&id) {
+                    tracing::info!(
+                        source = %wanted[&id].0.qualified_name(),
+                        "restarting the source: its tables, or the columns views read of its streams, changed"
+                    );
+                }
                 let r = running.remove(&id).expect("listed");
                 let _ = r.stop.send(true);
                 let _ = r.handle.await;
@@ -493,12 +534,13 @@ impl SourceRuntime {
                 continue;
             }
             let (stop_tx, stop_rx) = watch::channel(false);
-            let fingerprint = tables.iter().map(|t| (t.def.id, t.def.version)).collect();
+            let started_with = fingerprint(&tables, &current.reads);
             let task = Arc::new(SourceTask {
                 source: source.clone(),
                 tables,
                 coordinator: coordinator.clone(),
                 board: self.board.clone(),
+                reads: current.reads.clone(),
                 stop: stop_rx,
             });
             task.status(|s| {
@@ -519,7 +561,7 @@ impl SourceRuntime {
             running.insert(
                 id,
                 Running {
-                    tables: fingerprint,
+                    tables: started_with,
                     stop: stop_tx,
                     handle,
                 },
@@ -535,6 +577,21 @@ impl SourceRuntime {
             let _ = r.handle.await;
         }
     }
+}
+
+/// What a source task depends on: each table's id and definition version, and for a stream the
+/// columns views read (a task builds only those: [`SourceTask::read_columns`]).
+fn fingerprint(tables: &[Arc<Table>], reads: &ColumnReads) -> Vec<(u32, u64, Columns)> {
+    tables
+        .iter()
+        .map(|t| {
+            let read = match t.def.layout {
+                Layout::Stream => reads.get(t.def.id).cloned().flatten(),
+                _ => None,
+            };
+            (t.def.id, t.def.version, read)
+        })
+        .collect()
 }
 
 /// Runs a source's driver, retrying retryable failures with backoff (1 s doubling to 30 s),
@@ -556,6 +613,16 @@ async fn supervise(task: Arc<SourceTask>, driver: Option<Driver>) {
         }
         match outcome {
             Ok(()) => return,
+            Err(e) if is_retryable(&e) && e.code() == SqlState::SERIALIZATION_FAILURE => {
+                // Rows refused because views now read more of a stream than the task builds
+                // (`dataflow::column_reads`): `reconcile` is about to start a task with the
+                // wider set in its place.
+                tracing::debug!(source = %name, error = %e, "source superseded; waiting to be restarted");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = task.stopped() => return,
+                }
+            }
             Err(e) if is_retryable(&e) => {
                 tracing::warn!(source = %name, error = %e, retry_in = ?delay, "source failed; retrying");
                 task.status(|s| {

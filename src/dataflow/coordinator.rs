@@ -24,6 +24,7 @@ use datafusion::common::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::changes::Changes;
+use super::column_reads::{ColumnReads, Columns};
 use super::graph::ViewDataflow;
 use super::operator::EpochContext;
 use super::stored_rows::StoredRows;
@@ -41,6 +42,8 @@ pub struct Committed {
     pub catalog: Arc<Catalog>,
     /// When the epoch was committed (µs since the Unix epoch; process start for a reopened one).
     pub committed_at_micros: i64,
+    /// The columns the views of this epoch read, by relation (a stream's source builds only those).
+    pub reads: Arc<ColumnReads>,
 }
 
 /// Now, in µs since the Unix epoch.
@@ -98,6 +101,9 @@ pub struct Append {
     pub store: AppendStore,
     /// The same rows in the table's visible columns, each with weight +1.
     pub changes: Changes,
+    /// The columns holding real values (None: all). A stream's source leaves out the columns
+    /// no view reads (`super::column_reads`); the others hold placeholders.
+    pub present: Columns,
 }
 
 /// What an [`Append`] puts in the store, by the table's layout.
@@ -242,6 +248,7 @@ impl Coordinator {
             snapshot,
             catalog: Arc::new(catalog),
             committed_at_micros: now_micros(),
+            reads: Arc::default(),
         })
     }
 
@@ -254,10 +261,15 @@ impl Coordinator {
         history: Arc<dyn StreamHistory>,
         sync: bool,
     ) -> Result<Arc<Coordinator>> {
-        let current = Arc::new(RwLock::new(Arc::new(state)));
+        let reads = Arc::new(ColumnReads::of(&views));
+        let current = Arc::new(RwLock::new(Arc::new(Committed {
+            reads: reads.clone(),
+            ..state
+        })));
         let (tx, rx) = mpsc::unbounded_channel();
         let open = Arc::new(OpenSnapshots::default());
         let worker = Worker {
+            reads,
             store,
             sync,
             current: current.clone(),
@@ -334,6 +346,8 @@ struct Worker {
     last_write: HashMap<Vec<u8>, Epoch>,
     /// The dataflow of every materialized view, by view id (id order is dependency order).
     views: BTreeMap<u32, ViewDataflow>,
+    /// The columns `views` read (recomputed when views come and go).
+    reads: Arc<ColumnReads>,
     history: Arc<dyn StreamHistory>,
 }
 
@@ -486,10 +500,11 @@ impl Worker {
             return Ok(());
         }
         // Dropped views stop being maintained.
+        let mut views_changed = !created.is_empty();
         for req in &accepted {
             if let Some(ddl) = &req.ddl {
                 for v in &ddl.dropped_views {
-                    self.views.remove(v);
+                    views_changed |= self.views.remove(v).is_some();
                 }
             }
         }
@@ -520,11 +535,15 @@ impl Worker {
         for k in last_write_updates {
             self.last_write.insert(k, epoch);
         }
+        if views_changed {
+            self.reads = Arc::new(ColumnReads::of(self.views.values()));
+        }
         let committed = Arc::new(Committed {
             epoch,
             snapshot: self.store.snapshot(),
             catalog,
             committed_at_micros: now_micros(),
+            reads: self.reads.clone(),
         });
         *self.current.write().expect("lock") = committed;
         for req in accepted {
@@ -615,6 +634,25 @@ impl Worker {
                     "the source of these changes was dropped",
                 ));
             }
+        }
+        // Stream rows built before a view that reads more of the stream was created: the
+        // source is restarted with the wider set and generates them again.
+        if let Some(a) = req
+            .writes
+            .appends
+            .iter()
+            .find(|a| !self.reads.covered_by(a.table, &a.present))
+        {
+            return Err(Error::External {
+                state: SqlState::SERIALIZATION_FAILURE,
+                message: format!(
+                    "rows of stream {} lack columns a view created since reads",
+                    catalog
+                        .table_by_id(a.table)
+                        .map_or_else(|| a.table.to_string(), |t| t.qualified_name())
+                ),
+                retryable: true,
+            });
         }
         for (table, version) in &req.writes.tables {
             match catalog.table_by_id(*table) {

@@ -7,6 +7,7 @@
 //! deltas, operator state and source offsets land in that same batch.
 
 pub mod changes;
+pub mod column_reads;
 pub mod coordinator;
 pub mod graph;
 pub mod operator;

@@ -191,6 +191,74 @@ async fn views_over_streams_equal_batch_answers() {
     );
 }
 
+/// A stream's source builds only the columns views read (projection pushdown): with one view
+/// reading two columns of `bid`, the others are placeholders; a view created mid-stream that
+/// reads every column restarts the source with them, and both views still equal their batch
+/// answers over the same events stored in full (no placeholder reached either).
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_sources_build_only_the_columns_views_read() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute(&format!(
+        "CREATE SOURCE nx WITH (connector = 'nexmark', {EVENTS}); {}",
+        stream_tables("nx")
+    ))
+    .await
+    .unwrap();
+    c.batch_execute("CREATE SCHEMA st").await.unwrap();
+    c.batch_execute("SET search_path = st, public").await.unwrap();
+    c.batch_execute(&stream_sources(EVENTS)).await.unwrap();
+    let narrow = "SELECT auction, count(*) AS n, max(price) AS top FROM bid GROUP BY auction";
+    let wide = "SELECT auction, bidder, price, channel, url, date_time, extra FROM bid";
+    c.batch_execute(&format!("CREATE MATERIALIZED VIEW narrow AS {narrow}"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows(&c, "SELECT count(*) FROM narrow").await[0] == "0" {
+        assert!(Instant::now() < deadline, "no bids reached the first view");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restarts = |log: &str| log.matches("restarting the source").count();
+    assert_eq!(restarts(&server.log_text()), 0);
+    c.batch_execute(&format!("CREATE MATERIALIZED VIEW wide AS {wide}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        restarts(&server.log_text()),
+        1,
+        "the bid stream's source restarts to build the columns the new view reads"
+    );
+    eventually(
+        &c,
+        "SELECT count(*) FROM freshet_catalog.sources WHERE connector = 'nexmark' AND state <> 'idle' \
+         AND coalesce(reason, '') NOT LIKE 'all 20000 events generated'",
+        &["0".into()],
+    )
+    .await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*) FROM wide WHERE channel = '' OR url = '' OR bidder = 0 OR date_time = '1970-01-01'"
+        )
+        .await,
+        ["0"],
+        "placeholders reached the view"
+    );
+    c.batch_execute("SET search_path = public").await.unwrap();
+    for (name, sql) in [("narrow", narrow), ("wide", wide)] {
+        let mut want = rows(&c, sql).await;
+        let mut got = rows(&c, &format!("SELECT * FROM st.{name}")).await;
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), want.len(), "{name}: row count");
+        assert!(got == want, "{name}: the view differs from the batch answer");
+    }
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM st.wide").await,
+        rows(&c, "SELECT count(*) FROM bid").await
+    );
+}
+
 /// Views over a paced stream, killed (-9) mid-stream and restarted, see every event exactly
 /// once; a datagen stream replays too.
 #[tokio::test(flavor = "multi_thread")]

@@ -11,7 +11,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, Int64Builder, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::buffer::{Buffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use nexmark::config::NexmarkConfig;
@@ -20,10 +24,11 @@ use nexmark::EventGenerator;
 use serde::{Deserialize, Serialize};
 
 use super::{option_u64, run_batches, Batches};
-use crate::catalog::{Layout, SourceDef, SqlType, Table};
+use crate::catalog::{ColumnDef, Layout, SourceDef, SqlType, Table};
 use crate::connectors::runtime::{stored_position, CommitPipeline, SourceState, SourceTask};
 use crate::connectors::{UpstreamColumn, UpstreamTable};
 use crate::dataflow::changes::Changes;
+use crate::dataflow::column_reads::Columns;
 use crate::error::{Error, Result, SqlState};
 use crate::state::StateSnapshot;
 
@@ -474,7 +479,7 @@ impl Events {
 pub fn replay(source: &SourceDef, table: &Arc<Table>, snapshot: &dyn StateSnapshot) -> Result<RecordBatch> {
     let upstream = table.def.source.as_ref().map_or("", |s| s.external.as_str());
     let stream = Stream::parse(upstream)?;
-    let mut rows = [Rows::new(stream, table.clone())];
+    let mut rows = [Rows::new(stream, table.clone(), &None)];
     if let Some(position) = stored_position::<Position>(snapshot, source.id)? {
         let config = NexmarkConfig {
             base_time: position.base_time,
@@ -493,70 +498,111 @@ pub fn driver(task: Arc<SourceTask>) -> std::pin::Pin<Box<dyn std::future::Futur
     Box::pin(async move { run(&task).await })
 }
 
-/// Rows of one stream being built.
+/// Rows of one stream being built. Only the columns some reader needs are built: the others
+/// (a stream's columns no view reads, `SourceTask::read_columns`) get placeholders (zeros,
+/// empty strings) that cost no copying.
 struct Rows {
     stream: Stream,
     table: Arc<Table>,
-    ints: Vec<Int64Builder>,
-    strings: Vec<StringBuilder>,
-    times: Vec<TimestampMicrosecondBuilder>,
+    /// The table's visible columns holding real values (None: all), for `add_stream_rows`.
+    present: Columns,
+    /// The builders of the integer, string and timestamp columns, in stream order; None for
+    /// a column left out.
+    ints: Vec<Option<Int64Builder>>,
+    strings: Vec<Option<StringBuilder>>,
+    times: Vec<Option<TimestampMicrosecondBuilder>>,
     len: usize,
 }
 
 impl Rows {
-    fn new(stream: Stream, table: Arc<Table>) -> Rows {
+    /// Rows for `table`, building the columns in `read` (the table's visible columns; None:
+    /// all of them).
+    fn new(stream: Stream, table: Arc<Table>, read: &Columns) -> Rows {
         let (cols, _) = stream.columns();
-        let count = |f: fn(&SqlType) -> bool| cols.iter().filter(|(_, t)| f(t)).count();
+        // The stream's columns are the table's visible columns that are not generated, in
+        // order (as `with_generated` takes them).
+        let visible: Vec<&ColumnDef> = table.def.columns.iter().filter(|c| !c.hidden).collect();
+        let given: Vec<usize> = (0..visible.len()).filter(|i| visible[*i].generated.is_none()).collect();
+        let keep: Vec<bool> = match read {
+            Some(read) if given.len() == cols.len() => given.iter().map(|i| read.binary_search(i).is_ok()).collect(),
+            _ => vec![true; cols.len()],
+        };
+        let present = if keep.iter().all(|k| *k) {
+            None
+        } else {
+            Some(
+                (0..visible.len())
+                    .filter(|i| given.iter().position(|g| g == i).is_none_or(|j| keep[j]))
+                    .collect(),
+            )
+        };
+        let of = |f: fn(&SqlType) -> bool| -> Vec<bool> {
+            cols.iter()
+                .zip(&keep)
+                .filter(|((_, t), _)| f(t))
+                .map(|(_, k)| *k)
+                .collect()
+        };
         Rows {
             stream,
             table,
-            ints: (0..count(|t| *t == SqlType::Int8))
-                .map(|_| Int64Builder::new())
+            present,
+            ints: of(|t| *t == SqlType::Int8)
+                .into_iter()
+                .map(|k| k.then(Int64Builder::new))
                 .collect(),
-            strings: (0..count(|t| matches!(t, SqlType::Varchar(_))))
-                .map(|_| StringBuilder::new())
+            strings: of(|t| matches!(t, SqlType::Varchar(_)))
+                .into_iter()
+                .map(|k| k.then(StringBuilder::new))
                 .collect(),
-            times: (0..count(|t| *t == SqlType::Timestamp))
-                .map(|_| TimestampMicrosecondBuilder::new())
+            times: of(|t| *t == SqlType::Timestamp)
+                .into_iter()
+                .map(|k| k.then(TimestampMicrosecondBuilder::new))
                 .collect(),
             len: 0,
         }
     }
 
     fn push(&mut self, event: &Event) {
-        let ms = |v: u64| v as i64 * 1000;
+        fn put_ints<const N: usize>(builders: &mut [Option<Int64Builder>], values: [usize; N]) {
+            for (b, v) in builders.iter_mut().zip(values) {
+                if let Some(b) = b {
+                    b.append_value(v as i64);
+                }
+            }
+        }
+        fn put_strings<const N: usize>(builders: &mut [Option<StringBuilder>], values: [&String; N]) {
+            for (b, v) in builders.iter_mut().zip(values) {
+                if let Some(b) = b {
+                    b.append_value(v);
+                }
+            }
+        }
+        fn put_times<const N: usize>(builders: &mut [Option<TimestampMicrosecondBuilder>], millis: [u64; N]) {
+            for (b, v) in builders.iter_mut().zip(millis) {
+                if let Some(b) = b {
+                    b.append_value(v as i64 * 1000);
+                }
+            }
+        }
         match event {
             Event::Person(p) => {
-                self.ints[0].append_value(p.id as i64);
-                for (i, s) in [&p.name, &p.email_address, &p.credit_card, &p.city, &p.state, &p.extra]
-                    .into_iter()
-                    .enumerate()
-                {
-                    self.strings[i].append_value(s);
-                }
-                self.times[0].append_value(ms(p.date_time));
+                put_ints(&mut self.ints, [p.id]);
+                put_strings(
+                    &mut self.strings,
+                    [&p.name, &p.email_address, &p.credit_card, &p.city, &p.state, &p.extra],
+                );
+                put_times(&mut self.times, [p.date_time]);
             }
             Event::Auction(a) => {
-                for (i, v) in [a.id, a.initial_bid, a.reserve, a.seller, a.category]
-                    .into_iter()
-                    .enumerate()
-                {
-                    self.ints[i].append_value(v as i64);
-                }
-                for (i, s) in [&a.item_name, &a.description, &a.extra].into_iter().enumerate() {
-                    self.strings[i].append_value(s);
-                }
-                self.times[0].append_value(ms(a.date_time));
-                self.times[1].append_value(ms(a.expires));
+                put_ints(&mut self.ints, [a.id, a.initial_bid, a.reserve, a.seller, a.category]);
+                put_strings(&mut self.strings, [&a.item_name, &a.description, &a.extra]);
+                put_times(&mut self.times, [a.date_time, a.expires]);
             }
             Event::Bid(b) => {
-                for (i, v) in [b.auction, b.bidder, b.price].into_iter().enumerate() {
-                    self.ints[i].append_value(v as i64);
-                }
-                for (i, s) in [&b.channel, &b.url, &b.extra].into_iter().enumerate() {
-                    self.strings[i].append_value(s);
-                }
-                self.times[0].append_value(ms(b.date_time));
+                put_ints(&mut self.ints, [b.auction, b.bidder, b.price]);
+                put_strings(&mut self.strings, [&b.channel, &b.url, &b.extra]);
+                put_times(&mut self.times, [b.date_time]);
             }
         }
         self.len += 1;
@@ -572,24 +618,38 @@ impl Rows {
         let mut fields = Vec::with_capacity(cols.len());
         let rows = self.len;
         for (name, ty) in &cols {
+            // Placeholders are zeroed memory nobody reads: the pages are never touched.
             let a: ArrayRef = match ty {
                 SqlType::Int8 => {
                     i += 1;
-                    let mut b = std::mem::replace(&mut self.ints[i - 1], Int64Builder::with_capacity(rows));
-                    Arc::new(b.finish())
+                    match &mut self.ints[i - 1] {
+                        Some(b) => Arc::new(std::mem::replace(b, Int64Builder::with_capacity(rows)).finish()),
+                        None => Arc::new(Int64Array::from(vec![0; rows])),
+                    }
                 }
                 SqlType::Timestamp => {
                     t += 1;
-                    let mut b =
-                        std::mem::replace(&mut self.times[t - 1], TimestampMicrosecondBuilder::with_capacity(rows));
-                    Arc::new(b.finish())
+                    match &mut self.times[t - 1] {
+                        Some(b) => {
+                            Arc::new(std::mem::replace(b, TimestampMicrosecondBuilder::with_capacity(rows)).finish())
+                        }
+                        None => Arc::new(TimestampMicrosecondArray::from(vec![0; rows])),
+                    }
                 }
                 _ => {
                     s += 1;
-                    let mut b = std::mem::replace(&mut self.strings[s - 1], StringBuilder::new());
-                    let a = b.finish();
-                    self.strings[s - 1] = StringBuilder::with_capacity(rows, a.value_data().len());
-                    Arc::new(a)
+                    match &mut self.strings[s - 1] {
+                        Some(b) => {
+                            let a = std::mem::replace(b, StringBuilder::new()).finish();
+                            *b = StringBuilder::with_capacity(rows, a.value_data().len());
+                            Arc::new(a)
+                        }
+                        None => Arc::new(StringArray::new(
+                            OffsetBuffer::new_zeroed(rows),
+                            Buffer::from_vec(Vec::<u8>::new()),
+                            None,
+                        )),
+                    }
                 }
             };
             fields.push(Field::new(*name, a.data_type().clone(), true));
@@ -607,7 +667,7 @@ async fn run(task: &SourceTask) -> Result<()> {
     for t in &task.tables {
         let Some(src) = &t.def.source else { continue };
         let stream = Stream::parse(&src.external)?;
-        rows.push(Rows::new(stream, t.clone()));
+        rows.push(Rows::new(stream, t.clone(), &task.read_columns(t)));
     }
     let position: Position = match task.stored_position()? {
         Some(p) => p,
@@ -654,7 +714,7 @@ async fn run(task: &SourceTask) -> Result<()> {
             for i in &pending {
                 let r = &mut rows[*i];
                 if r.len > 0 {
-                    task.add_changes(&mut writes, &r.table.clone(), &r.finish()?)?;
+                    task.add_stream_rows(&mut writes, &r.table.clone(), &r.finish()?, r.present.clone())?;
                 }
                 if done == position.next {
                     task.set_table_state(&mut writes, r.table.def.id, &TableState { since: 0 });
@@ -686,7 +746,7 @@ async fn run(task: &SourceTask) -> Result<()> {
         |writes, first, n| {
             events.generate(first, n, &mut rows, &all)?;
             for r in rows.iter_mut().filter(|r| r.len > 0) {
-                task.add_changes(writes, &r.table.clone(), &r.finish()?)?;
+                task.add_stream_rows(writes, &r.table.clone(), &r.finish()?, r.present.clone())?;
             }
             Ok(())
         },
