@@ -218,14 +218,15 @@ async fn stream_sources_build_only_the_columns_views_read() {
         assert!(Instant::now() < deadline, "no bids reached the first view");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // (Source `nx` restarted as its tables were added.)
     let restarts = |log: &str| log.matches("restarting the source").count();
-    assert_eq!(restarts(&server.log_text()), 0);
+    let before = restarts(&server.log_text());
     c.batch_execute(&format!("CREATE MATERIALIZED VIEW wide AS {wide}"))
         .await
         .unwrap();
     assert_eq!(
         restarts(&server.log_text()),
-        1,
+        before + 1,
         "the bid stream's source restarts to build the columns the new view reads"
     );
     eventually(
