@@ -431,8 +431,8 @@ impl Events {
     /// generator of one sparse stream, enough to hold about `rows` of its own. Each commit (an
     /// epoch) has a fixed cost (a WAL sync, a snapshot, a pass over the views): a source of
     /// persons committing the 400 among every 20,000 events spent more on epochs than on
-    /// persons (Nexmark q8: +15-25 % events/CPU-s with 5,000 rows, for ~15 MiB more memory;
-    /// 20,000 rows cost ~50 MiB more for no more speed).
+    /// persons (Nexmark q8 at 3M events: about +16 % events/CPU-s with 5,000 rows, for 15-30
+    /// MiB more peak memory; 20,000 rows cost ~50 MiB more for no more speed).
     fn batch(&self, events: u64, rows: u64) -> u64 {
         match self {
             Events::All(_) => events,
