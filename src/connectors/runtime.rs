@@ -186,10 +186,7 @@ impl SourceTask {
     /// is not a stream). A source may leave the others out of the stream's rows
     /// ([`SourceTask::add_stream_rows`]); its task is restarted when the set changes.
     pub fn read_columns(&self, table: &Table) -> Columns {
-        if table.def.layout != Layout::Stream {
-            return None;
-        }
-        self.reads.get(table.def.id).cloned().flatten()
+        stream_columns(table, &self.reads)
     }
 
     /// Appends weighted rows of `table` (in the table's upstream columns, or all its visible
@@ -584,14 +581,17 @@ impl SourceRuntime {
 fn fingerprint(tables: &[Arc<Table>], reads: &ColumnReads) -> Vec<(u32, u64, Columns)> {
     tables
         .iter()
-        .map(|t| {
-            let read = match t.def.layout {
-                Layout::Stream => reads.get(t.def.id).cloned().flatten(),
-                _ => None,
-            };
-            (t.def.id, t.def.version, read)
-        })
+        .map(|t| (t.def.id, t.def.version, stream_columns(t, reads)))
         .collect()
+}
+
+/// The visible columns of `table` that views read if it is a stream (None: every column, or
+/// not a stream: a stored table always gets every column).
+fn stream_columns(table: &Table, reads: &ColumnReads) -> Columns {
+    match table.def.layout {
+        Layout::Stream => reads.get(table.def.id).cloned().flatten(),
+        _ => None,
+    }
 }
 
 /// Runs a source's driver, retrying retryable failures with backoff (1 s doubling to 30 s),
