@@ -12,7 +12,12 @@
 //! baseline's time to answer the query once over all the events.
 //!
 //! Run: `cargo bench --bench nexmark` (`FRESHET_BENCH_EVENTS`, default 1,000,000;
-//! `FRESHET_BENCH_QUERIES=q0,q1` runs a subset). Writes its section of BENCHMARKS.md.
+//! `FRESHET_BENCH_QUERIES=q0,q1` runs a subset; `FRESHET_BENCH_RUNS=3` runs each query that
+//! many times and reports medians). Writes its section of BENCHMARKS.md.
+//!
+//! Runs are interleaved per query (Freshet, then the peer both ways, then again): on a shared
+//! machine both engines' figures drift by up to a third over an hour, and a drift that hits
+//! one engine's block of runs and not the other's moved single-run ratios as much.
 //!
 //! The peer: the same queries as DBSP circuits (`benches/peer`, the `dbsp` crate under Feldera,
 //! its own cargo root and target dir `$HOME/.cache/freshet-peer`) over the same generator, run
@@ -55,10 +60,12 @@ struct Figures {
     events_per_cpu_sec: f64,
     peak_rss_mib: f64,
     view_rows: i64,
-    batch_secs: f64,
+    /// `None`: the baseline was not run (repeated runs run it once).
+    batch_secs: Option<f64>,
 }
 
-async fn run_query(name: &'static str, sql: &str, events: u64) -> Figures {
+/// One run of query `name` (`baseline`: also time DataFusion's answer from scratch).
+async fn run_query(name: &'static str, sql: &str, events: u64, baseline: bool) -> Figures {
     let f = common::Freshet::start();
     let pid = f.pid();
     let c = f.connect().await;
@@ -86,22 +93,26 @@ async fn run_query(name: &'static str, sql: &str, events: u64) -> Figures {
     let secs = started.elapsed().as_secs_f64();
     let (cpu1, rss) = usage(pid);
     let view_rows = common::first_i64(&c, &format!("SELECT count(*) FROM {name}")).await;
-    // The baseline: DataFusion answers the query from scratch over every event, stored in
-    // tables (schema `stored`, first on the search path) by one source of the same events.
-    c.batch_execute("CREATE SCHEMA stored").await.unwrap();
-    c.batch_execute("SET search_path = stored, public").await.unwrap();
-    c.batch_execute(&format!(
-        "CREATE SOURCE nx WITH (connector = 'nexmark', {options}); {}",
-        stream_tables("nx")
-    ))
-    .await
-    .unwrap();
-    common::wait_for(&c, generating, 0, Duration::from_secs(3600)).await;
-    let t = Instant::now();
-    c.simple_query(&format!("SELECT count(*) FROM ({sql}) q"))
+    let batch_secs = if baseline {
+        // The baseline: DataFusion answers the query from scratch over every event, stored in
+        // tables (schema `stored`, first on the search path) by one source of the same events.
+        c.batch_execute("CREATE SCHEMA stored").await.unwrap();
+        c.batch_execute("SET search_path = stored, public").await.unwrap();
+        c.batch_execute(&format!(
+            "CREATE SOURCE nx WITH (connector = 'nexmark', {options}); {}",
+            stream_tables("nx")
+        ))
         .await
         .unwrap();
-    let batch_secs = t.elapsed().as_secs_f64();
+        common::wait_for(&c, generating, 0, Duration::from_secs(3600)).await;
+        let t = Instant::now();
+        c.simple_query(&format!("SELECT count(*) FROM ({sql}) q"))
+            .await
+            .unwrap();
+        Some(t.elapsed().as_secs_f64())
+    } else {
+        None
+    };
     Figures {
         name,
         events_per_sec: events as f64 / secs,
@@ -110,6 +121,13 @@ async fn run_query(name: &'static str, sql: &str, events: u64) -> Figures {
         view_rows,
         batch_secs,
     }
+}
+
+/// The median of `values` (the lower of the two middle ones for an even count; 0 for none).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
 }
 
 /// One query's figures from the dbsp peer.
@@ -183,19 +201,64 @@ fn main() {
     let only: Option<Vec<String>> = std::env::var("FRESHET_BENCH_QUERIES")
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let runs: usize = std::env::var("FRESHET_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut all = Vec::new();
+    let (mut peer, mut kept) = (Vec::new(), Vec::new());
     for (name, sql) in QUERIES {
         if only.as_ref().is_some_and(|o| !o.iter().any(|q| q == name)) {
             continue;
         }
-        let fig = rt.block_on(run_query(name, sql, events));
-        println!(
-            "{name}: {:.0} events/s, {:.0} events/CPU-s, peak RSS {:.0} MiB, {} view rows; batch recompute {:.2} s",
-            fig.events_per_sec, fig.events_per_cpu_sec, fig.peak_rss_mib, fig.view_rows, fig.batch_secs
-        );
-        all.push(fig);
+        // Each run: Freshet, then the peer both ways (see the module documentation).
+        let (mut figs, mut peers, mut keeps) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            let fig = rt.block_on(run_query(name, sql, events, run == 0));
+            println!(
+                "{name} (run {}): {:.0} events/s, {:.0} events/CPU-s, peak RSS {:.0} MiB, {} view rows{}",
+                run + 1,
+                fig.events_per_sec,
+                fig.events_per_cpu_sec,
+                fig.peak_rss_mib,
+                fig.view_rows,
+                fig.batch_secs
+                    .map_or(String::new(), |s| format!("; batch recompute {s:.2} s"))
+            );
+            figs.push(fig);
+            let this = Some(vec![name.to_string()]);
+            peers.extend(run_peer(events, &this, false).into_iter().map(|(_, f)| f));
+            keeps.extend(run_peer(events, &this, true).into_iter().map(|(_, f)| f));
+        }
+        let first = &figs[0];
+        all.push(Figures {
+            name,
+            events_per_sec: median(figs.iter().map(|f| f.events_per_sec)),
+            events_per_cpu_sec: median(figs.iter().map(|f| f.events_per_cpu_sec)),
+            peak_rss_mib: median(figs.iter().map(|f| f.peak_rss_mib)),
+            view_rows: first.view_rows,
+            batch_secs: first.batch_secs,
+        });
+        for (list, runs) in [(&mut peer, peers), (&mut kept, keeps)] {
+            if let Some(first) = runs.first() {
+                list.push((
+                    name.to_string(),
+                    PeerFigures {
+                        events_per_cpu_sec: median(runs.iter().map(|f| f.events_per_cpu_sec)),
+                        peak_rss_mib: median(runs.iter().map(|f| f.peak_rss_mib)),
+                        output_rows: first.output_rows,
+                    },
+                ));
+            }
+        }
     }
+    let medians = if runs > 1 {
+        format!(" Each figure is the median of {runs} runs, interleaved per query with the peer's.")
+    } else {
+        String::new()
+    };
     let mut body = format!(
         "{events} Nexmark events (the `nexmark` crate's generator, 1 : 3 : 46 person : auction : bid) generated \
          as fast as possible by three `nexmark` streams (`CREATE SOURCE bid (*) WITH (connector = 'nexmark', \
@@ -205,8 +268,8 @@ fn main() {
          the last event durable with the view maintained. Events/CPU-s: the same events over the server \
          process's user + system CPU time (the runner asks whether the streams are done every 50 ms, a query \
          the server plans each time). Peak RSS: the server's VmHWM. Batch: DataFusion answering the query \
-         from scratch once over all the events (ad-hoc, same server): what a recompute-per-change system pays \
-         for every change.\n\n\
+         from scratch once over all the events (ad-hoc, same server, first run): what a recompute-per-change \
+         system pays for every change.{medians}\n\n\
          | query | events/s | events/CPU-s | peak RSS MiB | view rows | batch recompute s | recompute events/s |\n\
          |---|---|---|---|---|---|---|\n"
     );
@@ -218,8 +281,8 @@ fn main() {
             f.events_per_cpu_sec,
             f.peak_rss_mib,
             f.view_rows,
-            f.batch_secs,
-            events as f64 / f.batch_secs.max(1e-6)
+            f.batch_secs.unwrap_or(f64::NAN),
+            events as f64 / f.batch_secs.unwrap_or(f64::NAN).max(1e-6)
         ));
     }
     body.push_str(
@@ -227,8 +290,6 @@ fn main() {
          epoch of up to 20,000 events per stream): this is an end-to-end figure, not an in-memory operator \
          micro-benchmark. The batch baseline reads stored tables of the same events, filled after the run.\n",
     );
-    let peer = run_peer(events, &only, false);
-    let kept = run_peer(events, &only, true);
     body.push_str(
         "\n### Beside the peer: dbsp (Feldera's engine)\n\n\
          The same queries as DBSP circuits (`benches/peer`, crate `dbsp` 0.349.0, 1 worker, in memory, no \
@@ -284,11 +345,15 @@ fn main() {
         body.push_str(&format!("\nNo dbsp circuit yet for: {}.\n", missing.join(", ")));
     }
     println!("{body}");
-    // The command that reproduces the table (the event count when it is not the default).
-    let command = match std::env::var("FRESHET_BENCH_EVENTS") {
-        Ok(n) if n.trim() != "1000000" => format!("FRESHET_BENCH_EVENTS={} cargo bench --bench nexmark", n.trim()),
-        _ => "cargo bench --bench nexmark".to_string(),
-    };
+    // The command that reproduces the table (the event count and runs when not the defaults).
+    let mut command = String::new();
+    if events != 1_000_000 {
+        command.push_str(&format!("FRESHET_BENCH_EVENTS={events} "));
+    }
+    if runs > 1 {
+        command.push_str(&format!("FRESHET_BENCH_RUNS={runs} "));
+    }
+    command.push_str("cargo bench --bench nexmark");
     common::write_section(
         "nexmark",
         "Nexmark: queries as materialized views over the generator",
