@@ -241,13 +241,13 @@ fn main() {
             view_rows: first.view_rows,
             batch_secs: first.batch_secs,
         });
-        for (list, runs) in [(&mut peer, peers), (&mut kept, keeps)] {
-            if let Some(first) = runs.first() {
+        for (list, these) in [(&mut peer, peers), (&mut kept, keeps)] {
+            if let Some(first) = these.first() {
                 list.push((
                     name.to_string(),
                     PeerFigures {
-                        events_per_cpu_sec: median(runs.iter().map(|f| f.events_per_cpu_sec)),
-                        peak_rss_mib: median(runs.iter().map(|f| f.peak_rss_mib)),
+                        events_per_cpu_sec: median(these.iter().map(|f| f.events_per_cpu_sec)),
+                        peak_rss_mib: median(these.iter().map(|f| f.peak_rss_mib)),
                         output_rows: first.output_rows,
                     },
                 ));
