@@ -317,6 +317,10 @@ impl Operator for HashJoinOp {
         // Other side's padded rows retracted / re-emitted as their matches come and go.
         let mut flip_other: Vec<(u32, u32)> = Vec::new();
         let mut flip_w: Vec<i64> = Vec::new();
+        // This side's row counts, added after the loop in an order of the state's own (none
+        // depends on another), unless a padded side's match state needs each new count.
+        let defer = !(self.filter.is_some() && self.pads(this));
+        let mut deferred: Vec<(&[u8], i64)> = Vec::new();
         for (j, ((i, w), slot)) in live.iter().zip(&slot_of).enumerate() {
             let (i, w) = (*i, *w);
             let Some(slot) = slot else {
@@ -378,6 +382,10 @@ impl Operator for HashJoinOp {
             if self.unique[other] && !others[*slot as usize].is_empty() {
                 continue;
             }
+            if defer {
+                deferred.push((this_row, w));
+                continue;
+            }
             let (_, mult) = self.sides[this].rows.add_count(ctx, this_row, w)?;
             if self.filter.is_some() && self.pads(this) {
                 let matched = self.sides[this].matched.as_mut().expect("checked in new");
@@ -388,6 +396,8 @@ impl Operator for HashJoinOp {
                 }
             }
         }
+
+        self.sides[this].rows.add_counts(ctx, deferred)?;
 
         // The other side's rows that waited for this side's row of their key have found it,
         // the only one their key will ever have: they are not needed any more.
