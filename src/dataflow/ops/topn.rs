@@ -188,6 +188,19 @@ impl TopNOp {
         top
     }
 
+    /// The key of the entry of `entries` (a group's first ones, in key order) that holds the
+    /// `end`-th row, if they hold that many.
+    fn last_kept(entries: &[(Vec<u8>, Vec<u8>)], end: usize) -> Option<&[u8]> {
+        let mut seen = 0usize;
+        for (key, value) in entries {
+            seen += decode_i64(&value[..8]).max(0) as usize;
+            if seen >= end {
+                return Some(key);
+            }
+        }
+        None
+    }
+
     /// The first `skip + fetch` entries of a group.
     fn first_entries(&self, ctx: &EpochContext, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let end = self.spec.skip.saturating_add(self.spec.fetch);
@@ -245,10 +258,23 @@ impl Operator for TopNOp {
         let mut weights = Vec::new();
         for members in groups {
             let prefix = prefixes[members[0]].as_slice();
-            let old_top = self.top_of(&self.first_entries(ctx, prefix)?);
+            let first = self.first_entries(ctx, prefix)?;
+            let old_top = self.top_of(&first);
+            // Over an append-only input, a group that holds its first `skip + fetch` rows
+            // keeps out the rows that sort after the last of them: they would be cut at once.
+            let cutoff = if self.append_only {
+                Self::last_kept(&first, end)
+            } else {
+                None
+            };
+            let mut changed = false;
             for i in members {
                 let row = rows.row(i);
                 let key = self.entry_key(prefix, sort_keys.row(i).as_ref(), row.as_ref());
+                if cutoff.is_some_and(|last| key.as_slice() > last) {
+                    continue;
+                }
+                changed = true;
                 let old = self.ordered.get(ctx, &key)?.map(|v| decode_i64(&v[..8])).unwrap_or(0);
                 let new = old + weights_in[i];
                 if new <= 0 {
@@ -257,6 +283,9 @@ impl Operator for TopNOp {
                     let value = self.entry_value(row.as_ref(), new);
                     self.ordered.put(&key, value);
                 }
+            }
+            if !changed {
+                continue;
             }
             let new_top = if self.append_only {
                 // Rows past the first `skip + fetch` can never come back: drop them.
@@ -336,6 +365,7 @@ mod tests {
     use super::*;
     use crate::dataflow::ops::testing::{run_epoch, RandomBag};
     use crate::state::memory::MemoryStore;
+    use crate::state::StateStore;
 
     const LIMIT: usize = 2;
 
@@ -364,12 +394,18 @@ mod tests {
 
     /// Random inserts and deletes over several epochs, with restarts (a new operator reading
     /// the committed state): the accumulated output is each group's two smallest values with
-    /// their ranks, in both layouts (version 1 views keep the row in the value as well).
+    /// their ranks, in both layouts (version 1 views keep the row in the value as well), and
+    /// over an append-only input (inserts only: the state keeps each group's first rows, and
+    /// rows sorting after them never reach it).
     #[test]
     fn group_top_n_matches_a_recomputation_in_both_layouts_across_restarts() {
-        for rows_in_keys in [false, true] {
+        for (rows_in_keys, append_only) in [(false, false), (true, false), (false, true), (true, true)] {
             let store = Arc::new(MemoryStore::default());
             let mut bag = RandomBag::new(11, 4, 10);
+            if append_only {
+                bag = bag.insertions_only();
+            }
+            let op = |rows_in_keys| op(rows_in_keys).append_only_input(append_only);
             let mut top = op(rows_in_keys);
             let mut view: BTreeMap<(i64, i64, u64), i64> = BTreeMap::new();
             for epoch in 1..=40u64 {
@@ -392,8 +428,20 @@ mod tests {
                         expected.insert((group, v, rank as u64 + 1), 1);
                     }
                 }
-                assert_eq!(view, expected, "epoch {epoch}, rows in keys: {rows_in_keys}");
+                assert_eq!(
+                    view, expected,
+                    "epoch {epoch}, rows in keys: {rows_in_keys}, append-only: {append_only}"
+                );
                 assert_eq!(out.columns()[2].null_count(), 0);
+                if append_only {
+                    let ctx = EpochContext {
+                        snapshot: store.snapshot(),
+                        store: store.clone(),
+                        epoch,
+                    };
+                    let kept = top.ordered.scan_prefix(&ctx, &[]).unwrap();
+                    assert!(kept.len() <= 4 * LIMIT, "epoch {epoch}: {} entries kept", kept.len());
+                }
                 if epoch % 7 == 0 {
                     top = op(rows_in_keys);
                 }
