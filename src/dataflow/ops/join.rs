@@ -386,14 +386,13 @@ impl Operator for HashJoinOp {
                 deferred.push((this_row, w));
                 continue;
             }
+            // Not deferred: a padded side with a condition, whose match state needs the count.
             let (_, mult) = self.sides[this].rows.add_count(ctx, this_row, w)?;
-            if self.filter.is_some() && self.pads(this) {
-                let matched = self.sides[this].matched.as_mut().expect("checked in new");
-                if mult > 0 && matches != 0 {
-                    matched.put(this_row, matches.to_be_bytes().to_vec());
-                } else {
-                    matched.delete(this_row);
-                }
+            let matched = self.sides[this].matched.as_mut().expect("checked in new");
+            if mult > 0 && matches != 0 {
+                matched.put(this_row, matches.to_be_bytes().to_vec());
+            } else {
+                matched.delete(this_row);
             }
         }
 

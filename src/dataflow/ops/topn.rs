@@ -190,10 +190,10 @@ impl TopNOp {
 
     /// The key of the entry of `entries` (a group's first ones, in key order) that holds the
     /// `end`-th row, if they hold that many.
-    fn last_kept(entries: &[(Vec<u8>, Vec<u8>)], end: usize) -> Option<&[u8]> {
+    fn last_kept<'e>(&self, entries: &'e [(Vec<u8>, Vec<u8>)], end: usize) -> Option<&'e [u8]> {
         let mut seen = 0usize;
         for (key, value) in entries {
-            seen += decode_i64(&value[..8]).max(0) as usize;
+            seen += self.entry_row(key, value).1.max(0) as usize;
             if seen >= end {
                 return Some(key);
             }
@@ -263,7 +263,7 @@ impl Operator for TopNOp {
             // Over an append-only input, a group that holds its first `skip + fetch` rows
             // keeps out the rows that sort after the last of them: they would be cut at once.
             let cutoff = if self.append_only {
-                Self::last_kept(&first, end)
+                self.last_kept(&first, end)
             } else {
                 None
             };
