@@ -14,6 +14,7 @@ pub mod operator;
 pub mod ops;
 pub mod state_index;
 pub mod state_log;
+pub mod state_runs;
 pub mod state_table;
 pub mod stored_rows;
 pub mod stream_history;

@@ -216,7 +216,7 @@ impl PartialOrd for Member {
 
 /// `a.cmp(b)` for byte strings (lexicographic), eight bytes at a time.
 #[inline]
-fn byte_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+pub(super) fn byte_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     let n = a.len().min(b.len());
     let mut i = 0;
     while i + 8 <= n {

@@ -19,7 +19,9 @@
 //! replace) commits, and chunks of a checkpoint that never committed are deleted by a later one.
 //!
 //! A record is a sequence of entries: `klen:u32 key vlen:u32 value`, with `vlen = u32::MAX`
-//! (and no value) for a deletion.
+//! (and no value) for a deletion. An additive table's log records start with a marker and
+//! hold amounts to add to counters ([`additive_record`]); its checkpoints hold values, like
+//! every other table's.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -35,6 +37,58 @@ const DELETED: u32 = u32::MAX;
 
 /// Bytes of entries a checkpoint chunk holds (about).
 pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// The first four bytes of an *additive* record (where a key length would be; no key is that
+/// long): its entries are amounts to add to the keys' counters, not values (an additive
+/// table's log, see `state_runs`), as [`encode_addition`] writes them.
+const ADDITIVE: u32 = u32::MAX - 1;
+
+/// The start of an additive record.
+pub fn additive_record() -> Vec<u8> {
+    ADDITIVE.to_be_bytes().to_vec()
+}
+
+/// Appends to an additive record the addition of `delta` to the counter of `key`:
+/// `klen:varint key delta:varint` (zigzag), so that a row added once costs its key and two
+/// bytes (an additive table logs every row it gains).
+pub fn encode_addition(record: &mut Vec<u8>, key: &[u8], delta: i64) {
+    put_varint(record, key.len() as u64);
+    record.extend_from_slice(key);
+    put_varint(record, ((delta << 1) ^ (delta >> 63)) as u64);
+}
+
+/// LEB128: seven bits a byte, low first, the top bit set on all but the last.
+fn put_varint(record: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        record.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    record.push(v as u8);
+}
+
+fn take_varint(rest: &mut &[u8]) -> Result<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, tail) = rest
+            .split_first()
+            .ok_or_else(|| Error::internal("corrupt operator state log record"))?;
+        *rest = tail;
+        v |= u64::from(b & 0x7F) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(Error::internal("corrupt operator state log record"))
+}
+
+/// A decoded log record.
+#[derive(Debug, PartialEq)]
+pub enum Record<'a> {
+    /// Keys and their values (`None`: deleted).
+    Values(Vec<Entry<'a>>),
+    /// Keys and amounts to add to their counters (an additive record).
+    Additions(Vec<(&'a [u8], i64)>),
+}
 
 /// Appends one entry (`None`: a deletion) to a record.
 pub fn encode_entry(record: &mut Vec<u8>, key_parts: &[&[u8]], value: Option<&[u8]>) {
@@ -177,6 +231,25 @@ fn key_at(record: &[u8], at: u32) -> (u32, &[u8]) {
 /// One entry of a record: a key and its value (`None`: deleted).
 pub type Entry<'a> = (&'a [u8], Option<&'a [u8]>);
 
+/// The entries of a log record, of values or additions (see [`additive_record`]).
+pub fn decode_record(record: &[u8]) -> Result<Record<'_>> {
+    let Some(mut rest) = record.strip_prefix(&ADDITIVE.to_be_bytes()[..]) else {
+        return Ok(Record::Values(decode(record)?));
+    };
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let n = take_varint(&mut rest)? as usize;
+        if rest.len() < n {
+            return Err(Error::internal("corrupt operator state log record"));
+        }
+        let (key, tail) = rest.split_at(n);
+        rest = tail;
+        let z = take_varint(&mut rest)?;
+        out.push((key, (z >> 1) as i64 ^ -((z & 1) as i64)));
+    }
+    Ok(Record::Additions(out))
+}
+
 /// The entries of a record, in the order they were written.
 pub fn decode(record: &[u8]) -> Result<Vec<Entry<'_>>> {
     fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
@@ -299,6 +372,27 @@ mod tests {
             ]
         );
         assert!(decode(&r[..r.len() - 1]).is_err());
+        assert_eq!(decode_record(&r).unwrap(), Record::Values(entries));
+        let mut a = additive_record();
+        let long = vec![7u8; 300];
+        let additions = [
+            (&b"k"[..], -3i64),
+            (&b""[..], 1),
+            (&long[..], i64::MAX),
+            (&b"m"[..], i64::MIN),
+            (&b"n"[..], 64),
+        ];
+        for (k, d) in additions {
+            encode_addition(&mut a, k, d);
+        }
+        // A row added once: its key and two bytes.
+        assert_eq!(
+            a.len(),
+            4 + (1 + 1 + 1) + (1 + 1) + (2 + 300 + 10) + (1 + 1 + 10) + (1 + 1 + 2)
+        );
+        assert_eq!(decode_record(&a).unwrap(), Record::Additions(additions.to_vec()));
+        assert!(decode_record(&a[..a.len() - 1]).is_err());
+        assert!(decode(&a).is_err());
     }
 
     /// An epoch record holds, per key written, its last value, or its deletion if the key

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::operator::EpochContext;
 use super::state_index::Index;
 use super::state_log::{self, Checkpoint, EpochRecord};
+use super::state_runs::Runs;
 use crate::error::{Error, Result};
 use crate::state::{keys, WriteBatch};
 
@@ -82,8 +83,10 @@ enum Mirror {
 
 /// A loaded mirror. Its bytes are released from the budget when it is dropped.
 struct Loaded {
-    /// Every committed entry (keys without the table prefix).
+    /// Every committed entry (keys without the table prefix), but an additive table's.
     entries: Index,
+    /// An additive table's entries (`entries` is then empty).
+    runs: Option<Runs>,
     /// Bytes reserved for them.
     bytes: usize,
     /// The store holds a checkpoint or logs of this table (not only per-key entries).
@@ -134,6 +137,51 @@ impl Loaded {
         (old_count, new_count, fit, old.is_some())
     }
 
+    /// Calls `f(group, rest, value)` for every entry (in runs: `rest` empty), until it fails.
+    fn try_for_each<E>(&self, mut f: impl FnMut(&[u8], &[u8], Option<&[u8]>) -> Result<(), E>) -> Result<(), E> {
+        match &self.runs {
+            Some(runs) => runs.try_for_each_from(&[], &[], |k, n| f(k, &[], Some(&n.to_be_bytes())).map(|()| true)),
+            None => self.entries.try_for_each(f),
+        }
+    }
+
+    /// Adds `deltas` to an additive table's runs; false if they did not fit in the budget
+    /// (they are kept all the same).
+    fn add_to_runs(&mut self, deltas: Vec<(&[u8], i64)>) -> bool {
+        let runs = self.runs.as_mut().expect("an additive table");
+        let before = runs.bytes();
+        runs.add(deltas);
+        let after = runs.bytes();
+        if after <= before {
+            release(before - after);
+            self.bytes -= before - after;
+            return true;
+        }
+        self.bytes += after - before;
+        if reserve(after - before) {
+            true
+        } else {
+            force_reserve(after - before);
+            false
+        }
+    }
+
+    /// The entries as runs (an additive table, once loaded).
+    fn make_runs(&mut self) {
+        let mut keys: Vec<(Vec<u8>, i64)> = Vec::with_capacity(self.entries.len());
+        let Ok(()) = self.entries.try_for_each(|group, rest, v| {
+            if let Some(v) = v {
+                keys.push(([group, rest].concat(), decode_i64(v)));
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        self.entries = Index::new(Some(0));
+        release(self.bytes);
+        self.bytes = 0;
+        self.runs = Some(Runs::default());
+        self.add_to_runs(keys.iter().map(|(k, n)| (k.as_slice(), *n)).collect());
+    }
+
     /// Accounts for the entry of a `key_len`-byte key going from a value of `old` bytes to
     /// one of `new` bytes (`None`: no entry); false if the new entry did not fit in the
     /// budget (it is counted all the same).
@@ -170,6 +218,11 @@ pub struct StateTable {
     dirty: Index,
     /// The log record of this epoch's writes made to the loaded mirror.
     record: EpochRecord,
+    /// An additive table (see [`StateTable::additive`]).
+    additive: bool,
+    /// An additive table's log record of this epoch's additions to the loaded mirror (its
+    /// entries, without the marker).
+    deltas: Vec<u8>,
     /// A write to the mirror this epoch did not fit in the budget: the table spills at the
     /// barrier.
     over_budget: bool,
@@ -187,6 +240,8 @@ impl StateTable {
             group_offset: Some(0),
             dirty: Index::new(Some(0)),
             record: EpochRecord::default(),
+            additive: false,
+            deltas: Vec::new(),
             over_budget: false,
             read_ahead: HashMap::new(),
             mirror: RefCell::new(Mirror::Unloaded),
@@ -203,6 +258,19 @@ impl StateTable {
     /// ordered group.
     pub fn ordered(self) -> StateTable {
         self.grouped(None)
+    }
+
+    /// For a table of i64 counters written by [`StateTable::add_counts`] and read by range,
+    /// rarely (a join side's rows when the other side changes seldom): mirrored as sorted runs
+    /// (`state_runs`), an epoch's additions sorted and merged instead of hashed one by one,
+    /// and logged as additions. Point reads and single writes work, slower than hashed.
+    pub fn additive(mut self) -> StateTable {
+        self.additive = true;
+        self
+    }
+
+    pub fn is_additive(&self) -> bool {
+        self.additive
     }
 
     fn grouped(mut self, group_offset: Option<usize>) -> StateTable {
@@ -238,6 +306,7 @@ impl StateTable {
         let logged = checkpoint.is_some() || logs.peek().is_some();
         let mut loaded = Loaded {
             entries: Index::new(self.group_offset),
+            runs: None,
             bytes: 0,
             logged,
             per_key: false,
@@ -276,9 +345,22 @@ impl StateTable {
                 continue;
             }
             loaded.log_bytes += record.len();
-            for (k, v) in state_log::decode(&record)? {
-                loaded.apply(k, v);
+            match state_log::decode_record(&record)? {
+                state_log::Record::Values(entries) => {
+                    for (k, v) in entries {
+                        loaded.apply(k, v);
+                    }
+                }
+                state_log::Record::Additions(entries) => {
+                    for (k, delta) in entries {
+                        let (group, rest) = loaded.entries.split(k);
+                        loaded.add_count(group, rest, delta);
+                    }
+                }
             }
+        }
+        if self.additive {
+            loaded.make_runs();
         }
         *self.mirror.borrow_mut() = Mirror::Loaded(loaded);
         Ok(())
@@ -302,7 +384,11 @@ impl StateTable {
             }
         }
         if self.loaded(ctx)? {
-            if let Mirror::Loaded(Loaded { entries, .. }) = &*self.mirror.borrow() {
+            if let Mirror::Loaded(Loaded { entries, runs, .. }) = &*self.mirror.borrow() {
+                if let Some(runs) = runs {
+                    let n = runs.get(key);
+                    return Ok(f((n != 0).then_some(&n.to_be_bytes()[..])));
+                }
                 return Ok(f(entries.get(key).flatten()));
             }
         }
@@ -344,6 +430,11 @@ impl StateTable {
     /// was buffered this epoch, else in the buffer.
     fn write(&mut self, key: &[u8], value: Option<&[u8]>) {
         if self.dirty.is_empty() {
+            if let Mirror::Loaded(Loaded { runs: Some(runs), .. }) = self.mirror.get_mut() {
+                let delta = value.map_or(0, decode_i64) - runs.get(key);
+                self.add_to_runs_logged(vec![(key, delta)]);
+                return;
+            }
             if let Mirror::Loaded(loaded) = self.mirror.get_mut() {
                 let (group, rest) = loaded.entries.split(key);
                 let (fit, existed) = loaded.apply_write(group, rest, value);
@@ -355,8 +446,34 @@ impl StateTable {
         self.dirty.insert(key, value);
     }
 
+    /// Adds `deltas` to a loaded additive table's runs and logs them.
+    fn add_to_runs_logged(&mut self, deltas: Vec<(&[u8], i64)>) {
+        let Mirror::Loaded(loaded) = self.mirror.get_mut() else {
+            unreachable!("loaded")
+        };
+        for (key, delta) in &deltas {
+            if *delta != 0 {
+                state_log::encode_addition(&mut self.deltas, key, *delta);
+            }
+        }
+        self.over_budget |= !loaded.add_to_runs(deltas);
+    }
+
+    /// Whether the mirror is loaded as runs (an additive table) and takes this epoch's writes.
+    fn runs_take_writes(&self, ctx: &EpochContext) -> Result<bool> {
+        Ok(self.additive
+            && self.dirty.is_empty()
+            && self.loaded(ctx)?
+            && matches!(&*self.mirror.borrow(), Mirror::Loaded(Loaded { runs: Some(_), .. })))
+    }
+
     /// Adds `delta` to the i64 counter under `key` (deleting it at zero); returns (old, new).
     pub fn add_count(&mut self, ctx: &EpochContext, key: &[u8], delta: i64) -> Result<(i64, i64)> {
+        if delta != 0 && self.runs_take_writes(ctx)? {
+            let old = self.read(ctx, key, |v| v.map_or(0, decode_i64))?;
+            self.add_to_runs_logged(vec![(key, delta)]);
+            return Ok((old, old + delta));
+        }
         if delta != 0 && self.dirty.is_empty() && self.loaded(ctx)? {
             let Mirror::Loaded(loaded) = self.mirror.get_mut() else {
                 unreachable!("loaded")
@@ -382,6 +499,10 @@ impl StateTable {
     /// [`StateTable::add_count`] of each `(key, delta)`, in an order of its own: with the
     /// mirror loaded, by the hash-table bucket of each key's group.
     pub fn add_counts(&mut self, ctx: &EpochContext, mut writes: Vec<(&[u8], i64)>) -> Result<()> {
+        if !writes.is_empty() && self.runs_take_writes(ctx)? {
+            self.add_to_runs_logged(writes);
+            return Ok(());
+        }
         if writes.len() > 1 && self.dirty.is_empty() && self.loaded(ctx)? {
             if let Mirror::Loaded(loaded) = self.mirror.get_mut() {
                 writes.sort_by_cached_key(|(key, _)| loaded.entries.bucket_of(key));
@@ -420,7 +541,14 @@ impl StateTable {
         // Each dirty entry hides at most one stored entry.
         let stored_limit = limit.saturating_add(dirty.len());
         if self.loaded(ctx)? {
-            if let Mirror::Loaded(Loaded { entries, .. }) = &*self.mirror.borrow() {
+            if let Mirror::Loaded(Loaded { entries, runs, .. }) = &*self.mirror.borrow() {
+                if let Some(runs) = runs {
+                    let stored = runs
+                        .scan_from(key_prefix, start, stored_limit)
+                        .into_iter()
+                        .map(|(k, n)| Ok((k, n.to_be_bytes().to_vec())));
+                    return merge(stored, dirty.into_iter(), limit);
+                }
                 let stored = entries
                     .scan_from(key_prefix, start, stored_limit)
                     .into_iter()
@@ -451,7 +579,7 @@ impl StateTable {
     /// table is mirrored (or a checkpoint, when its logs have grown), per key if it is spilled.
     pub fn flush(&mut self, ctx: &EpochContext, batch: &mut WriteBatch) -> Result<()> {
         self.read_ahead.clear();
-        if !self.record.is_empty() || self.over_budget {
+        if !self.record.is_empty() || !self.deltas.is_empty() || self.over_budget {
             return self.flush_mirrored(ctx, batch);
         }
         if self.dirty.is_empty() {
@@ -465,6 +593,30 @@ impl StateTable {
             self.write_per_key(writes, batch);
             return Ok(());
         };
+        if let Some(runs) = &loaded.runs {
+            // An additive table: each buffered value becomes the amount that makes it so.
+            let mut keys = Vec::new();
+            let Ok(()) = self.dirty.try_for_each(|group, rest, v| {
+                let key = [group, rest].concat();
+                let delta = v.map_or(0, decode_i64) - runs.get(&key);
+                keys.push((key, delta));
+                Ok::<(), std::convert::Infallible>(())
+            });
+            self.dirty.clear();
+            let mut record = state_log::additive_record();
+            for (key, delta) in keys.iter().filter(|(_, d)| *d != 0) {
+                state_log::encode_addition(&mut record, key, *delta);
+            }
+            if !loaded.add_to_runs(keys.iter().map(|(k, d)| (k.as_slice(), *d)).collect()) {
+                self.spill(loaded, batch);
+                *mirror = Mirror::Spilled;
+                return Ok(());
+            }
+            if record.len() == state_log::additive_record().len() {
+                return Ok(());
+            }
+            return self.log(ctx, loaded, record, batch);
+        }
         // The writes go to the log record and the mirror straight from the buffer (which
         // splits keys as the mirror does), then the buffer is cleared, keeping its room. The
         // mirror holds every committed entry, so a deletion of a key it does not have (an
@@ -491,7 +643,13 @@ impl StateTable {
 
     /// [`StateTable::flush`] of an epoch whose writes went to the loaded mirror.
     fn flush_mirrored(&mut self, ctx: &EpochContext, batch: &mut WriteBatch) -> Result<()> {
-        let record = self.record.take();
+        let record = if self.deltas.is_empty() {
+            self.record.take()
+        } else {
+            let mut record = state_log::additive_record();
+            record.append(&mut self.deltas);
+            record
+        };
         let mut mirror = self.mirror.borrow_mut();
         let Mirror::Loaded(loaded) = &mut *mirror else {
             return Err(Error::internal("an operator state mirror was dropped mid-epoch"));
@@ -536,7 +694,7 @@ impl StateTable {
             *chunks += 1;
             Ok(())
         };
-        loaded.entries.try_for_each(|group, rest, v| {
+        loaded.try_for_each(|group, rest, v| {
             state_log::encode_entry(&mut chunk, &[group, rest], v);
             if chunk.len() >= state_log::CHUNK_BYTES {
                 write(&mut chunk, &mut chunks)?;
@@ -565,7 +723,7 @@ impl StateTable {
     /// Rewrites the table as one store key per entry (and no logs), for reads once spilled.
     fn spill(&self, loaded: &Loaded, batch: &mut WriteBatch) {
         tracing::info!(
-            entries = loaded.entries.len(),
+            entries = loaded.runs.as_ref().map_or(loaded.entries.len(), |r| r.len()),
             bytes = loaded.bytes,
             "operator state outgrew the state cache (--state-cache-mb): it is read from the store from now on"
         );
@@ -574,8 +732,8 @@ impl StateTable {
             batch.delete_range(from, to);
         }
         batch.delete_range(self.prefix.clone(), self.prefix_end());
-        let mut entries = Vec::with_capacity(loaded.entries.len());
-        let Ok(()) = loaded.entries.try_for_each(|group, rest, v| {
+        let mut entries = Vec::new();
+        let Ok(()) = loaded.try_for_each(|group, rest, v| {
             entries.push(([group, rest].concat(), v.map(|v| v.to_vec())));
             Ok::<(), std::convert::Infallible>(())
         });
@@ -601,6 +759,7 @@ impl StateTable {
     pub fn abort(&mut self) {
         self.dirty = Index::new(self.group_offset);
         self.record.clear();
+        self.deltas.clear();
         self.over_budget = false;
         self.read_ahead.clear();
         *self.mirror.borrow_mut() = Mirror::Unloaded;
@@ -737,6 +896,95 @@ mod tests {
         let all_a = a.scan_prefix(&c, &[]).unwrap();
         assert!(!all_a.is_empty());
         assert_eq!(all_a, b.scan_prefix(&c, &[]).unwrap());
+    }
+
+    /// An additive table (sorted runs, logged as additions) holds what a hashed table given
+    /// the same writes holds, epoch after epoch: batched additions with repeated keys and
+    /// retractions, single additions, puts and deletes (before the mirror loads, buffered, and
+    /// after), across checkpoints, reloads from its logs by a fresh table, an aborted epoch,
+    /// and read by a table that is not additive.
+    #[test]
+    fn additive_tables_hold_what_hashed_tables_hold() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let store = Arc::new(MemoryStore::default());
+        let additive = || StateTable::new(12, 1, 0).additive();
+        let (mut a, mut p) = (additive(), StateTable::new(12, 2, 0));
+        let key = |g: u32, r: u32| [&4u32.to_be_bytes()[..], &g.to_be_bytes(), &r.to_be_bytes()].concat();
+        for epoch in 1..=80u64 {
+            if epoch % 9 == 0 {
+                a = additive();
+            }
+            let c = ctx(&store, epoch);
+            let aborted = epoch % 13 == 0;
+            // Now and then a put or a delete first: before the mirror loads, it is buffered.
+            if epoch % 3 == 0 {
+                let k = key(rng.random_range(0..30), rng.random_range(0..9));
+                let v: i64 = rng.random_range(0..3);
+                for t in [&mut a, &mut p] {
+                    if aborted && !t.is_additive() {
+                        continue;
+                    }
+                    if v == 0 {
+                        t.delete(&k);
+                    } else {
+                        t.put(&k, v.to_be_bytes().to_vec());
+                    }
+                }
+            }
+            let writes: Vec<(Vec<u8>, i64)> = (0..rng.random_range(0..400))
+                .map(|_| {
+                    (
+                        key(rng.random_range(0..30), rng.random_range(0..9)),
+                        rng.random_range(-1..3),
+                    )
+                })
+                .collect();
+            let refs: Vec<(&[u8], i64)> = writes.iter().map(|(k, d)| (k.as_slice(), *d)).collect();
+            a.add_counts(&c, refs).unwrap();
+            if !aborted {
+                for (k, d) in &writes {
+                    p.add_count(&c, k, *d).unwrap();
+                }
+            }
+            let (k, d) = (key(rng.random_range(0..30), 1), rng.random_range(-2..3));
+            let old_a = a.add_count(&c, &k, d).unwrap();
+            if !aborted {
+                assert_eq!(old_a, p.add_count(&c, &k, d).unwrap());
+            }
+            if aborted {
+                a.flush(&c, &mut WriteBatch::default()).unwrap();
+                a.abort();
+                continue;
+            }
+            let g = [&4u32.to_be_bytes()[..], &rng.random_range(0..30u32).to_be_bytes()].concat();
+            assert_eq!(
+                a.scan_prefix(&c, &g).unwrap(),
+                p.scan_prefix(&c, &g).unwrap(),
+                "epoch {epoch}"
+            );
+            assert_eq!(a.get(&c, &k).unwrap(), p.get(&c, &k).unwrap());
+            for t in [&mut a, &mut p] {
+                commit(&store, t, epoch);
+            }
+            let c = ctx(&store, epoch + 1);
+            let all = p.scan_prefix(&c, &[]).unwrap();
+            assert_eq!(a.scan_prefix(&c, &[]).unwrap(), all, "epoch {epoch}");
+            // The store as a fresh additive table and a hashed one read it.
+            assert_eq!(additive().scan_prefix(&c, &[]).unwrap(), all);
+            assert_eq!(StateTable::new(12, 1, 0).scan_prefix(&c, &[]).unwrap(), all);
+        }
+        let log_prefix = keys::operator_log_prefix(12, 1, 0);
+        let (from, to) = state_log::logs(&log_prefix);
+        assert!(!stored_keys(&store, &from, &to).is_empty(), "no logs");
+        assert!(
+            store
+                .snapshot()
+                .get(&state_log::current_key(&log_prefix))
+                .unwrap()
+                .is_some(),
+            "no checkpoint"
+        );
     }
 
     #[test]

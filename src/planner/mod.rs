@@ -84,7 +84,9 @@ struct Builder {
 /// Version 6: a semi / anti join whose condition besides its keys is one comparison of a left
 /// value with a right value keeps each key's right values and its left rows ordered by value
 /// (`ThresholdSemiJoinOp`), not every right row and each left row's match count.
-pub const PLAN_VERSION: u32 = 6;
+/// Version 7: a join side that only gains rows, joined with one that does not, keeps its rows
+/// as sorted runs logged as additions (`StateTable::additive`, `HashJoinOp::additive_side`).
+pub const PLAN_VERSION: u32 = 7;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -126,6 +128,82 @@ impl Builder {
 
     fn state(&mut self, part: u8) -> StateTable {
         StateTable::new(self.view, self.next_op, part)
+    }
+
+    /// A join built as a `HashJoinOp` (its own frame, not one in every level of the
+    /// recursive [`Builder::build`]: debug builds plan deep queries on a worker's stack).
+    fn hash_join(&mut self, j: &datafusion::logical_expr::Join) -> Result<usize> {
+        let (lk, rk, key_types) = join_keys(j)?;
+        let unique = [
+            unique::one_row_per_key(&j.left, &lk),
+            unique::one_row_per_key(&j.right, &rk),
+        ];
+        // An inner join checks a unique side's filters on the joined rows.
+        let mut lifted = Vec::new();
+        let mut input = |side: &'_ LogicalPlan, unique: bool| -> Result<usize> {
+            let lift = if j.join_type == JoinType::Inner && unique {
+                unique::lifted_filters(side)?
+            } else {
+                None
+            };
+            match lift {
+                Some((node, predicates)) => {
+                    lifted.extend(predicates);
+                    self.build(node)
+                }
+                None => self.build(side),
+            }
+        };
+        let left = input(&j.left, unique[0])?;
+        let right = input(&j.right, unique[1])?;
+        let left_types: Vec<DataType> = j.left.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+        let right_types: Vec<DataType> = j
+            .right
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let has_filter = !lifted.is_empty() || j.filter.is_some();
+        let appends = [self.only_insertions(left), self.only_insertions(right)];
+        let additive = |side: usize| {
+            self.version >= 7 && HashJoinOp::additive_side(j.join_type, has_filter, unique, appends, side)
+        };
+        let (left_additive, right_additive) = (additive(0), additive(1));
+        let rows = |state: StateTable, additive: bool| if additive { state.additive() } else { state };
+        let ls = JoinSide::new(
+            Exprs::new(&lk, j.left.schema())?,
+            rows(self.state(0), left_additive),
+            self.state(1),
+            left_types,
+        )?;
+        let rs = JoinSide::new(
+            Exprs::new(&rk, j.right.schema())?,
+            rows(self.state(2), right_additive),
+            self.state(3),
+            right_types,
+        )?;
+        lifted.extend(j.filter.clone());
+        let filter = match datafusion::logical_expr::utils::conjunction(lifted) {
+            Some(f) => {
+                let joined = j.left.schema().join(j.right.schema())?;
+                Some(Exprs::new(std::slice::from_ref(&f), &joined)?)
+            }
+            None => None,
+        };
+        // An outer join with an extra condition tracks matches per row on padded sides.
+        let (ls, rs) = if filter.is_some() {
+            let pads_left = matches!(j.join_type, JoinType::Left | JoinType::Full);
+            let pads_right = matches!(j.join_type, JoinType::Right | JoinType::Full);
+            let ls = if pads_left { ls.with_matched(self.state(4)) } else { ls };
+            let rs = if pads_right { rs.with_matched(self.state(5)) } else { rs };
+            (ls, rs)
+        } else {
+            (ls, rs)
+        };
+        let schema = arrow_schema(&j.schema);
+        let op = HashJoinOp::new(ls, rs, key_types, filter, j.join_type, schema.clone())?.with_unique(unique);
+        Ok(self.push(Box::new(op), vec![left, right], schema))
     }
 
     /// Adds an operator node. It is append-only (only ever produces insertions) if its
@@ -330,71 +408,7 @@ impl Builder {
                 if let Some(chain) = temporal::temporal_chain(&j.right) {
                     return self.temporal_join(j, &chain);
                 }
-                let (lk, rk, key_types) = join_keys(j)?;
-                let unique = [
-                    unique::one_row_per_key(&j.left, &lk),
-                    unique::one_row_per_key(&j.right, &rk),
-                ];
-                // An inner join checks a unique side's filters on the joined rows.
-                let mut lifted = Vec::new();
-                let mut input = |side: &'_ LogicalPlan, unique: bool| -> Result<usize> {
-                    let lift = if j.join_type == JoinType::Inner && unique {
-                        unique::lifted_filters(side)?
-                    } else {
-                        None
-                    };
-                    match lift {
-                        Some((node, predicates)) => {
-                            lifted.extend(predicates);
-                            self.build(node)
-                        }
-                        None => self.build(side),
-                    }
-                };
-                let left = input(&j.left, unique[0])?;
-                let right = input(&j.right, unique[1])?;
-                let left_types: Vec<DataType> =
-                    j.left.schema().fields().iter().map(|f| f.data_type().clone()).collect();
-                let right_types: Vec<DataType> = j
-                    .right
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.data_type().clone())
-                    .collect();
-                let ls = JoinSide::new(
-                    Exprs::new(&lk, j.left.schema())?,
-                    self.state(0),
-                    self.state(1),
-                    left_types,
-                )?;
-                let rs = JoinSide::new(
-                    Exprs::new(&rk, j.right.schema())?,
-                    self.state(2),
-                    self.state(3),
-                    right_types,
-                )?;
-                lifted.extend(j.filter.clone());
-                let filter = match datafusion::logical_expr::utils::conjunction(lifted) {
-                    Some(f) => {
-                        let joined = j.left.schema().join(j.right.schema())?;
-                        Some(Exprs::new(std::slice::from_ref(&f), &joined)?)
-                    }
-                    None => None,
-                };
-                // An outer join with an extra condition tracks matches per row on padded sides.
-                let (ls, rs) = if filter.is_some() {
-                    let pads_left = matches!(j.join_type, JoinType::Left | JoinType::Full);
-                    let pads_right = matches!(j.join_type, JoinType::Right | JoinType::Full);
-                    let ls = if pads_left { ls.with_matched(self.state(4)) } else { ls };
-                    let rs = if pads_right { rs.with_matched(self.state(5)) } else { rs };
-                    (ls, rs)
-                } else {
-                    (ls, rs)
-                };
-                let schema = arrow_schema(&j.schema);
-                let op = HashJoinOp::new(ls, rs, key_types, filter, j.join_type, schema.clone())?.with_unique(unique);
-                Ok(self.push(Box::new(op), vec![left, right], schema))
+                self.hash_join(j)
             }
             LogicalPlan::Union(u) => {
                 let inputs = u.inputs.iter().map(|i| self.build(i)).collect::<Result<Vec<_>>>()?;

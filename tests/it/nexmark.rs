@@ -350,7 +350,10 @@ async fn generated_table_resumes_exactly_after_kill9() {
            SELECT auction, price, bidder, row_number() OVER (PARTITION BY auction ORDER BY price DESC, bidder) AS rn \
            FROM bid) t WHERE rn <= 2; \
          CREATE MATERIALIZED VIEW top_bids AS SELECT auction, price, bidder FROM bid \
-           ORDER BY price DESC, bidder, auction LIMIT 3 OFFSET 2",
+           ORDER BY price DESC, bidder, auction LIMIT 3 OFFSET 2; \
+         CREATE MATERIALIZED VIEW best_bids AS SELECT b.auction, b.bidder, b.date_time, m.top FROM bid b \
+           JOIN (SELECT auction, max(price) AS top FROM bid GROUP BY auction) m \
+           ON b.auction = m.auction AND b.price = m.top",
     )
     .await
     .unwrap();
@@ -391,6 +394,24 @@ async fn generated_table_resumes_exactly_after_kill9() {
         plan.iter().any(|l| l.contains("the first offset + limit rows")),
         "{plan:?}"
     );
+    // A join of an appended table (its rows only gain) with an aggregate of it (whose changes
+    // are few) keeps the appended side as sorted runs; a join of two appended inputs does not.
+    for (query, runs) in [
+        (
+            "SELECT b.auction, m.top FROM bid b JOIN (SELECT auction, max(price) AS top FROM bid GROUP BY auction) m \
+             ON b.auction = m.auction AND b.price = m.top",
+            true,
+        ),
+        (
+            "SELECT b.auction FROM bid b JOIN cheap c ON b.auction = c.auction",
+            false,
+        ),
+    ] {
+        let plan = rows(&c, &format!("EXPLAIN CREATE MATERIALIZED VIEW x AS {query}")).await;
+        let join = plan.iter().find(|l| l.contains("HashJoin")).expect("a join");
+        assert_eq!(join.contains("left rows as sorted runs"), runs, "{query}: {plan:?}");
+        assert!(!join.contains("right rows as sorted runs"), "{query}: {plan:?}");
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let n: i64 = rows(&c, "SELECT count(*) FROM bid").await[0].parse().unwrap();
@@ -448,6 +469,12 @@ async fn generated_table_resumes_exactly_after_kill9() {
         (
             "top_bids",
             "SELECT auction, price, bidder FROM bid ORDER BY price DESC, bidder, auction LIMIT 3 OFFSET 2",
+        ),
+        (
+            "best_bids",
+            "SELECT b.auction, b.bidder, b.date_time, m.top FROM bid b \
+             JOIN (SELECT auction, max(price) AS top FROM bid GROUP BY auction) m \
+             ON b.auction = m.auction AND b.price = m.top",
         ),
     ] {
         let want = rows(&c, &format!("SELECT * FROM ({query}) q")).await;

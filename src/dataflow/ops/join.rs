@@ -166,6 +166,30 @@ impl HashJoinOp {
         )
     }
 
+    /// Whether `side`'s rows are best kept additive (`StateTable::additive`: sorted runs,
+    /// an epoch's rows added by one sort and sequential merges, a key's rows found by a
+    /// binary search in each run): when the side only ever gains rows (its state grows with
+    /// every row of its input) and the other side does not (an aggregate, a table: its
+    /// changes, each a read of this side's rows, are few), its rows are never deleted (the
+    /// other side is not `unique`) and they are written in batches (not one by one, as a
+    /// padded side with a condition writes them).
+    pub fn additive_side(
+        join_type: JoinType,
+        has_filter: bool,
+        unique: [bool; 2],
+        appends: [bool; 2],
+        side: usize,
+    ) -> bool {
+        let pads = matches!(
+            (side, join_type),
+            (0, JoinType::Left) | (0, JoinType::Full) | (1, JoinType::Right) | (1, JoinType::Full)
+        );
+        let grows_alone = appends[side] && !appends[1 - side];
+        let never_deleted = !unique[1 - side];
+        let batched = !(has_filter && pads);
+        grows_alone && never_deleted && batched
+    }
+
     /// Whether `side` keeps its rows per key (`counts`): only to tell, without a condition,
     /// when a key of this side gains its first row or loses its last, which flips the other
     /// side's NULL-padded rows. An inner join, or a join with a condition (which counts
@@ -463,8 +487,14 @@ impl Operator for HashJoinOp {
             [false, true] => "rows of both sides by key; left rows only until their right row arrives",
             [true, true] => "rows of both sides by key; each row only until its partner arrives",
         };
+        let runs = match [self.sides[0].rows.is_additive(), self.sides[1].rows.is_additive()] {
+            [true, false] => "; left rows as sorted runs",
+            [false, true] => "; right rows as sorted runs",
+            [true, true] => "; rows as sorted runs",
+            [false, false] => "",
+        };
         format!(
-            "HashJoin ({}): on [{}] = [{}]{} (state: {state})",
+            "HashJoin ({}): on [{}] = [{}]{} (state: {state}{runs})",
             self.join_type,
             self.sides[0].keys.display.join(", "),
             self.sides[1].keys.display.join(", "),
