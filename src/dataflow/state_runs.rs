@@ -69,6 +69,8 @@ struct Run {
     blocks: Vec<Block>,
     len: usize,
     bytes: usize,
+    /// Bytes of its keys.
+    key_bytes: usize,
 }
 
 impl Run {
@@ -85,20 +87,34 @@ impl Run {
 }
 
 /// Builds a run from entries given in key order (each key once).
-#[derive(Default)]
 struct RunBuilder {
     run: Run,
     block: Block,
+    /// Bytes of keys still to come (about: at most): a block takes no more room than that,
+    /// so that a small run is not a mostly empty 32 KiB block.
+    to_come: usize,
 }
 
 impl RunBuilder {
+    fn new(key_bytes: usize) -> RunBuilder {
+        RunBuilder {
+            run: Run::default(),
+            block: Block::default(),
+            to_come: key_bytes,
+        }
+    }
+
     fn push(&mut self, key: &[u8], count: i64) {
         if self.block.keys.len() + key.len() > BLOCK_BYTES && self.block.len() > 0 {
             self.end_block();
         }
         if self.block.keys.capacity() == 0 {
-            self.block.keys.reserve_exact(BLOCK_BYTES.max(key.len()));
+            self.block
+                .keys
+                .reserve_exact(BLOCK_BYTES.min(self.to_come).max(key.len()));
         }
+        self.to_come = self.to_come.saturating_sub(key.len());
+        self.run.key_bytes += key.len();
         self.block.keys.extend_from_slice(key);
         self.block.ends.push(self.block.keys.len() as u32);
         self.block.counts.push(count);
@@ -177,8 +193,8 @@ impl Drain {
 
 /// `older` and `newer` as one run, the counts of a key in both summed (zero sums dropped).
 fn merge(older: Run, newer: Run) -> Run {
+    let mut out = RunBuilder::new(older.key_bytes + newer.key_bytes);
     let (mut a, mut b) = (Drain::new(older), Drain::new(newer));
-    let mut out = RunBuilder::default();
     loop {
         match (a.peek(), b.peek()) {
             (None, None) => break,
@@ -242,7 +258,7 @@ impl Runs {
     /// Adds each `(key, delta)` to its key's counter (a key may come several times).
     pub fn add(&mut self, mut deltas: Vec<(&[u8], i64)>) {
         deltas.sort_unstable_by(|a, b| byte_order(a.0, b.0));
-        let mut run = RunBuilder::default();
+        let mut run = RunBuilder::new(deltas.iter().map(|(k, _)| k.len()).sum());
         let mut i = 0;
         while i < deltas.len() {
             let key = deltas[i].0;
@@ -409,5 +425,16 @@ mod tests {
             assert_eq!(runs.get(&probe), want.get(&probe).copied().unwrap_or(0));
         }
         assert!(!want.is_empty());
+    }
+
+    /// A small run takes the room of its keys, not a whole block's.
+    #[test]
+    fn small_runs_are_small() {
+        let mut runs = Runs::default();
+        runs.add(vec![(&b"key"[..], 1), (&b"other"[..], 2)]);
+        assert_eq!(runs.bytes(), 8 + 2 * 4 + 2 * 8);
+        runs.add(vec![(&b"more"[..], 1), (&b"keys"[..], 1)]);
+        assert_eq!(runs.run_count(), 1);
+        assert!(runs.bytes() <= 16 + 4 * 12, "{}", runs.bytes());
     }
 }

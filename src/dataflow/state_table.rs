@@ -166,7 +166,7 @@ impl Loaded {
         }
     }
 
-    /// The entries as runs (an additive table, once loaded).
+    /// The entries as runs (an additive table, as it loads).
     fn make_runs(&mut self) {
         let mut keys: Vec<(Vec<u8>, i64)> = Vec::with_capacity(self.entries.len());
         let Ok(()) = self.entries.try_for_each(|group, rest, v| {
@@ -328,13 +328,26 @@ impl StateTable {
             *self.mirror.borrow_mut() = Mirror::Spilled;
             return Ok(());
         }
+        // An additive table loads into runs: its per-key entries (rare: written while spilled),
+        // then each checkpoint chunk and log record added as one batch. Per-key entries,
+        // checkpoints and logs never overlap but as additions (a checkpoint deletes the
+        // per-key entries, a spill the checkpoints and logs), so adding them all is exact, and
+        // loading holds the runs and one batch, not a hashed copy of the table as well.
+        if self.additive {
+            loaded.make_runs();
+        }
         if let Some(c) = checkpoint {
             for i in 0..c.chunks {
                 let chunk = ctx
                     .snapshot
                     .get(&state_log::chunk_key(&self.log_prefix, c.epoch, i))?
                     .ok_or_else(|| Error::internal("an operator state checkpoint lost a chunk"))?;
-                for (k, v) in state_log::decode(&chunk)? {
+                let entries = state_log::decode(&chunk)?;
+                if loaded.runs.is_some() {
+                    loaded.add_to_runs(entries.iter().map(|(k, v)| (*k, v.map_or(0, decode_i64))).collect());
+                    continue;
+                }
+                for (k, v) in entries {
                     loaded.apply(k, v);
                 }
             }
@@ -346,10 +359,16 @@ impl StateTable {
             }
             loaded.log_bytes += record.len();
             match state_log::decode_record(&record)? {
+                state_log::Record::Values(_) if loaded.runs.is_some() => {
+                    return Err(Error::internal("an additive operator state table has a log of values"));
+                }
                 state_log::Record::Values(entries) => {
                     for (k, v) in entries {
                         loaded.apply(k, v);
                     }
+                }
+                state_log::Record::Additions(entries) if loaded.runs.is_some() => {
+                    loaded.add_to_runs(entries);
                 }
                 state_log::Record::Additions(entries) => {
                     for (k, delta) in entries {
@@ -358,9 +377,6 @@ impl StateTable {
                     }
                 }
             }
-        }
-        if self.additive {
-            loaded.make_runs();
         }
         *self.mirror.borrow_mut() = Mirror::Loaded(loaded);
         Ok(())
