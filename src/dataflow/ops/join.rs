@@ -94,6 +94,14 @@ fn key_prefix(key: &[u8]) -> Vec<u8> {
     row_key(key, &[])
 }
 
+/// Whether a join of `join_type` NULL-pads the rows of `side` that have no match.
+fn side_pads(join_type: JoinType, side: usize) -> bool {
+    matches!(
+        (side, join_type),
+        (0, JoinType::Left) | (0, JoinType::Full) | (1, JoinType::Right) | (1, JoinType::Full)
+    )
+}
+
 /// Many `row_key`s in one buffer (one allocation for a whole input batch).
 #[derive(Default)]
 struct KeyList {
@@ -160,10 +168,7 @@ impl HashJoinOp {
 
     /// Whether rows of `side` without a match are NULL-padded into the output.
     fn pads(&self, side: usize) -> bool {
-        matches!(
-            (side, self.join_type),
-            (0, JoinType::Left) | (0, JoinType::Full) | (1, JoinType::Right) | (1, JoinType::Full)
-        )
+        side_pads(self.join_type, side)
     }
 
     /// Whether `side`'s rows are best kept additive (`StateTable::additive`: sorted runs,
@@ -180,10 +185,7 @@ impl HashJoinOp {
         appends: [bool; 2],
         side: usize,
     ) -> bool {
-        let pads = matches!(
-            (side, join_type),
-            (0, JoinType::Left) | (0, JoinType::Full) | (1, JoinType::Right) | (1, JoinType::Full)
-        );
+        let pads = side_pads(join_type, side);
         let grows_alone = appends[side] && !appends[1 - side];
         let never_deleted = !unique[1 - side];
         let batched = !(has_filter && pads);
