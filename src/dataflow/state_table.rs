@@ -615,20 +615,22 @@ impl StateTable {
             let Ok(()) = self.dirty.try_for_each(|group, rest, v| {
                 let key = [group, rest].concat();
                 let delta = v.map_or(0, decode_i64) - runs.get(&key);
-                keys.push((key, delta));
+                if delta != 0 {
+                    keys.push((key, delta));
+                }
                 Ok::<(), std::convert::Infallible>(())
             });
             self.dirty.clear();
+            if keys.is_empty() {
+                return Ok(());
+            }
             let mut record = state_log::additive_record();
-            for (key, delta) in keys.iter().filter(|(_, d)| *d != 0) {
+            for (key, delta) in &keys {
                 state_log::encode_addition(&mut record, key, *delta);
             }
             if !loaded.add_to_runs(keys.iter().map(|(k, d)| (k.as_slice(), *d)).collect()) {
                 self.spill(loaded, batch);
                 *mirror = Mirror::Spilled;
-                return Ok(());
-            }
-            if record.len() == state_log::additive_record().len() {
                 return Ok(());
             }
             return self.log(ctx, loaded, record, batch);
