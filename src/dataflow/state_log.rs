@@ -58,7 +58,7 @@ pub fn encode_addition(record: &mut Vec<u8>, key: &[u8], delta: i64) {
 }
 
 /// LEB128: seven bits a byte, low first, the top bit set on all but the last.
-fn put_varint(record: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_varint(record: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         record.push(v as u8 | 0x80);
         v >>= 7;

@@ -11,55 +11,119 @@
 //! the sum of its counts in every run; a merge sums them and drops the keys that reach zero.
 //! A read seeks each run (a binary search) and merges what it finds.
 //!
-//! A run is a list of blocks of about [`BLOCK_BYTES`] of keys, so that a merge frees its inputs
-//! block by block as it goes, instead of holding both inputs and the whole output at its end.
+//! A run is a list of blocks of about [`BLOCK_BYTES`] of entries, so that a merge frees its
+//! inputs block by block as it goes, instead of holding both inputs and the whole output at its
+//! end. Entries are prefix-compressed as in RocksDB's blocks: sorted keys share long prefixes
+//! (a join side's keys start with the join key's length and value), so each entry keeps only
+//! what differs from the key before it, and its count as a varint (almost always 1 byte:
+//! rows are mostly added once). Every [`RESTART`]-th entry is whole, for binary search.
 
 use std::cmp::Ordering;
 
 use super::state_index::byte_order;
+use super::state_log::put_varint;
 
-/// Bytes of keys a block holds (about).
+/// Bytes of entries a block holds (about).
 const BLOCK_BYTES: usize = 32 << 10;
 /// Runs kept at most: additions of ever smaller batches would otherwise each stay a run (the
 /// binary counter keeps about log2(entries / batch) for batches of one size, 8 for 3M
 /// entries added 20,000 at a time).
 const MAX_RUNS: usize = 16;
+/// Every this many entries, one is written whole (a restart point of the binary search).
+const RESTART: usize = 16;
+/// Bytes of an entry's varints, at most (a shared length and a rest length below 2^32 and a
+/// count).
+const MAX_VARINTS: usize = 5 + 5 + 10;
 
-/// Entries in key order, each key once: `keys` concatenated, `ends[i]` where key `i` ends.
+fn get_varint(data: &[u8], at: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = data[*at];
+        *at += 1;
+        v |= u64::from(b & 0x7F) << shift;
+        if b & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// How many leading bytes `a` and `b` share (eight at a time).
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"))
+            ^ u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != 0 {
+            return i + (x.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// Decodes the entry at `*at` over `key` (the previous entry's key; anything at a restart),
+/// leaving its key in `key` and `*at` at the next entry; returns its count.
+#[inline]
+fn decode(data: &[u8], at: &mut usize, key: &mut Vec<u8>) -> i64 {
+    let shared = get_varint(data, at) as usize;
+    let rest = get_varint(data, at) as usize;
+    key.truncate(shared);
+    key.extend_from_slice(&data[*at..*at + rest]);
+    *at += rest;
+    let z = get_varint(data, at);
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
+/// The key of the whole entry (a restart) at `at`.
+fn whole_key(data: &[u8], mut at: usize) -> &[u8] {
+    let shared = get_varint(data, &mut at);
+    debug_assert_eq!(shared, 0);
+    let rest = get_varint(data, &mut at) as usize;
+    &data[at..at + rest]
+}
+
+/// Entries in key order, each key once: `shared:varint | rest_len:varint | rest |
+/// count:varint (zigzag)`, `shared` bytes of the key being the previous entry's (0 at every
+/// [`RESTART`]-th entry, whose offsets `restarts` keeps).
 #[derive(Default)]
 struct Block {
-    keys: Vec<u8>,
-    ends: Vec<u32>,
-    counts: Vec<i64>,
+    data: Vec<u8>,
+    restarts: Vec<u32>,
+    len: usize,
+    /// The last key.
+    last: Box<[u8]>,
 }
 
 impl Block {
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    #[inline]
-    fn key(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.keys[start..self.ends[i] as usize]
-    }
-
     fn bytes(&self) -> usize {
-        self.keys.capacity() + self.ends.capacity() * 4 + self.counts.capacity() * 8
+        self.data.capacity() + self.restarts.capacity() * 4 + self.last.len()
     }
 
-    /// The first entry whose key is at least `target` (`len()` if none).
-    fn seek(&self, target: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if byte_order(self.key(mid), target) == Ordering::Less {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+    /// The first entry whose key is at least `target` (`len` if none): (entry, offset of the
+    /// entry after it), its key left in `key` and its count returned (0 if none).
+    fn seek(&self, target: &[u8], key: &mut Vec<u8>) -> (usize, usize, i64) {
+        // The last restart before `target`: the entry sought is at most RESTART entries on.
+        let r = self
+            .restarts
+            .partition_point(|&at| byte_order(whole_key(&self.data, at as usize), target) == Ordering::Less)
+            .saturating_sub(1);
+        let mut entry = r * RESTART;
+        let mut at = self.restarts.get(r).map_or(self.data.len(), |&at| at as usize);
+        while entry < self.len {
+            let count = decode(&self.data, &mut at, key);
+            if byte_order(key, target) != Ordering::Less {
+                return (entry, at, count);
             }
+            entry += 1;
         }
-        lo
+        (self.len, at, 0)
     }
 }
 
@@ -69,20 +133,28 @@ struct Run {
     blocks: Vec<Block>,
     len: usize,
     bytes: usize,
-    /// Bytes of its keys.
+    /// Bytes of its keys (whole).
     key_bytes: usize,
 }
 
 impl Run {
-    /// Where the first entry whose key is at least `target` is: (block, entry).
-    fn seek(&self, target: &[u8]) -> (usize, usize) {
-        let b = self
+    /// A cursor at the first entry whose key is at least `target`.
+    fn seek(&self, target: &[u8]) -> Cursor<'_> {
+        let block = self
             .blocks
-            .partition_point(|blk| byte_order(blk.key(blk.len() - 1), target) == Ordering::Less);
-        if b == self.blocks.len() {
-            return (b, 0);
+            .partition_point(|blk| byte_order(&blk.last, target) == Ordering::Less);
+        let mut c = Cursor {
+            run: self,
+            block,
+            entry: 0,
+            at: 0,
+            key: Vec::new(),
+            count: 0,
+        };
+        if let Some(b) = self.blocks.get(block) {
+            (c.entry, c.at, c.count) = b.seek(target, &mut c.key);
         }
-        (b, self.blocks[b].seek(target))
+        c
     }
 }
 
@@ -90,72 +162,100 @@ impl Run {
 struct RunBuilder {
     run: Run,
     block: Block,
-    /// Bytes of keys still to come (about: at most): a block takes no more room than that,
-    /// so that a small run is not a mostly empty 32 KiB block.
+    prev: Vec<u8>,
+    /// Bytes of entries still to come (about: at most): a block takes no more room than
+    /// that, so that a small run is not a mostly empty 32 KiB block.
     to_come: usize,
 }
 
 impl RunBuilder {
-    fn new(key_bytes: usize) -> RunBuilder {
+    /// For `entries` entries of `key_bytes` bytes of keys in all (at most).
+    fn new(key_bytes: usize, entries: usize) -> RunBuilder {
         RunBuilder {
             run: Run::default(),
             block: Block::default(),
-            to_come: key_bytes,
+            prev: Vec::new(),
+            to_come: key_bytes + 3 * entries,
         }
     }
 
     fn push(&mut self, key: &[u8], count: i64) {
-        if self.block.keys.len() + key.len() > BLOCK_BYTES && self.block.len() > 0 {
+        if self.block.data.len() + key.len() + MAX_VARINTS > BLOCK_BYTES && self.block.len > 0 {
             self.end_block();
         }
-        if self.block.keys.capacity() == 0 {
+        if self.block.data.capacity() == 0 {
             self.block
-                .keys
-                .reserve_exact(BLOCK_BYTES.min(self.to_come).max(key.len()));
+                .data
+                .reserve_exact(BLOCK_BYTES.min(self.to_come).max(key.len() + MAX_VARINTS));
         }
-        self.to_come = self.to_come.saturating_sub(key.len());
+        let before = self.block.data.len();
+        let shared = if self.block.len.is_multiple_of(RESTART) {
+            self.block.restarts.push(before as u32);
+            0
+        } else {
+            common_prefix(&self.prev, key)
+        };
+        let data = &mut self.block.data;
+        put_varint(data, shared as u64);
+        put_varint(data, (key.len() - shared) as u64);
+        data.extend_from_slice(&key[shared..]);
+        put_varint(data, ((count << 1) ^ (count >> 63)) as u64);
+        self.to_come = self.to_come.saturating_sub(data.len() - before);
+        self.block.len += 1;
         self.run.key_bytes += key.len();
-        self.block.keys.extend_from_slice(key);
-        self.block.ends.push(self.block.keys.len() as u32);
-        self.block.counts.push(count);
+        self.prev.truncate(shared);
+        self.prev.extend_from_slice(&key[shared..]);
     }
 
     fn end_block(&mut self) {
         let mut block = std::mem::take(&mut self.block);
-        block.ends.shrink_to_fit();
-        block.counts.shrink_to_fit();
-        self.run.len += block.len();
+        block.data.shrink_to_fit();
+        block.restarts.shrink_to_fit();
+        block.last = self.prev.as_slice().into();
+        self.run.len += block.len;
         self.run.bytes += block.bytes();
         self.run.blocks.push(block);
     }
 
     fn finish(mut self) -> Run {
-        if self.block.len() > 0 {
+        if self.block.len > 0 {
             self.end_block();
         }
         self.run
     }
 }
 
-/// Reads a run's entries in order from a position.
+/// Reads a run's entries in order from a position: the entry `entry` of block `block`, whose
+/// key is `key` and count `count`, the next one at `at`.
 struct Cursor<'r> {
     run: &'r Run,
     block: usize,
     entry: usize,
+    at: usize,
+    key: Vec<u8>,
+    count: i64,
 }
 
-impl<'r> Cursor<'r> {
-    fn peek(&self) -> Option<(&'r [u8], i64)> {
+impl Cursor<'_> {
+    fn peek(&self) -> Option<(&[u8], i64)> {
         let b = self.run.blocks.get(self.block)?;
-        Some((b.key(self.entry), b.counts[self.entry]))
+        (self.entry < b.len).then_some((self.key.as_slice(), self.count))
     }
 
     fn advance(&mut self) {
+        let Some(mut b) = self.run.blocks.get(self.block) else {
+            return;
+        };
         self.entry += 1;
-        if self.entry == self.run.blocks[self.block].len() {
+        if self.entry >= b.len {
             self.block += 1;
-            self.entry = 0;
+            (self.entry, self.at) = (0, 0);
+            match self.run.blocks.get(self.block) {
+                Some(next) => b = next,
+                None => return,
+            }
         }
+        self.count = decode(&b.data, &mut self.at, &mut self.key);
     }
 }
 
@@ -164,36 +264,51 @@ struct Drain {
     blocks: std::vec::IntoIter<Block>,
     block: Option<Block>,
     entry: usize,
+    at: usize,
+    key: Vec<u8>,
+    count: i64,
 }
 
 impl Drain {
     fn new(run: Run) -> Drain {
         let mut blocks = run.blocks.into_iter();
         let block = blocks.next();
-        Drain {
+        let mut d = Drain {
             blocks,
             block,
             entry: 0,
+            at: 0,
+            key: Vec::new(),
+            count: 0,
+        };
+        d.load();
+        d
+    }
+
+    /// Decodes the entry at `at` of the current block.
+    fn load(&mut self) {
+        if let Some(b) = &self.block {
+            self.count = decode(&b.data, &mut self.at, &mut self.key);
         }
     }
 
     fn peek(&self) -> Option<(&[u8], i64)> {
-        let b = self.block.as_ref()?;
-        Some((b.key(self.entry), b.counts[self.entry]))
+        self.block.as_ref().map(|_| (self.key.as_slice(), self.count))
     }
 
     fn advance(&mut self) {
         self.entry += 1;
-        if self.block.as_ref().is_some_and(|b| self.entry == b.len()) {
+        if self.block.as_ref().is_some_and(|b| self.entry == b.len) {
             self.block = self.blocks.next();
-            self.entry = 0;
+            (self.entry, self.at) = (0, 0);
         }
+        self.load();
     }
 }
 
 /// `older` and `newer` as one run, the counts of a key in both summed (zero sums dropped).
 fn merge(older: Run, newer: Run) -> Run {
-    let mut out = RunBuilder::new(older.key_bytes + newer.key_bytes);
+    let mut out = RunBuilder::new(older.key_bytes + newer.key_bytes, older.len + newer.len);
     let (mut a, mut b) = (Drain::new(older), Drain::new(newer));
     loop {
         match (a.peek(), b.peek()) {
@@ -250,6 +365,12 @@ impl Runs {
         self.runs.iter().map(|r| r.bytes).sum()
     }
 
+    /// Bytes the runs would hold uncompressed: each entry's whole key, a 4-byte offset and an
+    /// 8-byte count.
+    pub fn whole_bytes(&self) -> usize {
+        self.runs.iter().map(|r| r.key_bytes + 12 * r.len).sum()
+    }
+
     /// Runs (at most [`MAX_RUNS`]).
     pub fn run_count(&self) -> usize {
         self.runs.len()
@@ -258,7 +379,7 @@ impl Runs {
     /// Adds each `(key, delta)` to its key's counter (a key may come several times).
     pub fn add(&mut self, mut deltas: Vec<(&[u8], i64)>) {
         deltas.sort_unstable_by(|a, b| byte_order(a.0, b.0));
-        let mut run = RunBuilder::new(deltas.iter().map(|(k, _)| k.len()).sum());
+        let mut run = RunBuilder::new(deltas.iter().map(|(k, _)| k.len()).sum(), deltas.len());
         let mut i = 0;
         while i < deltas.len() {
             let key = deltas[i].0;
@@ -291,10 +412,9 @@ impl Runs {
     pub fn get(&self, key: &[u8]) -> i64 {
         let mut sum = 0;
         for run in &self.runs {
-            let (b, e) = run.seek(key);
-            if let Some(block) = run.blocks.get(b) {
-                if block.key(e) == key {
-                    sum += block.counts[e];
+            if let Some((k, n)) = run.seek(key).peek() {
+                if k == key {
+                    sum += n;
                 }
             }
         }
@@ -310,14 +430,8 @@ impl Runs {
         start: &[u8],
         mut f: impl FnMut(&[u8], i64) -> Result<bool, E>,
     ) -> Result<(), E> {
-        let mut cursors: Vec<Cursor> = self
-            .runs
-            .iter()
-            .map(|run| {
-                let (block, entry) = run.seek(start);
-                Cursor { run, block, entry }
-            })
-            .collect();
+        let mut cursors: Vec<Cursor> = self.runs.iter().map(|run| run.seek(start)).collect();
+        let mut key = Vec::new();
         loop {
             let mut least: Option<&[u8]> = None;
             for c in &cursors {
@@ -327,9 +441,11 @@ impl Runs {
                     }
                 }
             }
-            let Some(key) = least else {
+            let Some(least) = least else {
                 return Ok(());
             };
+            key.clear();
+            key.extend_from_slice(least);
             let mut sum = 0;
             for c in &mut cursors {
                 if let Some((k, n)) = c.peek() {
@@ -339,7 +455,7 @@ impl Runs {
                     }
                 }
             }
-            if sum != 0 && !f(key, sum)? {
+            if sum != 0 && !f(&key, sum)? {
                 return Ok(());
             }
         }
@@ -427,14 +543,74 @@ mod tests {
         assert!(!want.is_empty());
     }
 
-    /// A small run takes the room of its keys, not a whole block's.
+    /// A small run takes the room of its entries, not a whole block's; entries keep only what
+    /// their key does not share with the key before.
     #[test]
     fn small_runs_are_small() {
         let mut runs = Runs::default();
         runs.add(vec![(&b"key"[..], 1), (&b"other"[..], 2)]);
-        assert_eq!(runs.bytes(), 8 + 2 * 4 + 2 * 8);
+        // Entries (shared, length, rest, count): 0 3 "key" 1, 0 5 "other" 2; one restart
+        // offset; the last key.
+        assert_eq!(runs.bytes(), (3 + 3) + (3 + 5) + 4 + 5);
         runs.add(vec![(&b"more"[..], 1), (&b"keys"[..], 1)]);
         assert_eq!(runs.run_count(), 1);
-        assert!(runs.bytes() <= 16 + 4 * 12, "{}", runs.bytes());
+        // "keys" after "key": 3 shared, 1 byte of its own.
+        assert_eq!(runs.bytes(), (3 + 3) + (3 + 1) + (3 + 4) + (3 + 5) + 4 + 5);
+        assert_eq!(runs.scan_from(b"", b"", 10).len(), 4);
+        assert_eq!(runs.get(b"keys"), 1);
+        assert_eq!(runs.get(b"ke"), 0);
+    }
+
+    #[test]
+    fn common_prefixes() {
+        let a = b"0123456789abcdefXYZ";
+        for n in 0..=a.len() {
+            let mut b = a[..n].to_vec();
+            assert_eq!(common_prefix(a, &b), n);
+            b.push(b'!');
+            assert_eq!(common_prefix(a, &b), n.min(a.len()));
+            assert_eq!(common_prefix(&b, a), n.min(a.len()));
+        }
+    }
+
+    /// Large runs: many blocks and restarts, every key found by a point read and a scan
+    /// from it, counts of any size.
+    #[test]
+    fn long_runs_seek_every_key() {
+        let mut runs = Runs::default();
+        let mut want = BTreeMap::new();
+        for batch in 0..4u64 {
+            let keys: Vec<Vec<u8>> = (0..20_000u64)
+                .map(|i| format!("group{:03}/row{:08}", (i * 7 + batch) % 300, i * 4 + batch).into_bytes())
+                .collect();
+            let counts: Vec<i64> = (0..20_000i64)
+                .map(|i| [1, -3, i64::MAX / 4, 1 << 40][(i % 4) as usize])
+                .collect();
+            for (k, c) in keys.iter().zip(&counts) {
+                *want.entry(k.clone()).or_insert(0i64) += c;
+            }
+            runs.add(keys.iter().map(|k| k.as_slice()).zip(counts).collect());
+        }
+        assert_eq!(runs.len(), want.len());
+        for (k, c) in want.iter().step_by(97) {
+            assert_eq!(runs.get(k), *c);
+            let from = runs.scan_from(&k[..8], k, 3);
+            let expect: Vec<(Vec<u8>, i64)> = want
+                .range(k.clone()..)
+                .take_while(|(x, _)| x.starts_with(&k[..8]))
+                .take(3)
+                .map(|(x, c)| (x.clone(), *c))
+                .collect();
+            assert_eq!(from, expect);
+        }
+        assert_eq!(runs.scan_from(b"", b"", usize::MAX).len(), want.len());
+        // Prefix compression: an entry of a 20-byte key takes well under its key's size (a
+        // whole key with a 4-byte offset and an 8-byte count took 32).
+        assert!(
+            runs.bytes() < want.len() * 16,
+            "{} bytes for {} keys",
+            runs.bytes(),
+            want.len()
+        );
     }
 }
