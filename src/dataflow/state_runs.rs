@@ -35,6 +35,8 @@ const RESTART: usize = 16;
 /// count).
 const MAX_VARINTS: usize = 5 + 5 + 10;
 
+/// Reads the varint at `*at` ([`put_varint`]'s LEB128), moving `*at` past it. Blocks are
+/// this module's own writing: no error to report.
 fn get_varint(data: &[u8], at: &mut usize) -> u64 {
     let mut v = 0u64;
     let mut shift = 0;
