@@ -438,7 +438,13 @@ impl Index {
                 None
             }
             Some(Slot::One(p)) if p.rest() == rest => {
-                Some(std::mem::replace(p, Packed::new(group, rest, value)).value_len())
+                let old_len = p.value_len();
+                // A value of the old one's length (an aggregate's state, a counter) is
+                // written in place: no allocation per update.
+                if !value.is_some_and(|v| overwrite(p.value_mut(), v)) {
+                    *p = Packed::new(group, rest, value);
+                }
+                Some(old_len)
             }
             Some(slot) => {
                 if let Slot::One(p) = slot {
