@@ -108,24 +108,52 @@ impl Block {
         self.data.capacity() + self.restarts.capacity() * 4 + self.last.len()
     }
 
-    /// The first entry whose key is at least `target` (`len` if none): (entry, offset of the
-    /// entry after it), its key left in `key` and its count returned (0 if none).
-    fn seek(&self, target: &[u8], key: &mut Vec<u8>) -> (usize, usize, i64) {
+    /// `pos` at the first entry whose key is at least `target` (at entry `len` if none).
+    fn seek(&self, target: &[u8], pos: &mut Position) {
         // The last restart before `target`: the entry sought is at most RESTART entries on.
         let r = self
             .restarts
             .partition_point(|&at| byte_order(whole_key(&self.data, at as usize), target) == Ordering::Less)
             .saturating_sub(1);
-        let mut entry = r * RESTART;
-        let mut at = self.restarts.get(r).map_or(self.data.len(), |&at| at as usize);
-        while entry < self.len {
-            let count = decode(&self.data, &mut at, key);
-            if byte_order(key, target) != Ordering::Less {
-                return (entry, at, count);
+        pos.entry = r * RESTART;
+        pos.at = self.restarts.get(r).map_or(self.data.len(), |&at| at as usize);
+        while pos.entry < self.len {
+            pos.read(self);
+            if byte_order(&pos.key, target) != Ordering::Less {
+                return;
             }
-            entry += 1;
+            pos.entry += 1;
         }
-        (self.len, at, 0)
+    }
+}
+
+/// A reader's place in a block: entry `entry`, whose key is `key` and count `count`, the next
+/// entry's bytes at `at`.
+#[derive(Default)]
+struct Position {
+    entry: usize,
+    at: usize,
+    key: Vec<u8>,
+    count: i64,
+}
+
+impl Position {
+    /// Decodes the entry at `at` of `block` (this position's block).
+    fn read(&mut self, block: &Block) {
+        self.count = decode(&block.data, &mut self.at, &mut self.key);
+    }
+
+    /// Moves to the next entry of `block` (true), or to the start of the next block, nothing
+    /// read yet, past its last entry (false).
+    fn next_in(&mut self, block: &Block) -> bool {
+        self.entry += 1;
+        if self.entry < block.len {
+            self.read(block);
+            true
+        } else {
+            (self.entry, self.at) = (0, 0);
+            false
+        }
     }
 }
 
@@ -145,18 +173,11 @@ impl Run {
         let block = self
             .blocks
             .partition_point(|blk| byte_order(&blk.last, target) == Ordering::Less);
-        let mut c = Cursor {
-            run: self,
-            block,
-            entry: 0,
-            at: 0,
-            key: Vec::new(),
-            count: 0,
-        };
+        let mut pos = Position::default();
         if let Some(b) = self.blocks.get(block) {
-            (c.entry, c.at, c.count) = b.seek(target, &mut c.key);
+            b.seek(target, &mut pos);
         }
-        c
+        Cursor { run: self, block, pos }
     }
 }
 
@@ -227,37 +248,29 @@ impl RunBuilder {
     }
 }
 
-/// Reads a run's entries in order from a position: the entry `entry` of block `block`, whose
-/// key is `key` and count `count`, the next one at `at`.
+/// Reads a run's entries in order from a position in block `block`.
 struct Cursor<'r> {
     run: &'r Run,
     block: usize,
-    entry: usize,
-    at: usize,
-    key: Vec<u8>,
-    count: i64,
+    pos: Position,
 }
 
 impl Cursor<'_> {
     fn peek(&self) -> Option<(&[u8], i64)> {
         let b = self.run.blocks.get(self.block)?;
-        (self.entry < b.len).then_some((self.key.as_slice(), self.count))
+        (self.pos.entry < b.len).then_some((self.pos.key.as_slice(), self.pos.count))
     }
 
     fn advance(&mut self) {
-        let Some(mut b) = self.run.blocks.get(self.block) else {
+        let Some(b) = self.run.blocks.get(self.block) else {
             return;
         };
-        self.entry += 1;
-        if self.entry >= b.len {
+        if !self.pos.next_in(b) {
             self.block += 1;
-            (self.entry, self.at) = (0, 0);
-            match self.run.blocks.get(self.block) {
-                Some(next) => b = next,
-                None => return,
+            if let Some(next) = self.run.blocks.get(self.block) {
+                self.pos.read(next);
             }
         }
-        self.count = decode(&b.data, &mut self.at, &mut self.key);
     }
 }
 
@@ -265,46 +278,34 @@ impl Cursor<'_> {
 struct Drain {
     blocks: std::vec::IntoIter<Block>,
     block: Option<Block>,
-    entry: usize,
-    at: usize,
-    key: Vec<u8>,
-    count: i64,
+    pos: Position,
 }
 
 impl Drain {
     fn new(run: Run) -> Drain {
         let mut blocks = run.blocks.into_iter();
         let block = blocks.next();
-        let mut d = Drain {
-            blocks,
-            block,
-            entry: 0,
-            at: 0,
-            key: Vec::new(),
-            count: 0,
-        };
-        d.load();
-        d
-    }
-
-    /// Decodes the entry at `at` of the current block.
-    fn load(&mut self) {
-        if let Some(b) = &self.block {
-            self.count = decode(&b.data, &mut self.at, &mut self.key);
+        let mut pos = Position::default();
+        if let Some(b) = &block {
+            pos.read(b);
         }
+        Drain { blocks, block, pos }
     }
 
     fn peek(&self) -> Option<(&[u8], i64)> {
-        self.block.as_ref().map(|_| (self.key.as_slice(), self.count))
+        self.block.as_ref().map(|_| (self.pos.key.as_slice(), self.pos.count))
     }
 
     fn advance(&mut self) {
-        self.entry += 1;
-        if self.block.as_ref().is_some_and(|b| self.entry == b.len) {
+        let Some(b) = &self.block else {
+            return;
+        };
+        if !self.pos.next_in(b) {
             self.block = self.blocks.next();
-            (self.entry, self.at) = (0, 0);
+            if let Some(next) = &self.block {
+                self.pos.read(next);
+            }
         }
-        self.load();
     }
 }
 
