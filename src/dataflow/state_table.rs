@@ -127,7 +127,7 @@ impl Loaded {
     /// an entry).
     fn add_count(&mut self, group: &[u8], rest: &[u8], delta: i64) -> (i64, i64, bool, bool) {
         let counts = std::cell::Cell::new((0, 0));
-        let old = self.entries.update_parts(group, rest, |v| {
+        let old = self.entries.update_parts(group, rest, delta < 0, |v| {
             let old = v.map_or(0, decode_i64);
             counts.set((old, old + delta));
             (old + delta != 0).then(|| (old + delta).to_be_bytes())

@@ -29,9 +29,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{cast, cast_with_options, take, CastOptions};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
-use datafusion::common::{HashMap, ScalarValue};
+use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
 
+use super::grouping::Groups;
 use super::Exprs;
 use crate::dataflow::changes::Changes;
 use crate::dataflow::operator::{EpochContext, Operator, StateTable};
@@ -803,15 +804,21 @@ impl Operator for GroupAggregateOp {
             .iter()
             .map(|spec| ArgColumn::new(&spec.kind, spec.arg.map(|a| &arg_cols[a])))
             .collect::<Result<_>>()?;
-        // Each row's group key, borrowed from the encoded rows (empty without GROUP BY).
-        let encoded_groups = match &self.group_codec {
-            Some(codec) => Some(codec.encode(&super::cast_columns(&group_cols, &self.group_types)?)?),
+        // The batch's groups in first-seen order (one, keyed by nothing, without GROUP BY),
+        // each row's group, and each row's group key.
+        let groups = match &self.group_codec {
+            Some(codec) => Some(Groups::of(
+                &super::cast_columns(&group_cols, &self.group_types)?,
+                codec,
+            )?),
             None => None,
         };
-        let group_keys: Vec<&[u8]> = match &encoded_groups {
-            Some(rows) => rows.iter().map(|r| r.data()).collect(),
-            None => vec![&[][..]; data.num_rows()],
+        let no_group = vec![0; if groups.is_some() { 0 } else { data.num_rows() }];
+        let (group_of, slots): (Vec<&[u8]>, &[u32]) = match &groups {
+            Some(g) => (g.keys(), &g.slot),
+            None => (vec![&[][..]], &no_group),
         };
+        let group_keys = || slots.iter().map(|s| group_of[*s as usize]);
         // Encoded argument values of the aggregates with a value codec, and the multiset keys
         // (group, aggregate, value) of every (row, aggregate) that keeps its values.
         let mut values: Vec<Option<Rows>> = Vec::with_capacity(self.aggs.len());
@@ -834,8 +841,7 @@ impl Operator for GroupAggregateOp {
                     // (`agg(x) FILTER (WHERE p)` is NULL wherever p does not hold).
                     let keep_nulls = matches!(spec.kind, AggKind::ArrayAgg);
                     multiset_keys.push(self.keeps_values(a).then(|| {
-                        group_keys
-                            .iter()
+                        group_keys()
                             .enumerate()
                             .map(|(i, g)| {
                                 if !keep_nulls && arg_cols[arg].is_null(i) {
@@ -887,8 +893,7 @@ impl Operator for GroupAggregateOp {
                 .iter()
                 .map(|m| self.aggs[*m].filter.map(|p| arg_cols[p].as_boolean()))
                 .collect();
-            let rows = group_keys
-                .iter()
+            let rows = group_keys()
                 .enumerate()
                 .map(|(i, g)| {
                     let mut mask = 0u64;
@@ -912,29 +917,25 @@ impl Operator for GroupAggregateOp {
             let keys = rows.iter().filter(|(_, mask)| *mask != 0).map(|(k, _)| k.as_slice());
             self.values.prefetch(ctx, keys)?;
         }
-        self.groups.prefetch(ctx, group_keys.iter().copied())?;
-        // Touched groups in first-seen order (each row's slot), with their output before this
-        // epoch's changes and their state.
-        let mut slot_of: HashMap<&[u8], usize> = HashMap::default();
-        let mut touched: Vec<Touched> = Vec::new();
-        for (i, g) in group_keys.iter().enumerate() {
-            let slot = match slot_of.get(g) {
-                Some(s) => *s,
-                None => {
-                    let state = self.load(ctx, g)?;
-                    let old = match &state {
-                        Some(s) if s.rows > 0 || self.global => Some(self.output_values(ctx, g, s)?),
-                        _ => None,
-                    };
-                    let state = state.unwrap_or_else(|| GroupState {
-                        rows: 0,
-                        accs: vec![Acc::default(); self.aggs.len()],
-                    });
-                    slot_of.insert(g, touched.len());
-                    touched.push((g, old, state));
-                    touched.len() - 1
-                }
-            };
+        self.groups.prefetch(ctx, group_of.iter().copied())?;
+        // Touched groups in first-seen order (a row's group is at most one past the last
+        // loaded), with their output before this epoch's changes and their state.
+        let mut touched: Vec<Touched> = Vec::with_capacity(group_of.len());
+        for (i, slot) in slots.iter().enumerate() {
+            let slot = *slot as usize;
+            if slot == touched.len() {
+                let g = group_of[slot];
+                let state = self.load(ctx, g)?;
+                let old = match &state {
+                    Some(s) if s.rows > 0 || self.global => Some(self.output_values(ctx, g, s)?),
+                    _ => None,
+                };
+                let state = state.unwrap_or_else(|| GroupState {
+                    rows: 0,
+                    accs: vec![Acc::default(); self.aggs.len()],
+                });
+                touched.push((g, old, state));
+            }
             let w = weights[i];
             let state = &mut touched[slot].2;
             state.rows += w;

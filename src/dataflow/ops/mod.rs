@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod distinct;
 pub mod filter;
+pub mod grouping;
 pub mod join;
 pub mod project;
 pub mod semi_join;

@@ -21,12 +21,13 @@
 //! never match: such left rows are never in a semi join's output and always in an anti join's,
 //! and need no state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use datafusion::arrow::array::{new_null_array, Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::Operator as CmpOp;
 
+use super::grouping::Groups;
 use super::join::row_key as prefixed;
 use super::Exprs;
 use crate::dataflow::changes::Changes;
@@ -226,34 +227,44 @@ impl ThresholdSemiJoinOp {
     }
 
     fn left_change(&mut self, data: &RecordBatch, weights: &[i64], ctx: &EpochContext) -> Result<Changes> {
-        let keys = self.keys(&self.left_keys, data)?;
+        let key_cols = super::cast_columns(&self.left_keys.eval(data)?, &self.key_types)?;
+        let groups = Groups::of(&key_cols, &self.key_codec)?;
+        let null_key = |i: usize| key_cols.iter().any(|c| c.is_null(i));
         let values = self.values(&self.left_value, data)?;
         let rows = self.left_codec.encode(data.columns())?;
-        let mut thresholds: HashMap<&[u8], Option<Vec<u8>>> = HashMap::new();
+        // Each key's threshold, read when the key first occurs.
+        let mut thresholds: Vec<Option<Option<Vec<u8>>>> = vec![None; groups.len()];
         let mut out_idx = Vec::new();
         let mut out_w = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            let (Some(k), Some(v)) = (key, values.get(i)) else {
+        let mut state_key = Vec::new();
+        for (i, slot) in groups.slot.iter().enumerate() {
+            let v = match values.get(i) {
+                Some(v) if !null_key(i) => v,
                 // A NULL key or value matches no right row, now or later.
-                if self.anti {
-                    out_idx.push(i as u32);
-                    out_w.push(weights[i]);
+                _ => {
+                    if self.anti {
+                        out_idx.push(i as u32);
+                        out_w.push(weights[i]);
+                    }
+                    continue;
                 }
-                continue;
             };
-            if !thresholds.contains_key(k.as_slice()) {
-                let t = self.threshold(ctx, k)?;
-                thresholds.insert(k, t);
-            }
-            let passes = thresholds[k.as_slice()]
-                .as_deref()
-                .is_some_and(|t| self.comparison.passes(v, t));
+            let k = groups.key(*slot as usize);
+            let threshold = match &mut thresholds[*slot as usize] {
+                Some(t) => t,
+                t => t.insert(self.threshold(ctx, k)?),
+            };
+            let passes = threshold.as_deref().is_some_and(|t| self.comparison.passes(v, t));
             if self.member(passes) {
                 out_idx.push(i as u32);
                 out_w.push(weights[i]);
             }
-            let sk = prefixed(k, &[v, rows.row(i).as_ref()].concat());
-            self.state.left_rows.add_count(ctx, &sk, weights[i])?;
+            state_key.clear();
+            state_key.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            for part in [k, v, rows.row(i).data()] {
+                state_key.extend_from_slice(part);
+            }
+            self.state.left_rows.add_count(ctx, &state_key, weights[i])?;
         }
         super::take_rows(data, out_idx, out_w, &self.schema)
     }

@@ -18,7 +18,7 @@
 //! The group prefix is the length (u32, big-endian) and bytes of the row-encoded group key, so
 //! one group's entries never interleave with another's; without PARTITION BY it is empty.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
@@ -27,6 +27,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 
+use super::grouping::Groups;
 use super::Exprs;
 use crate::dataflow::changes::Changes;
 use crate::dataflow::operator::{decode_i64, EpochContext, Operator, StateTable};
@@ -52,10 +53,33 @@ pub struct TopNOp {
     /// The output schema: the input's columns, plus the rank when `spec.rank`.
     schema: SchemaRef,
     row_codec: RowCodec,
+    /// Encodes the sort key (its byte order is the ORDER BY order).
+    sort_converter: RowConverter,
+    /// Encodes the PARTITION BY key (None without).
+    group_codec: Option<RowCodec>,
     /// The input only ever gains rows: groups keep only their first `skip + fetch` rows.
     append_only: bool,
     /// Plan version 2's layout: the row only in the key (see the module documentation).
     rows_in_keys: bool,
+}
+
+/// How the concatenation of `parts` (a state key not yet built) compares with `key`.
+fn concat_cmp(parts: &[&[u8]], key: &[u8]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let mut rest = key;
+    for part in parts {
+        let n = part.len().min(rest.len());
+        match part[..n].cmp(&rest[..n]) {
+            Ordering::Equal if n < part.len() => return Ordering::Greater,
+            Ordering::Equal => rest = &rest[n..],
+            other => return other,
+        }
+    }
+    if rest.is_empty() {
+        Ordering::Equal
+    } else {
+        Ordering::Less
+    }
 }
 
 /// One output row: the input row's bytes and its rank (0 without ranks).
@@ -78,6 +102,17 @@ impl TopNOp {
         };
         Ok(TopNOp {
             row_codec: RowCodec::new(&types)?,
+            sort_converter: RowConverter::new(
+                spec.sort_types
+                    .iter()
+                    .zip(&spec.sort_options)
+                    .map(|(t, o)| SortField::new_with_options(t.clone(), *o))
+                    .collect(),
+            )?,
+            group_codec: match &spec.partition_exprs {
+                Some((_, types)) => Some(RowCodec::new(types)?),
+                None => None,
+            },
             ordered,
             spec,
             schema,
@@ -100,18 +135,6 @@ impl TopNOp {
         self
     }
 
-    /// The state key of a row: group prefix, sort key, row (and its length in version 2).
-    fn entry_key(&self, prefix: &[u8], sort_key: &[u8], row: &[u8]) -> Vec<u8> {
-        let mut key = Vec::with_capacity(prefix.len() + sort_key.len() + row.len() + 4);
-        key.extend_from_slice(prefix);
-        key.extend_from_slice(sort_key);
-        key.extend_from_slice(row);
-        if self.rows_in_keys {
-            key.extend_from_slice(&(row.len() as u32).to_be_bytes());
-        }
-        key
-    }
-
     /// The state value of a row with multiplicity `count`.
     fn entry_value(&self, row: &[u8], count: i64) -> Vec<u8> {
         let mut value = count.to_be_bytes().to_vec();
@@ -132,34 +155,26 @@ impl TopNOp {
         (&key[n - 4 - len..n - 4], count)
     }
 
-    fn converter(types: &[DataType], options: Option<&[SortOptions]>) -> Result<RowConverter> {
-        Ok(RowConverter::new(
-            types
-                .iter()
-                .enumerate()
-                .map(|(i, t)| match options {
-                    Some(o) => SortField::new_with_options(t.clone(), o[i]),
-                    None => SortField::new(t.clone()),
-                })
-                .collect(),
-        )?)
-    }
-
-    /// The group prefix of every row of `data`.
-    fn group_prefixes(&self, data: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    /// The groups of the rows of `data` (one, of every row, without PARTITION BY) and each
+    /// group's prefix.
+    fn groups(&self, data: &RecordBatch) -> Result<(Vec<u32>, Vec<Vec<u8>>)> {
         let Some((exprs, types)) = &self.spec.partition_exprs else {
-            return Ok(vec![Vec::new(); data.num_rows()]);
+            return Ok((vec![0; data.num_rows()], vec![Vec::new()]));
         };
         let cols = super::cast_columns(&exprs.eval(data)?, types)?;
-        let rows = Self::converter(types, None)?.convert_columns(&cols)?;
-        Ok((0..data.num_rows())
-            .map(|i| {
-                let r = rows.row(i);
-                let mut p = (r.as_ref().len() as u32).to_be_bytes().to_vec();
-                p.extend_from_slice(r.as_ref());
+        let codec = self.group_codec.as_ref().expect("a group codec with PARTITION BY");
+        let groups = Groups::of(&cols, codec)?;
+        let prefixes = groups
+            .keys()
+            .into_iter()
+            .map(|k| {
+                let mut p = Vec::with_capacity(4 + k.len());
+                p.extend_from_slice(&(k.len() as u32).to_be_bytes());
+                p.extend_from_slice(k);
                 p
             })
-            .collect())
+            .collect();
+        Ok((groups.slot, prefixes))
     }
 
     /// The top of a group whose entries start with `entries` (in key order; at least its
@@ -239,27 +254,20 @@ impl Operator for TopNOp {
         let weights_in = input.weights().values();
         let sort_cols = self.spec.sort_exprs.eval(&data)?;
         let sort_cols: Vec<ArrayRef> = super::cast_columns(&sort_cols, &self.spec.sort_types)?;
-        let sort_keys =
-            Self::converter(&self.spec.sort_types, Some(&self.spec.sort_options))?.convert_columns(&sort_cols)?;
-        let prefixes = self.group_prefixes(&data)?;
+        let sort_keys = self.sort_converter.convert_columns(&sort_cols)?;
+        let (slots, prefixes) = self.groups(&data)?;
         let rows = self.row_codec.encode(data.columns())?;
         // The input rows of each group, groups in the order they first appear.
-        let mut group_of: HashMap<&[u8], usize> = HashMap::new();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for (i, prefix) in prefixes.iter().enumerate() {
-            let g = *group_of.entry(prefix.as_slice()).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
-            groups[g].push(i);
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); prefixes.len()];
+        for (i, g) in slots.iter().enumerate() {
+            groups[*g as usize].push(i);
         }
         let end = self.spec.skip.saturating_add(self.spec.fetch);
         let mut out_rows = Vec::new();
         let mut weights = Vec::new();
-        for members in groups {
-            let prefix = prefixes[members[0]].as_slice();
+        for (members, prefix) in groups.into_iter().zip(&prefixes) {
+            let prefix = prefix.as_slice();
             let first = self.first_entries(ctx, prefix)?;
-            let old_top = self.top_of(&first);
             // Over an append-only input, a group that holds its first `skip + fetch` rows
             // keeps out the rows that sort after the last of them: they would be cut at once.
             let cutoff = if self.append_only {
@@ -269,24 +277,33 @@ impl Operator for TopNOp {
             };
             let mut changed = false;
             for i in members {
-                let row = rows.row(i);
-                let key = self.entry_key(prefix, sort_keys.row(i).as_ref(), row.as_ref());
-                if cutoff.is_some_and(|last| key.as_slice() > last) {
+                let (sort_key, row) = (sort_keys.row(i), rows.row(i));
+                let row = row.as_ref();
+                let len = (row.len() as u32).to_be_bytes();
+                let parts = [
+                    prefix,
+                    sort_key.as_ref(),
+                    row,
+                    if self.rows_in_keys { &len } else { &[] },
+                ];
+                if cutoff.is_some_and(|last| concat_cmp(&parts, last).is_gt()) {
                     continue;
                 }
+                let key = parts.concat();
                 changed = true;
                 let old = self.ordered.get(ctx, &key)?.map(|v| decode_i64(&v[..8])).unwrap_or(0);
                 let new = old + weights_in[i];
                 if new <= 0 {
                     self.ordered.delete(&key);
                 } else {
-                    let value = self.entry_value(row.as_ref(), new);
+                    let value = self.entry_value(row, new);
                     self.ordered.put(&key, value);
                 }
             }
             if !changed {
                 continue;
             }
+            let old_top = self.top_of(&first);
             let new_top = if self.append_only {
                 // Rows past the first `skip + fetch` can never come back: drop them.
                 let entries = self.ordered.scan_prefix(ctx, prefix)?;
@@ -397,6 +414,35 @@ mod tests {
     /// their ranks, in both layouts (version 1 views keep the row in the value as well), and
     /// over an append-only input (inserts only: the state keeps each group's first rows, and
     /// rows sorting after them never reach it).
+    /// Comparing parts with a key orders them as comparing their concatenation does, for
+    /// parts and keys of every length down to empty.
+    #[test]
+    fn parts_compare_as_their_concatenation() {
+        let bytes: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![1],
+            vec![0, 0],
+            vec![0, 1],
+            vec![1, 0],
+            vec![0, 1, 0],
+        ];
+        for a in &bytes {
+            for b in &bytes {
+                for c in &bytes {
+                    let parts = [a.as_slice(), b.as_slice(), c.as_slice()];
+                    for key in bytes.iter().chain([&[a.clone(), b.clone()].concat()]) {
+                        assert_eq!(
+                            concat_cmp(&parts, key),
+                            parts.concat().as_slice().cmp(key),
+                            "{parts:?} {key:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn group_top_n_matches_a_recomputation_in_both_layouts_across_restarts() {
         for (rows_in_keys, append_only) in [(false, false), (true, false), (false, true), (true, true)] {
