@@ -138,8 +138,8 @@ fn word_groups<const K: usize>(columns: &[ArrayRef], rows: usize) -> Option<(Vec
     let mut index: HashMap<[u64; K], u32> = HashMap::default();
     let mut slot = Vec::with_capacity(rows);
     let mut first = Vec::new();
-    for i in 0..rows {
-        let key: [u64; K] = std::array::from_fn(|k| words[k][i]);
+    let row_keys = (0..rows).map(|i| -> [u64; K] { std::array::from_fn(|k| words[k][i]) });
+    for (i, key) in row_keys.enumerate() {
         let s = match index.entry(key) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {

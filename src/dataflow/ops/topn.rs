@@ -21,11 +21,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::ScalarValue;
 
 use super::grouping::Groups;
 use super::Exprs;
@@ -232,7 +231,7 @@ impl TopNOp {
         let mut cols = self.row_codec.decode(rows.iter().map(|(_, r)| r.as_slice()))?;
         if self.spec.rank {
             let rank_type = self.schema.field(self.schema.fields().len() - 1).data_type();
-            let ranks = ScalarValue::iter_to_array(rows.iter().map(|(rank, _)| ScalarValue::UInt64(Some(*rank))))?;
+            let ranks: ArrayRef = Arc::new(UInt64Array::from_iter_values(rows.iter().map(|(rank, _)| *rank)));
             cols.push(datafusion::arrow::compute::cast(&ranks, rank_type)?);
         }
         let batch = RecordBatch::try_new(Arc::new(super::project::relaxed(&self.schema)), cols)?;
@@ -265,6 +264,7 @@ impl Operator for TopNOp {
         let end = self.spec.skip.saturating_add(self.spec.fetch);
         let mut out_rows = Vec::new();
         let mut weights = Vec::new();
+        let mut key = Vec::new();
         for (members, prefix) in groups.into_iter().zip(&prefixes) {
             let prefix = prefix.as_slice();
             let first = self.first_entries(ctx, prefix)?;
@@ -289,8 +289,16 @@ impl Operator for TopNOp {
                 if cutoff.is_some_and(|last| concat_cmp(&parts, last).is_gt()) {
                     continue;
                 }
-                let key = parts.concat();
+                key.clear();
+                for part in parts {
+                    key.extend_from_slice(part);
+                }
                 changed = true;
+                if self.rows_in_keys {
+                    // The value is the multiplicity alone: one update finds and sets it.
+                    self.ordered.add_count(ctx, &key, weights_in[i])?;
+                    continue;
+                }
                 let old = self.ordered.get(ctx, &key)?.map(|v| decode_i64(&v[..8])).unwrap_or(0);
                 let new = old + weights_in[i];
                 if new <= 0 {
