@@ -56,20 +56,7 @@ impl Groups {
             });
         }
         let encoded = codec.encode(columns)?;
-        let mut index: HashMap<&[u8], u32> = HashMap::with_capacity(rows);
-        let mut slot = Vec::with_capacity(rows);
-        let mut first = Vec::new();
-        for i in 0..rows {
-            let s = match index.entry(encoded.row(i).data()) {
-                Entry::Occupied(e) => *e.get(),
-                Entry::Vacant(e) => {
-                    first.push(i as u32);
-                    *e.insert(first.len() as u32 - 1)
-                }
-            };
-            slot.push(s);
-        }
-        drop(index);
+        let (slot, first) = byte_groups(&encoded);
         Ok(Groups {
             slot,
             keys: GroupKeys::PerRow(encoded, first),
@@ -100,6 +87,24 @@ impl Groups {
     pub fn keys(&self) -> Vec<&[u8]> {
         (0..self.len()).map(|g| self.key(g)).collect()
     }
+}
+
+/// Each encoded row's group (equal bytes, first-seen order) and each group's first row.
+pub fn byte_groups(rows: &Rows) -> (Vec<u32>, Vec<u32>) {
+    let mut index: HashMap<&[u8], u32> = HashMap::with_capacity(rows.num_rows());
+    let mut slot = Vec::with_capacity(rows.num_rows());
+    let mut first = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let s = match index.entry(row.data()) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                first.push(i as u32);
+                *e.insert(first.len() as u32 - 1)
+            }
+        };
+        slot.push(s);
+    }
+    (slot, first)
 }
 
 /// Whether a column's values can stand for its key as a machine word: fixed-width integer-like

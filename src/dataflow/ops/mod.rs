@@ -124,18 +124,10 @@ pub fn cast_columns(columns: &[ArrayRef], types: &[datafusion::arrow::datatypes:
 ///
 /// [`Changes::consolidate`]: crate::dataflow::changes::Changes::consolidate
 pub fn consolidate_encoded(rows: &datafusion::arrow::row::Rows, weights: &[i64]) -> Vec<(u32, i64)> {
-    use datafusion::common::hash_map::Entry;
-    let mut index: datafusion::common::HashMap<&[u8], u32> =
-        datafusion::common::HashMap::with_capacity(rows.num_rows());
-    let mut order: Vec<(u32, i64)> = Vec::with_capacity(rows.num_rows());
-    for (i, w) in weights.iter().enumerate() {
-        match index.entry(rows.row(i).data()) {
-            Entry::Occupied(slot) => order[*slot.get() as usize].1 += w,
-            Entry::Vacant(slot) => {
-                slot.insert(order.len() as u32);
-                order.push((i as u32, *w));
-            }
-        }
+    let (slot, first) = grouping::byte_groups(rows);
+    let mut order: Vec<(u32, i64)> = first.into_iter().map(|i| (i, 0)).collect();
+    for (s, w) in slot.iter().zip(weights) {
+        order[*s as usize].1 += w;
     }
     order.retain(|(_, w)| *w != 0);
     order
