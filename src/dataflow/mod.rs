@@ -18,6 +18,7 @@ pub mod state_runs;
 pub mod state_table;
 pub mod stored_rows;
 pub mod stream_history;
+pub mod thin_bytes;
 
 /// A commit epoch: a monotonically increasing number, persisted with the data it committed.
 pub type Epoch = u64;

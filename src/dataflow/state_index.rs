@@ -23,39 +23,51 @@
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
+use std::ptr::NonNull;
 
 // hashbrown with foldhash (DataFusion's): the state of a view is hashed once per lookup.
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-/// Appends an entry's `rest_len:u32 | rest | tag | value` (tag 0: a deletion, no value).
-fn put_entry(b: &mut Vec<u8>, rest: &[u8], value: Option<&[u8]>) {
-    b.extend_from_slice(&(rest.len() as u32).to_le_bytes());
-    b.extend_from_slice(rest);
-    match value {
-        Some(v) => {
-            b.push(1);
-            b.extend_from_slice(v);
-        }
-        None => b.push(0),
-    }
+use super::thin_bytes::{read_varint, varint, ThinBytes};
+
+/// The parts of an entry: `rest_len | rest | tag | value` (the length a varint; tag 0: a
+/// deletion, no value), after `before`; for [`ThinBytes::concat`].
+fn entry_parts<'a>(
+    before: [&'a [u8]; 2],
+    rest_len: &'a [u8],
+    rest: &'a [u8],
+    value: Option<&'a [u8]>,
+) -> [&'a [u8]; 6] {
+    let (tag, value): (&[u8], &[u8]) = match value {
+        Some(v) => (&[1], v),
+        None => (&[0], &[]),
+    };
+    [before[0], before[1], rest_len, rest, tag, value]
+}
+
+/// `bytes.len()` as a varint (see [`entry_parts`]).
+fn len_of(bytes: &[u8]) -> ([u8; 5], usize) {
+    varint(bytes.len() as u32)
 }
 
 /// The rest of the key of an entry [`put_entry`] wrote.
 #[inline]
 fn entry_rest(e: &[u8]) -> &[u8] {
-    let n = u32::from_le_bytes(e[..4].try_into().expect("4 bytes")) as usize;
-    &e[4..4 + n]
+    let (n, h) = read_varint(e);
+    &e[h..h + n]
 }
 
 /// The value of an entry [`put_entry`] wrote (`None`: a deletion).
 fn entry_value(e: &[u8]) -> Option<&[u8]> {
-    let tag = 4 + entry_rest(e).len();
+    let (n, h) = read_varint(e);
+    let tag = h + n;
     (e[tag] == 1).then(|| &e[tag + 1..])
 }
 
 /// [`entry_value`], to be overwritten in place.
 fn entry_value_mut(e: &mut [u8]) -> Option<&mut [u8]> {
-    let tag = 4 + entry_rest(e).len();
+    let (n, h) = read_varint(e);
+    let tag = h + n;
     (e[tag] == 1).then(|| &mut e[tag + 1..])
 }
 
@@ -68,10 +80,6 @@ fn overwrite(value: Option<&mut [u8]>, new: &[u8]) -> bool {
         }
         _ => false,
     }
-}
-
-fn entry_bytes(rest: &[u8], value: Option<&[u8]>) -> usize {
-    4 + rest.len() + 1 + value.map_or(0, |v| v.len())
 }
 
 /// What [`Packed`] and [`Member`] answer alike.
@@ -92,56 +100,63 @@ trait Entry {
     }
 }
 
-/// The entry of a group of one, in one allocation: `group_len:u32 | group` then the entry
-/// as [`put_entry`] writes it.
-struct Packed(Box<[u8]>);
+/// The entry of a group of one, in one allocation: `group_len | group` (the length a varint)
+/// then the entry as [`entry_parts`] lays it out.
+#[repr(transparent)]
+struct Packed(ThinBytes);
 
 impl Packed {
     fn new(group: &[u8], rest: &[u8], value: Option<&[u8]>) -> Packed {
-        let mut b = Vec::with_capacity(4 + group.len() + entry_bytes(rest, value));
-        b.extend_from_slice(&(group.len() as u32).to_le_bytes());
-        b.extend_from_slice(group);
-        put_entry(&mut b, rest, value);
-        Packed(b.into_boxed_slice())
+        let (group_len, g) = len_of(group);
+        let (rest_len, r) = len_of(rest);
+        Packed(ThinBytes::concat(&entry_parts(
+            [&group_len[..g], group],
+            &rest_len[..r],
+            rest,
+            value,
+        )))
     }
 
-    fn group_len(&self) -> usize {
-        u32::from_le_bytes(self.0[..4].try_into().expect("4 bytes")) as usize
+    /// Where the entry starts (after the group).
+    #[inline]
+    fn entry_at(&self) -> usize {
+        let (n, h) = read_varint(&self.0);
+        h + n
     }
 
     #[inline]
     fn group(&self) -> &[u8] {
-        &self.0[4..4 + self.group_len()]
+        let (n, h) = read_varint(&self.0);
+        &self.0[h..h + n]
     }
 }
 
 impl Packed {
     fn value_mut(&mut self) -> Option<&mut [u8]> {
-        let at = 4 + self.group_len();
+        let at = self.entry_at();
         entry_value_mut(&mut self.0[at..])
     }
 }
 
 impl Entry for Packed {
     fn rest(&self) -> &[u8] {
-        entry_rest(&self.0[4 + self.group_len()..])
+        entry_rest(&self.0[self.entry_at()..])
     }
 
     fn value(&self) -> Option<&[u8]> {
-        entry_value(&self.0[4 + self.group_len()..])
+        entry_value(&self.0[self.entry_at()..])
     }
 }
 
-/// An entry of a group of several, as [`put_entry`] writes it (the group is the group's).
-/// Ordered by the rest of its key, which it finds without arithmetic: a tree descent compares
-/// a dozen or more of them.
-struct Member(Box<[u8]>);
+/// An entry of a group of several, as [`entry_parts`] lays it out (the group is the
+/// group's). Ordered by the rest of its key, which it finds without arithmetic: a tree
+/// descent compares a dozen or more of them.
+struct Member(ThinBytes);
 
 impl Member {
     fn new(rest: &[u8], value: Option<&[u8]>) -> Member {
-        let mut b = Vec::with_capacity(entry_bytes(rest, value));
-        put_entry(&mut b, rest, value);
-        Member(b.into_boxed_slice())
+        let (rest_len, r) = len_of(rest);
+        Member(ThinBytes::concat(&entry_parts([&[], &[]], &rest_len[..r], rest, value)))
     }
 }
 
@@ -236,18 +251,102 @@ pub(super) fn byte_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-/// Slots (24 bytes each) an emptied index keeps for its next entries ([`Index::clear`]).
+/// Slots (8 bytes each) an emptied index keeps for its next entries ([`Index::clear`]).
 const KEPT_SLOTS: usize = 1 << 18;
 
 /// Entries a group keeps in a sorted vector before it becomes a tree.
 const FEW: usize = 32;
 
-/// A slot of the hash table: one group.
-enum Slot {
-    /// A group of one entry, with its group.
-    One(Packed),
-    /// A group that has had several entries.
-    Several(Box<Several>),
+/// A slot of the hash table: one group, in one word (a table of millions of groups, and the
+/// copy of it while it grows, take a third of the room that a 24-byte enum of a `Box<[u8]>`
+/// and a box took): a group of one entry ([`Packed`], its pointer as is, low bit clear) or a
+/// group that has had several entries (a `Box<Several>`, its pointer with the low bit set).
+#[repr(transparent)]
+struct Slot(NonNull<u8>);
+
+// SAFETY: a slot owns what it points to, as the `Packed` or `Box<Several>` it holds would.
+unsafe impl Send for Slot {}
+// SAFETY: shared access only reads.
+unsafe impl Sync for Slot {}
+
+/// What a [`Slot`] holds, borrowed.
+enum SlotRef<'a> {
+    One(&'a Packed),
+    Several(&'a Several),
+}
+
+/// What a [`Slot`] holds, borrowed to be changed.
+enum SlotMut<'a> {
+    One(&'a mut Packed),
+    Several(&'a mut Several),
+}
+
+impl Slot {
+    fn one(p: Packed) -> Slot {
+        Slot(p.0.into_raw())
+    }
+
+    fn several(s: Box<Several>) -> Slot {
+        let p = Box::into_raw(s).cast::<u8>();
+        Slot(NonNull::new(p.map_addr(|a| a | 1)).expect("a box is not null"))
+    }
+
+    #[inline]
+    fn is_several(&self) -> bool {
+        self.0.as_ptr().addr() & 1 == 1
+    }
+
+    #[inline]
+    fn several_ptr(&self) -> *mut Several {
+        self.0.as_ptr().map_addr(|a| a & !1).cast::<Several>()
+    }
+
+    #[inline]
+    fn get(&self) -> SlotRef<'_> {
+        if self.is_several() {
+            // SAFETY: a tagged slot holds a `Box<Several>`'s pointer, owned by the slot.
+            SlotRef::Several(unsafe { &*self.several_ptr() })
+        } else {
+            // SAFETY: an untagged slot is a `Packed`'s pointer (`Slot`, `Packed` and
+            // `ThinBytes` are all transparent over it).
+            SlotRef::One(unsafe { &*(self as *const Slot).cast::<Packed>() })
+        }
+    }
+
+    #[inline]
+    fn get_mut(&mut self) -> SlotMut<'_> {
+        if self.is_several() {
+            // SAFETY: as in `get`, borrowed uniquely.
+            SlotMut::Several(unsafe { &mut *self.several_ptr() })
+        } else {
+            // SAFETY: as in `get`, borrowed uniquely.
+            SlotMut::One(unsafe { &mut *(self as *mut Slot).cast::<Packed>() })
+        }
+    }
+
+    /// The entry of a group of one; None for a group of several (dropped).
+    fn into_one(self) -> Option<Packed> {
+        if self.is_several() {
+            return None;
+        }
+        let p = self.0;
+        std::mem::forget(self);
+        // SAFETY: an untagged slot's pointer came from `ThinBytes::into_raw`, and the slot
+        // that owned it is forgotten.
+        Some(Packed(unsafe { ThinBytes::from_raw(p) }))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.is_several() {
+            // SAFETY: from `Box::into_raw` in `Slot::several`, dropped once.
+            drop(unsafe { Box::from_raw(self.several_ptr()) });
+        } else {
+            // SAFETY: from `ThinBytes::into_raw` in `Slot::one`, dropped once.
+            drop(unsafe { ThinBytes::from_raw(self.0) });
+        }
+    }
 }
 
 struct Several {
@@ -265,9 +364,9 @@ enum Entries {
 impl Slot {
     #[inline]
     fn group(&self) -> &[u8] {
-        match self {
-            Slot::One(p) => p.group(),
-            Slot::Several(s) => &s.group,
+        match self.get() {
+            SlotRef::One(p) => p.group(),
+            SlotRef::Several(s) => &s.group,
         }
     }
 }
@@ -412,9 +511,9 @@ impl Index {
     /// The value of `key` (`Some(None)`: a deletion), if it has an entry.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         let (group, rest) = self.split(key);
-        match self.find(group)? {
-            Slot::One(p) => (p.rest() == rest).then(|| p.value()),
-            Slot::Several(s) => s.entries.get(rest).map(|m| m.value()),
+        match self.find(group)?.get() {
+            SlotRef::One(p) => (p.rest() == rest).then(|| p.value()),
+            SlotRef::Several(s) => s.entries.get(rest).map(|m| m.value()),
         }
     }
 
@@ -432,29 +531,29 @@ impl Index {
         let hash = hasher.hash_one(group);
         let old = match table.find_mut(hash, |s| s.group() == group) {
             None => {
-                table.insert_unique(hash, Slot::One(Packed::new(group, rest, value)), |s| {
+                table.insert_unique(hash, Slot::one(Packed::new(group, rest, value)), |s| {
                     hasher.hash_one(s.group())
                 });
                 None
             }
-            Some(Slot::One(p)) if p.rest() == rest => {
-                let old_len = p.value_len();
-                // A value of the old one's length (an aggregate's state, a counter) is
-                // written in place: no allocation per update.
-                if !value.is_some_and(|v| overwrite(p.value_mut(), v)) {
-                    *p = Packed::new(group, rest, value);
-                }
-                Some(old_len)
-            }
-            Some(slot) => {
-                if let Slot::One(p) = slot {
+            Some(slot) => 'found: {
+                if let SlotMut::One(p) = slot.get_mut() {
+                    if p.rest() == rest {
+                        let old_len = p.value_len();
+                        // A value of the old one's length (an aggregate's state, a counter)
+                        // is written in place: no allocation per update.
+                        if !value.is_some_and(|v| overwrite(p.value_mut(), v)) {
+                            *p = Packed::new(group, rest, value);
+                        }
+                        break 'found Some(old_len);
+                    }
                     let first = Member::new(p.rest(), p.value());
-                    *slot = Slot::Several(Box::new(Several {
+                    *slot = Slot::several(Box::new(Several {
                         group: group.into(),
                         entries: Entries::Few(vec![first]),
                     }));
                 }
-                let Slot::Several(s) = slot else {
+                let SlotMut::Several(s) = slot.get_mut() else {
                     unreachable!("a group of several")
                 };
                 s.entries.insert(Member::new(rest, value))
@@ -487,7 +586,7 @@ impl Index {
             Ok(slot) => slot,
             Err(_) => {
                 if let Some(new) = f(None) {
-                    table.insert_unique(hash, Slot::One(Packed::new(group, rest, Some(&new))), |s| {
+                    table.insert_unique(hash, Slot::one(Packed::new(group, rest, Some(&new))), |s| {
                         hasher.hash_one(s.group())
                     });
                     *len += 1;
@@ -495,8 +594,8 @@ impl Index {
                 return None;
             }
         };
-        let old_len = match slot.get_mut() {
-            Slot::One(p) if p.rest() == rest => {
+        let old_len = match slot.get_mut().get_mut() {
+            SlotMut::One(p) if p.rest() == rest => {
                 let old_len = p.value_len();
                 match f(p.value()) {
                     None => {
@@ -511,19 +610,19 @@ impl Index {
                 }
                 return Some(old_len);
             }
-            Slot::One(p) => {
+            SlotMut::One(p) => {
                 let new = f(None)?;
                 let first = Member::new(p.rest(), p.value());
                 let mut entries = Entries::Few(vec![first]);
                 entries.insert(Member::new(rest, Some(&new)));
-                *slot.get_mut() = Slot::Several(Box::new(Several {
+                *slot.get_mut() = Slot::several(Box::new(Several {
                     group: group.into(),
                     entries,
                 }));
                 *len += 1;
                 return None;
             }
-            Slot::Several(s) => match &mut s.entries {
+            SlotMut::Several(s) => match &mut s.entries {
                 Entries::Few(v) => match v.binary_search_by(|p| p.rest().cmp(rest)) {
                     Ok(i) => {
                         let old_len = v[i].value_len();
@@ -533,7 +632,7 @@ impl Index {
                                 *len -= 1;
                             }
                             Some(new) => {
-                                if !overwrite(entry_value_mut(&mut v[i].0), &new) {
+                                if !overwrite(entry_value_mut(&mut v[i].0[..]), &new) {
                                     v[i] = Member::new(rest, Some(&new));
                                 }
                             }
@@ -560,7 +659,7 @@ impl Index {
                     match f(old.value()) {
                         None => *len -= 1,
                         Some(new) => {
-                            if !overwrite(entry_value_mut(&mut old.0), &new) {
+                            if !overwrite(entry_value_mut(&mut old.0[..]), &new) {
                                 old = Member::new(rest, Some(&new));
                             }
                             set.insert(old);
@@ -603,7 +702,7 @@ impl Index {
                 }
             },
         };
-        if let Slot::Several(s) = slot.get() {
+        if let SlotRef::Several(s) = slot.get().get() {
             if s.entries.is_empty() {
                 slot.remove();
             }
@@ -623,15 +722,13 @@ impl Index {
         let Ok(mut slot) = self.table.find_entry(hash, |s| s.group() == group) else {
             return None;
         };
-        let removed = match slot.get_mut() {
-            Slot::One(p) if p.rest() == rest => {
-                let (Slot::One(p), _) = slot.remove() else {
-                    unreachable!("matched above")
-                };
+        let removed = match slot.get_mut().get_mut() {
+            SlotMut::One(p) if p.rest() == rest => {
+                let p = slot.remove().0.into_one().expect("matched above");
                 p.value_len()
             }
-            Slot::One(_) => return None,
-            Slot::Several(s) => {
+            SlotMut::One(_) => return None,
+            SlotMut::Several(s) => {
                 let p = s.entries.remove(rest)?;
                 if s.entries.is_empty() {
                     slot.remove();
@@ -655,16 +752,16 @@ impl Index {
         if let Some(glen) = self.declared_group(prefix) {
             let (group, rest_prefix) = prefix.split_at(glen);
             let rest_start = &start[glen..];
-            return match self.find(group) {
+            return match self.find(group).map(Slot::get) {
                 None => Vec::new(),
-                Some(Slot::One(p)) => {
+                Some(SlotRef::One(p)) => {
                     if p.rest().starts_with(rest_prefix) && p.rest() >= rest_start && limit > 0 {
                         vec![(p.key(group), p.value())]
                     } else {
                         Vec::new()
                     }
                 }
-                Some(Slot::Several(s)) => s
+                Some(SlotRef::Several(s)) => s
                     .entries
                     .scan(rest_prefix, rest_start, limit)
                     .into_iter()
@@ -675,9 +772,9 @@ impl Index {
         // A prefix shorter than a group: every group, sorted.
         let mut out: Vec<(Vec<u8>, Option<&[u8]>)> = Vec::new();
         for slot in &self.table {
-            match slot {
-                Slot::One(p) => out.push((p.key(p.group()), p.value())),
-                Slot::Several(s) => out.extend(s.entries.iter().map(|p| (p.key(&s.group), p.value()))),
+            match slot.get() {
+                SlotRef::One(p) => out.push((p.key(p.group()), p.value())),
+                SlotRef::Several(s) => out.extend(s.entries.iter().map(|p| (p.key(&s.group), p.value()))),
             }
         }
         out.retain(|(k, _)| k.starts_with(prefix) && k.as_slice() >= start);
@@ -690,9 +787,9 @@ impl Index {
     /// particular order, until `f` fails.
     pub fn try_for_each<E>(&self, mut f: impl FnMut(&[u8], &[u8], Option<&[u8]>) -> Result<(), E>) -> Result<(), E> {
         for slot in &self.table {
-            match slot {
-                Slot::One(p) => f(p.group(), p.rest(), p.value())?,
-                Slot::Several(s) => {
+            match slot.get() {
+                SlotRef::One(p) => f(p.group(), p.rest(), p.value())?,
+                SlotRef::Several(s) => {
                     for p in s.entries.iter() {
                         f(&s.group, p.rest(), p.value())?;
                     }
@@ -717,9 +814,9 @@ impl Index {
     pub fn drain(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut out = Vec::with_capacity(self.len);
         for slot in self.table.drain() {
-            match slot {
-                Slot::One(p) => out.push((p.key(p.group()), p.value().map(|v| v.to_vec()))),
-                Slot::Several(s) => out.extend(
+            match slot.get() {
+                SlotRef::One(p) => out.push((p.key(p.group()), p.value().map(|v| v.to_vec()))),
+                SlotRef::Several(s) => out.extend(
                     s.entries
                         .iter()
                         .map(|p| (p.key(&s.group), p.value().map(|v| v.to_vec()))),
