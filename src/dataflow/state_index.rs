@@ -50,14 +50,14 @@ fn len_of(bytes: &[u8]) -> ([u8; 5], usize) {
     varint(bytes.len() as u32)
 }
 
-/// The rest of the key of an entry [`put_entry`] wrote.
+/// The rest of the key of an entry laid out as [`entry_parts`] lays it out.
 #[inline]
 fn entry_rest(e: &[u8]) -> &[u8] {
     let (n, h) = read_varint(e);
     &e[h..h + n]
 }
 
-/// The value of an entry [`put_entry`] wrote (`None`: a deletion).
+/// The value of an entry laid out as [`entry_parts`] lays it out (`None`: a deletion).
 fn entry_value(e: &[u8]) -> Option<&[u8]> {
     let (n, h) = read_varint(e);
     let tag = h + n;
@@ -149,8 +149,8 @@ impl Entry for Packed {
 }
 
 /// An entry of a group of several, as [`entry_parts`] lays it out (the group is the
-/// group's). Ordered by the rest of its key, which it finds without arithmetic: a tree
-/// descent compares a dozen or more of them.
+/// group's). Ordered by the rest of its key, which starts after one varint (a byte, for a
+/// key shorter than 128): a tree descent compares a dozen or more of them.
 struct Member(ThinBytes);
 
 impl Member {

@@ -69,6 +69,11 @@ pub trait StateSnapshot: Send + Sync {
     fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
         keys.iter().map(|k| self.get(k)).collect()
     }
+    /// [`StateSnapshot::multi_get`] of keys unlikely to be read again soon: what it reads
+    /// from files is not kept in the store's block cache.
+    fn multi_get_uncached(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.multi_get(keys)
+    }
     /// Key/value pairs with `from <= key < to`, in key order.
     fn scan<'a>(&'a self, from: &[u8], to: &[u8]) -> Box<dyn Iterator<Item = Result<KeyValue>> + Send + 'a>;
     /// The last key/value pair with `from <= key < to`.

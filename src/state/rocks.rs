@@ -104,14 +104,12 @@ struct RocksSnapshot {
     db: Arc<DB>,
 }
 
-impl StateSnapshot for RocksSnapshot {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.snap.get(key)?)
-    }
-
-    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+impl RocksSnapshot {
+    /// `keys`' values; `fill_cache`: keep the blocks read from files in the block cache.
+    fn multi_get_with(&self, keys: &[&[u8]], fill_cache: bool) -> Result<Vec<Option<Vec<u8>>>> {
         let mut ro = ReadOptions::default();
         ro.set_snapshot(&self.snap);
+        ro.fill_cache(fill_cache);
         let cf = self
             .db
             .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
@@ -121,6 +119,20 @@ impl StateSnapshot for RocksSnapshot {
             .into_iter()
             .map(|r| Ok(r?.map(|v| v.to_vec())))
             .collect()
+    }
+}
+
+impl StateSnapshot for RocksSnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.snap.get(key)?)
+    }
+
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.multi_get_with(keys, true)
+    }
+
+    fn multi_get_uncached(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.multi_get_with(keys, false)
     }
 
     fn scan<'a>(&'a self, from: &[u8], to: &[u8]) -> Box<dyn Iterator<Item = Result<KeyValue>> + Send + 'a> {
