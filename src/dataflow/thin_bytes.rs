@@ -41,7 +41,7 @@ pub fn read_varint(b: &[u8]) -> (usize, usize) {
     }
 }
 
-/// An owned, fixed-length byte string (at most `u32::MAX` bytes) in one 4-aligned allocation.
+/// An owned, fixed-length byte string (at most `u32::MAX` bytes) in one 2-aligned allocation.
 #[repr(transparent)]
 pub struct ThinBytes(NonNull<u8>);
 

@@ -151,3 +151,44 @@ impl StateSnapshot for RocksSnapshot {
         iter.next().transpose().map_err(Error::from)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads that leave the block cache alone answer what cached reads answer, from the
+    /// memtable and from table files alike.
+    #[test]
+    fn uncached_reads_answer_what_cached_reads_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RocksStore::open(dir.path()).expect("open");
+        let mut batch = WriteBatch::default();
+        for i in 0..1000u32 {
+            batch.put(format!("k{i:05}").into_bytes(), i.to_be_bytes().to_vec());
+        }
+        store.commit(batch, false).expect("commit");
+        store.db.flush().expect("flush");
+        let mut batch = WriteBatch::default();
+        batch.put(b"k00003".to_vec(), b"new".to_vec());
+        batch.delete(b"k00004".to_vec());
+        store.commit(batch, false).expect("commit");
+        let keys: Vec<Vec<u8>> = ["k00001", "k00003", "k00004", "k00500", "k99999"]
+            .iter()
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let snap = store.snapshot();
+        let cached = snap.multi_get(&refs).expect("multi_get");
+        assert_eq!(
+            cached,
+            vec![
+                Some(1u32.to_be_bytes().to_vec()),
+                Some(b"new".to_vec()),
+                None,
+                Some(500u32.to_be_bytes().to_vec()),
+                None
+            ]
+        );
+        assert_eq!(snap.multi_get_uncached(&refs).expect("uncached"), cached);
+    }
+}
