@@ -13,7 +13,8 @@
 //!
 //! Run: `cargo bench --bench nexmark` (`FRESHET_BENCH_EVENTS`, default 1,000,000;
 //! `FRESHET_BENCH_QUERIES=q0,q1` runs a subset; `FRESHET_BENCH_RUNS=3` runs each query that
-//! many times and reports medians). Writes its section of BENCHMARKS.md.
+//! many times and reports medians; `FRESHET_BENCH_SERVER_WRAPPER`: see `common::wrapper`).
+//! Writes its section of BENCHMARKS.md.
 //!
 //! Runs are interleaved per query (Freshet, then the peer both ways, then again): on a shared
 //! machine both engines' figures drift by up to a third over an hour, and a drift that hits
@@ -231,6 +232,9 @@ fn main() {
                     .map_or(String::new(), |s| format!("; batch recompute {s:.2} s"))
             );
             figs.push(fig);
+            if common::wrapper().is_some() {
+                continue;
+            }
             let this = Some(vec![name.to_string()]);
             peers.extend(run_peer(events, &this, false).into_iter().map(|(_, f)| f));
             keeps.extend(run_peer(events, &this, true).into_iter().map(|(_, f)| f));
@@ -348,6 +352,10 @@ fn main() {
         body.push_str(&format!("\nNo dbsp circuit yet for: {}.\n", missing.join(", ")));
     }
     println!("{body}");
+    if common::wrapper().is_some() {
+        println!("(the server ran under FRESHET_BENCH_SERVER_WRAPPER: BENCHMARKS.md left as it is)");
+        return;
+    }
     // The command that reproduces the table (the event count and runs when not the defaults).
     let mut command = String::new();
     if events != 1_000_000 {

@@ -63,6 +63,29 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `FRESHET_BENCH_SERVER_WRAPPER`: a command (words split at spaces) the server runs under,
+/// e.g. a profiler (`scripts/symbol-order.sh`). Its figures are then the wrapper's, not the
+/// server's: the Nexmark bench neither runs its peer nor writes BENCHMARKS.md.
+pub fn wrapper() -> Option<Vec<String>> {
+    let w = std::env::var("FRESHET_BENCH_SERVER_WRAPPER").ok()?;
+    let words: Vec<String> = w.split_whitespace().map(str::to_string).collect();
+    (!words.is_empty()).then_some(words)
+}
+
+/// The command that starts the Freshet binary this bench was built with (under the wrapper,
+/// if one is set).
+fn server_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_freshet");
+    match wrapper() {
+        Some(words) => {
+            let mut c = Command::new(&words[0]);
+            c.args(&words[1..]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
 pub struct Freshet {
     child: Option<Child>,
     data: std::path::PathBuf,
@@ -91,7 +114,7 @@ impl Freshet {
             let http = std::iter::repeat_with(free_port)
                 .find(|p| *p != self.port)
                 .expect("a port");
-            let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+            let mut child = server_command()
                 .arg("server")
                 .arg("--data-dir")
                 .arg(&self.data)
@@ -134,6 +157,14 @@ impl Freshet {
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if wrapper().is_some() {
+                // A profiler writes its profile when the server exits, not when it is killed.
+                let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(120) && matches!(c.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
