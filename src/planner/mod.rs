@@ -86,7 +86,9 @@ struct Builder {
 /// (`ThresholdSemiJoinOp`), not every right row and each left row's match count.
 /// Version 7: a join side that only gains rows, joined with one that does not, keeps its rows
 /// as sorted runs logged as additions (`StateTable::additive`, `HashJoinOp::additive_side`).
-pub const PLAN_VERSION: u32 = 7;
+/// Version 8: an aggregate's distinct family entries are keyed by a number each group gets
+/// (kept in its state), not by the group's bytes (`GroupAggregateOp::group_ids`).
+pub const PLAN_VERSION: u32 = 8;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -734,7 +736,8 @@ impl Builder {
         let op = GroupAggregateOp::new(groups, values, group_exprs, arg_exprs, specs, schema.clone())?
             .append_only_input(self.only_insertions(input))
             .hashed_distinct(self.version >= 3)
-            .distinct_families(self.version >= 5);
+            .distinct_families(self.version >= 5)
+            .group_ids(self.version >= 8);
         Ok(self.push(Box::new(op), vec![input], schema))
     }
 

@@ -129,7 +129,8 @@ const VIEWS: &[(&str, &str)] = &[
     ),
     (
         // COUNT(DISTINCT)s of one argument under several FILTERs: one distinct family
-        // (plan version 5), beside one of another argument.
+        // (plan version 5; its entries keyed by group number, version 8), beside one of
+        // another argument.
         "v_distinct_filters",
         "SELECT g, count(DISTINCT s) AS ds, count(DISTINCT s) FILTER (WHERE v < 30) AS ds_low, \
          count(DISTINCT s) FILTER (WHERE v >= 30) AS ds_high, count(DISTINCT v) FILTER (WHERE s IS NOT NULL) AS dv, \

@@ -36,6 +36,7 @@ use super::grouping::Groups;
 use super::Exprs;
 use crate::dataflow::changes::Changes;
 use crate::dataflow::operator::{EpochContext, Operator, StateTable};
+use crate::dataflow::state_log::put_varint;
 use crate::error::{Error, Result};
 use crate::state::row_codec::RowCodec;
 
@@ -164,14 +165,19 @@ struct Acc {
 struct GroupState {
     rows: i64,
     accs: Vec<Acc>,
+    /// Plan version 8: the group's number, which keys its COUNT(DISTINCT) values in place of
+    /// its bytes (see [`GroupAggregateOp::group_ids`]); 0: none.
+    #[serde(default)]
+    id: u64,
 }
 
 /// First byte of the binary group-state encodings (older stores hold JSON, which starts `{`):
-/// fixed-size accumulators (V2), each followed by an optional extreme (V3), and only the
-/// fields that are not zero (V4, written now).
+/// fixed-size accumulators (V2), each followed by an optional extreme (V3), only the fields
+/// that are not zero (V4, written now), and V4 with the group's number (V5, plan version 8).
 const STATE_V2: u8 = 2;
 const STATE_V3: u8 = 3;
 const STATE_V4: u8 = 4;
+const STATE_V5: u8 = 5;
 const ACC_BYTES: usize = 8 + 16 + 8 + 8 + 8;
 /// The extreme length of an accumulator without one (V3).
 const NO_EXTREME: u32 = u32::MAX;
@@ -187,11 +193,14 @@ const HAS_EXTREME: u8 = 32;
 impl GroupState {
     /// Binary: `4 | rows:i64 | per accumulator flags:u8, then the fields it flags, in order
     /// n:i64 int_sum:i128 float_sum:f64 trues:i64 falses:i64 extreme(len:u32 bytes)`: a
-    /// COUNT(*) group is 10 bytes.
+    /// COUNT(*) group is 10 bytes. A numbered group: `5 | rows:i64 | id:u64 | ..` the same.
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(9 + self.accs.len() * 9);
-        v.push(STATE_V4);
+        let mut v = Vec::with_capacity(17 + self.accs.len() * 9);
+        v.push(if self.id == 0 { STATE_V4 } else { STATE_V5 });
         v.extend_from_slice(&self.rows.to_le_bytes());
+        if self.id != 0 {
+            v.extend_from_slice(&self.id.to_le_bytes());
+        }
         for a in &self.accs {
             let flags = if a.n != 0 { HAS_N } else { 0 }
                 | if a.int_sum != 0 { HAS_INT_SUM } else { 0 }
@@ -223,10 +232,9 @@ impl GroupState {
         v
     }
 
-    /// Decodes the V4 accumulators after `rows`.
-    fn decode_v4(v: &[u8]) -> Option<Vec<Acc>> {
+    /// Decodes the V4 accumulators from offset `o` (after `rows`, and in V5 the id).
+    fn decode_v4(v: &[u8], mut o: usize) -> Option<Vec<Acc>> {
         let mut accs = Vec::new();
-        let mut o = 9;
         let take = |n: usize, o: &mut usize| -> Option<&[u8]> {
             let bytes = v.get(*o..*o + n)?;
             *o += n;
@@ -265,16 +273,25 @@ impl GroupState {
         let v3 = match v.first() {
             Some(&STATE_V2) => false,
             Some(&STATE_V3) => true,
-            Some(&STATE_V4) => false,
+            Some(&STATE_V4 | &STATE_V5) => false,
             _ => return serde_json::from_slice(v).map_err(|e| corrupt(e.to_string())),
         };
         if v.len() < 9 {
             return Err(corrupt(format!("{} bytes", v.len())));
         }
         let i64_at = |o: usize| i64::from_le_bytes(v[o..o + 8].try_into().expect("8 bytes"));
-        if v[0] == STATE_V4 {
-            let accs = Self::decode_v4(v).ok_or_else(|| corrupt(format!("{} bytes", v.len())))?;
-            return Ok(GroupState { rows: i64_at(1), accs });
+        if v[0] == STATE_V4 || v[0] == STATE_V5 {
+            let (id, o) = match v[0] {
+                STATE_V5 if v.len() >= 17 => (u64::from_le_bytes(v[9..17].try_into().expect("8 bytes")), 17),
+                STATE_V5 => return Err(corrupt(format!("{} bytes", v.len()))),
+                _ => (0, 9),
+            };
+            let accs = Self::decode_v4(v, o).ok_or_else(|| corrupt(format!("{} bytes", v.len())))?;
+            return Ok(GroupState {
+                rows: i64_at(1),
+                accs,
+                id,
+            });
         }
         let mut accs = Vec::new();
         let mut o = 9;
@@ -303,7 +320,11 @@ impl GroupState {
             }
             accs.push(acc);
         }
-        Ok(GroupState { rows: i64_at(1), accs })
+        Ok(GroupState {
+            rows: i64_at(1),
+            accs,
+            id: 0,
+        })
     }
 }
 
@@ -330,6 +351,11 @@ pub struct GroupAggregateOp {
     /// Plan version 5: the COUNT(DISTINCT)s, in families by argument (empty: each keeps its
     /// own values).
     families: Vec<Family>,
+    /// Plan version 8: a distinct family's entries are keyed by their group's number, not its
+    /// bytes (see [`GroupAggregateOp::group_ids`]).
+    group_ids: bool,
+    /// The number the next new group gets (read from the group table at first use).
+    next_id: Option<u64>,
 }
 
 impl GroupAggregateOp {
@@ -377,6 +403,8 @@ impl GroupAggregateOp {
             append_only: false,
             hashed_distinct: true,
             families: Vec::new(),
+            group_ids: false,
+            next_id: None,
         })
     }
 
@@ -402,6 +430,16 @@ impl GroupAggregateOp {
     /// Whether aggregate `agg` is a COUNT(DISTINCT) kept in a distinct family.
     fn in_family(&self, agg: usize) -> bool {
         self.families.iter().any(|f| f.members.contains(&agg))
+    }
+
+    /// Whether a distinct family's entries are keyed by a number that each group gets when it
+    /// first appears (plan version 8; kept in its state), not by the group's bytes: a group
+    /// key (a channel name and a day, say) is written once, not once per distinct value
+    /// (q16's entries: 64 bytes each, 24 numbered). Without GROUP BY there is one group and
+    /// nothing to number. Older views' entries are keyed by the group's bytes.
+    pub fn group_ids(mut self, numbered: bool) -> GroupAggregateOp {
+        self.group_ids = numbered && !self.global && !self.families.is_empty();
+        self
     }
 
     /// Whether COUNT(DISTINCT) values are keyed one state group each (plan version 3) or
@@ -432,6 +470,7 @@ impl GroupAggregateOp {
         let state = GroupState {
             rows: 0,
             accs: vec![Acc::default(); self.aggs.len()],
+            id: 0,
         };
         let row = self.output_values(ctx, &[], &state)?;
         self.groups.put(&[], state.encode());
@@ -651,6 +690,53 @@ impl GroupAggregateOp {
 
     fn load(&self, ctx: &EpochContext, group: &[u8]) -> Result<Option<GroupState>> {
         self.groups.get(ctx, group)?.map(|v| GroupState::decode(&v)).transpose()
+    }
+
+    /// The groups `keys` (a batch's, in first-seen order), each with its output before this
+    /// epoch's changes and its state (a new group's empty).
+    fn load_touched<'k>(&self, ctx: &EpochContext, keys: &[&'k [u8]]) -> Result<Vec<Touched<'k>>> {
+        let mut touched = Vec::with_capacity(keys.len());
+        for g in keys {
+            let state = self.load(ctx, g)?;
+            let old = match &state {
+                Some(s) if s.rows > 0 || self.global => Some(self.output_values(ctx, g, s)?),
+                _ => None,
+            };
+            let state = state.unwrap_or_else(|| GroupState {
+                rows: 0,
+                accs: vec![Acc::default(); self.aggs.len()],
+                id: 0,
+            });
+            touched.push((*g, old, state));
+        }
+        Ok(touched)
+    }
+
+    /// Gives each group of `touched` that has no number the next one (plan version 8). The
+    /// next number is kept under the empty key of the group table (no group of a grouped
+    /// aggregate encodes to nothing).
+    fn number_groups(&mut self, ctx: &EpochContext, touched: &mut [Touched]) -> Result<()> {
+        let mut next = match self.next_id {
+            Some(n) => n,
+            None => match self.groups.get(ctx, &[])? {
+                Some(v) => u64::from_le_bytes(
+                    v.as_slice()
+                        .try_into()
+                        .map_err(|_| Error::internal("corrupt aggregate group number"))?,
+                ),
+                None => 1,
+            },
+        };
+        let before = next;
+        for (_, _, state) in touched.iter_mut().filter(|t| t.2.id == 0) {
+            state.id = next;
+            next += 1;
+        }
+        if next != before {
+            self.groups.put(&[], next.to_le_bytes().to_vec());
+        }
+        self.next_id = Some(next);
+        Ok(())
     }
 }
 
@@ -874,6 +960,30 @@ impl Operator for GroupAggregateOp {
                 .map(|(_, k)| k.as_slice());
             self.values.prefetch(ctx, updated)?;
         }
+        // Plan version 8: the touched groups first, numbered, their numbers keying the
+        // families' entries below.
+        let mut touched: Option<Vec<Touched>> = None;
+        let mut numbers: Vec<Vec<u8>> = Vec::new();
+        if self.group_ids {
+            self.groups.prefetch(ctx, group_of.iter().copied())?;
+            let mut t = self.load_touched(ctx, &group_of)?;
+            self.number_groups(ctx, &mut t)?;
+            numbers = t
+                .iter()
+                .map(|(_, _, s)| {
+                    let mut n = Vec::with_capacity(4);
+                    put_varint(&mut n, s.id);
+                    n
+                })
+                .collect();
+            touched = Some(t);
+        }
+        let family_group = |slot: u32| -> &[u8] {
+            match numbers.get(slot as usize) {
+                Some(number) => number,
+                None => group_of[slot as usize],
+            }
+        };
         // Each family's (entry key, members counting the row) per row: mask 0 (and no key)
         // where the value is NULL or no member's FILTER holds.
         let mut family_rows: Vec<Vec<(Vec<u8>, u64)>> = Vec::with_capacity(self.families.len());
@@ -893,9 +1003,10 @@ impl Operator for GroupAggregateOp {
                 .iter()
                 .map(|m| self.aggs[*m].filter.map(|p| arg_cols[p].as_boolean()))
                 .collect();
-            let rows = group_keys()
+            let rows = slots
+                .iter()
                 .enumerate()
-                .map(|(i, g)| {
+                .map(|(i, slot)| {
                     let mut mask = 0u64;
                     if !col.is_null(i) {
                         for (bit, filter) in filters.iter().enumerate() {
@@ -907,7 +1018,7 @@ impl Operator for GroupAggregateOp {
                     if mask == 0 {
                         (Vec::new(), 0)
                     } else {
-                        (Self::distinct_key(g, first, encoded.row(i).data()), mask)
+                        (Self::distinct_key(family_group(*slot), first, encoded.row(i).data()), mask)
                     }
                 })
                 .collect();
@@ -917,25 +1028,17 @@ impl Operator for GroupAggregateOp {
             let keys = rows.iter().filter(|(_, mask)| *mask != 0).map(|(k, _)| k.as_slice());
             self.values.prefetch(ctx, keys)?;
         }
-        self.groups.prefetch(ctx, group_of.iter().copied())?;
-        // Touched groups in first-seen order (a row's group is at most one past the last
-        // loaded), with their output before this epoch's changes and their state.
-        let mut touched: Vec<Touched> = Vec::with_capacity(group_of.len());
+        // Touched groups in first-seen order, with their output before this epoch's changes
+        // and their state.
+        let mut touched = match touched {
+            Some(t) => t,
+            None => {
+                self.groups.prefetch(ctx, group_of.iter().copied())?;
+                self.load_touched(ctx, &group_of)?
+            }
+        };
         for (i, slot) in slots.iter().enumerate() {
             let slot = *slot as usize;
-            if slot == touched.len() {
-                let g = group_of[slot];
-                let state = self.load(ctx, g)?;
-                let old = match &state {
-                    Some(s) if s.rows > 0 || self.global => Some(self.output_values(ctx, g, s)?),
-                    _ => None,
-                };
-                let state = state.unwrap_or_else(|| GroupState {
-                    rows: 0,
-                    accs: vec![Acc::default(); self.aggs.len()],
-                });
-                touched.push((g, old, state));
-            }
             let w = weights[i];
             let state = &mut touched[slot].2;
             state.rows += w;
@@ -1063,8 +1166,8 @@ mod tests {
     /// `SELECT g, count(DISTINCT v), min(v), count(DISTINCT v) FILTER (WHERE v % 2 = 0) FROM t
     /// GROUP BY g` over random changes, with restarts, in every COUNT(DISTINCT) layout: grouped
     /// (version 2 views), hashed (version 3), in a distinct family (version 5; over an input
-    /// with deletions and over an append-only one): the accumulated output matches a
-    /// recomputation after every epoch.
+    /// with deletions and over an append-only one), keyed by group number (version 8, both
+    /// inputs): the accumulated output matches a recomputation after every epoch.
     #[test]
     fn count_distinct_matches_a_recomputation_in_every_layout_across_restarts() {
         use crate::dataflow::ops::testing::{run_epoch, RandomBag};
@@ -1078,14 +1181,16 @@ mod tests {
         use std::sync::Arc;
 
         let df = DFSchema::try_from(RandomBag::schema().as_ref().clone()).unwrap();
-        // (hashed, families, append-only)
+        // (hashed, families, append-only, numbered groups)
         let layouts = [
-            (false, false, false),
-            (true, false, false),
-            (true, true, false),
-            (true, true, true),
+            (false, false, false, false),
+            (true, false, false, false),
+            (true, true, false, false),
+            (true, true, true, false),
+            (true, true, false, true),
+            (true, true, true, true),
         ];
-        let op = |(hashed, families, append_only): (bool, bool, bool)| {
+        let op = |(hashed, families, append_only, numbered): (bool, bool, bool, bool)| {
             let spec = |kind, arg, filter| AggSpec {
                 kind,
                 arg: Some(arg),
@@ -1125,6 +1230,7 @@ mod tests {
             .hashed_distinct(hashed)
             .append_only_input(append_only)
             .distinct_families(families)
+            .group_ids(numbered)
         };
         for layout in layouts {
             let store = Arc::new(MemoryStore::default());
@@ -1197,6 +1303,7 @@ mod tests {
                 },
                 Acc::default(),
             ],
+            id: 0,
         };
         let bytes = state.encode();
         // Only the fields that are not zero: the second accumulator is its flags byte.
@@ -1226,6 +1333,14 @@ mod tests {
             assert!(GroupState::decode(&bytes[..bytes.len() - 1]).is_err());
         }
         assert_eq!(encode_v2_v3(&state).len(), 9 + 2 * ACC_BYTES);
+        // A numbered group (plan version 8): V5, the number after the row count.
+        let numbered = GroupState { id: 300, ..with };
+        let bytes = numbered.encode();
+        assert_eq!(bytes[0], STATE_V5);
+        assert_eq!(GroupState::decode(&bytes).unwrap(), numbered);
+        for cut in [16, 12] {
+            assert!(GroupState::decode(&bytes[..cut]).is_err(), "{cut} bytes");
+        }
         let json = serde_json::to_vec(&state).unwrap();
         assert_eq!(GroupState::decode(&json).unwrap(), state);
     }
