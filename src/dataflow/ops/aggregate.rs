@@ -1018,7 +1018,10 @@ impl Operator for GroupAggregateOp {
                     if mask == 0 {
                         (Vec::new(), 0)
                     } else {
-                        (Self::distinct_key(family_group(*slot), first, encoded.row(i).data()), mask)
+                        (
+                            Self::distinct_key(family_group(*slot), first, encoded.row(i).data()),
+                            mask,
+                        )
                     }
                 })
                 .collect();
