@@ -438,8 +438,14 @@ impl GroupAggregateOp {
     /// (q16's entries: 64 bytes each, 24 numbered). Without GROUP BY there is one group and
     /// nothing to number. Older views' entries are keyed by the group's bytes.
     pub fn group_ids(mut self, numbered: bool) -> GroupAggregateOp {
-        self.group_ids = numbered && !self.global && !self.families.is_empty();
+        self.group_ids = numbered;
         self
+    }
+
+    /// Whether this batch's groups are numbered: plan version 8, with a GROUP BY and a
+    /// distinct family to key (whatever order the builder methods were called in).
+    fn numbers_groups(&self) -> bool {
+        self.group_ids && !self.global && !self.families.is_empty()
     }
 
     /// Whether COUNT(DISTINCT) values are keyed one state group each (plan version 3) or
@@ -964,7 +970,7 @@ impl Operator for GroupAggregateOp {
         // families' entries below.
         let mut touched: Option<Vec<Touched>> = None;
         let mut numbers: Vec<Vec<u8>> = Vec::new();
-        if self.group_ids {
+        if self.numbers_groups() {
             self.groups.prefetch(ctx, group_of.iter().copied())?;
             let mut t = self.load_touched(ctx, &group_of)?;
             self.number_groups(ctx, &mut t)?;
