@@ -14,5 +14,8 @@ trap 'rm -rf "$profiles"' EXIT
 FRESHET_BENCH_EVENTS="${FRESHET_BENCH_EVENTS:-50000}" \
   FRESHET_BENCH_SERVER_WRAPPER="valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file=$profiles/callgrind.%p" \
   cargo bench --bench nexmark
-python3 scripts/symbol_order.py "$CARGO_TARGET_DIR/release/freshet" "$profiles"/callgrind.* > link/symbol-order.txt
+# Names of the previous list that still exist and did not run this time are kept, after.
+cp link/symbol-order.txt "$profiles/previous"
+python3 scripts/symbol_order.py "$CARGO_TARGET_DIR/release/freshet" --keep "$profiles/previous" \
+  "$profiles"/callgrind.* > link/symbol-order.txt
 echo "link/symbol-order.txt: $(wc -l < link/symbol-order.txt) functions"

@@ -3,7 +3,11 @@
 symbol names, by the instructions each executed itself across the profiles, most first: the
 order `scripts/symbol-order.sh` writes to link/symbol-order.txt.
 
-Usage: symbol_order.py BINARY PROFILE...  (profiles written with --demangle=no)."""
+Then the names of an earlier list (`--keep FILE`) that the binary still has and these
+profiles did not run: some code runs on some runs only (a RocksDB memtable flush happens in
+the background, or not, within a short profile), and a name's place costs nothing if unused.
+
+Usage: symbol_order.py BINARY [--keep FILE] PROFILE...  (profiles written with --demangle=no)."""
 import collections
 import re
 import subprocess
@@ -40,15 +44,21 @@ def self_costs(path, cost):
 
 def main():
     binary, profiles = sys.argv[1], sys.argv[2:]
+    keep = []
+    if profiles[:1] == ['--keep']:
+        with open(profiles[1]) as f:
+            keep = [line.strip() for line in f if line.strip()]
+        profiles = profiles[2:]
     nm = subprocess.run(['nm', '--defined-only', binary], capture_output=True, text=True, check=True)
     code = {fields[2] for fields in (l.split() for l in nm.stdout.splitlines())
             if len(fields) == 3 and fields[1] in 'tTwW'}
     cost = collections.Counter()
     for p in profiles:
         self_costs(p, cost)
-    for name, _ in cost.most_common():
-        if name in code:
-            print(name)
+    ran = [name for name, _ in cost.most_common() if name in code]
+    listed = set(ran)
+    for name in ran + [n for n in keep if n in code and n not in listed]:
+        print(name)
 
 
 main()
