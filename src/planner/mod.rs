@@ -88,7 +88,10 @@ struct Builder {
 /// as sorted runs logged as additions (`StateTable::additive`, `HashJoinOp::additive_side`).
 /// Version 8: an aggregate's distinct family entries are keyed by a number each group gets
 /// (kept in its state), not by the group's bytes (`GroupAggregateOp::group_ids`).
-pub const PLAN_VERSION: u32 = 8;
+/// Version 9: a threshold semi join keeps its left rows as sorted runs logged as additions
+/// (`StateTable::additive`), not in an ordered tree per key, each without the columns its key
+/// and compared value give back (`ThresholdSemiJoinOp::slim_rows`).
+pub const PLAN_VERSION: u32 = 9;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -354,8 +357,13 @@ impl Builder {
                 if let Some(f) = &j.filter {
                     if self.version >= 6 {
                         if let Some(c) = threshold::condition(f, j.left.schema(), j.right.schema())? {
+                            let left_rows = self.state(0);
                             let state = ThresholdState {
-                                left_rows: self.state(0),
+                                left_rows: if self.version >= 9 {
+                                    left_rows.additive()
+                                } else {
+                                    left_rows
+                                },
                                 right_values: self.state(1),
                             };
                             let op = ThresholdSemiJoinOp::new(
@@ -371,7 +379,8 @@ impl Builder {
                                 c.comparison,
                                 state,
                                 arrow_schema(j.left.schema()),
-                            )?;
+                            )?
+                            .slim_rows(self.version >= 9)?;
                             return Ok(self.push(Box::new(op), vec![left, right], schema));
                         }
                     }

@@ -47,6 +47,14 @@ impl Exprs {
         })
     }
 
+    /// The input column that expression `i` is, if it is a plain column reference.
+    pub fn column(&self, i: usize) -> Option<usize> {
+        self.exprs
+            .get(i)?
+            .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+            .map(|c| c.index())
+    }
+
     pub fn eval(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
         self.exprs
             .iter()

@@ -15,6 +15,11 @@
 //! any condition, pairs a right change with every left row of its key instead: for q5 that is
 //! every auction of a window, each time the window's maximum moves.
 //!
+//! Plan version 9 keeps the left rows as sorted runs (`StateTable::additive`: an epoch's rows
+//! are sorted into a run, not inserted one by one into a tree per key) and stores of each left
+//! row only the columns that its key and compared value do not give back (`slim_rows`): of
+//! q5's (auction, num, starttime) only the auction, keyed by starttime and ordered by num.
+//!
 //! Compared values are row-encoded (`RowCodec`: byte order is value order), so only types whose
 //! encoding is fixed-width and whose order is SQL's are taken (integers, decimals, dates, times
 //! and timestamps; not floats, whose encoding orders -0 before 0). NULL keys and NULL values
@@ -122,14 +127,38 @@ pub struct ThresholdSemiJoinOp {
     /// The compared left and right values (one expression each, of one type).
     left_value: Exprs,
     right_value: Exprs,
+    value_type: DataType,
     value_codec: RowCodec,
     /// Bytes of an encoded value.
     value_len: usize,
     comparison: Comparison,
     left_codec: RowCodec,
+    /// Plan version 9: the left rows stored without their key and value columns.
+    slim: Option<SlimRows>,
     state: ThresholdState,
     /// The output (the left side's) schema.
     schema: SchemaRef,
+}
+
+/// Where a left column of a row read back from the state comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// The i-th key column (the column is that key, of the key's type).
+    Key(usize),
+    /// The compared value (the column is the compared expression).
+    Value,
+    /// The i-th column stored in the row.
+    Stored(usize),
+}
+
+/// The left rows as stored by plan version 9: the columns that are neither a key nor the
+/// compared value (those are in the state key already; a stored row is never NULL in either).
+struct SlimRows {
+    /// Per left column.
+    parts: Vec<Part>,
+    /// The stored columns (left column indexes) and their codec (None: no column is stored).
+    stored: Vec<usize>,
+    codec: Option<RowCodec>,
 }
 
 /// Row-encoded values of one expression per row (None where NULL).
@@ -177,13 +206,99 @@ impl ThresholdSemiJoinOp {
             key_types,
             left_value,
             right_value,
+            value_type,
             value_codec,
             value_len,
             comparison,
             left_codec: RowCodec::new(&types)?,
+            slim: None,
             state,
             schema: left,
         })
+    }
+
+    /// Plan version 9: store each left row without the columns its key and compared value
+    /// give back (a plain column reference of the key's or value's type).
+    pub fn slim_rows(mut self, slim: bool) -> Result<ThresholdSemiJoinOp> {
+        if !slim {
+            self.slim = None;
+            return Ok(self);
+        }
+        let fields = self.schema.fields();
+        let mut parts = Vec::with_capacity(fields.len());
+        let mut stored = Vec::new();
+        for (c, field) in fields.iter().enumerate() {
+            let t = field.data_type();
+            let key =
+                (0..self.key_types.len()).find(|k| self.left_keys.column(*k) == Some(c) && &self.key_types[*k] == t);
+            let part = match key {
+                Some(k) => Part::Key(k),
+                None if self.left_value.column(0) == Some(c) && t == &self.value_type => Part::Value,
+                None => {
+                    stored.push(c);
+                    Part::Stored(stored.len() - 1)
+                }
+            };
+            parts.push(part);
+        }
+        let codec = if stored.is_empty() {
+            None
+        } else {
+            let types: Vec<DataType> = stored.iter().map(|c| fields[*c].data_type().clone()).collect();
+            Some(RowCodec::new(&types)?)
+        };
+        self.slim = Some(SlimRows { parts, stored, codec });
+        Ok(self)
+    }
+
+    /// Encoded left rows as stored (all columns, or version 9's stored columns; None: no
+    /// column is stored).
+    fn stored_rows(&self, data: &RecordBatch) -> Result<Option<datafusion::arrow::row::Rows>> {
+        match &self.slim {
+            None => Ok(Some(self.left_codec.encode(data.columns())?)),
+            Some(SlimRows { codec: None, .. }) => Ok(None),
+            Some(SlimRows {
+                stored,
+                codec: Some(codec),
+                ..
+            }) => {
+                let cols: Vec<_> = stored.iter().map(|c| data.column(*c).clone()).collect();
+                Ok(Some(codec.encode(&cols)?))
+            }
+        }
+    }
+
+    /// Left rows read back from the state, as (key, value, stored row) bytes, with weights.
+    fn read_back(&self, rows: &[(Vec<u8>, Vec<u8>, Vec<u8>)], weights: Vec<i64>) -> Result<Changes> {
+        let Some(slim) = &self.slim else {
+            let full: Vec<Vec<u8>> = rows.iter().map(|(_, _, r)| r.clone()).collect();
+            return super::decoded_rows(&self.left_codec, &full, weights, &self.schema);
+        };
+        if rows.is_empty() {
+            return Ok(Changes::empty(self.schema.clone()));
+        }
+        let keys = self.key_codec.decode(rows.iter().map(|(k, _, _)| k.as_slice()))?;
+        let values = self.value_codec.decode(rows.iter().map(|(_, v, _)| v.as_slice()))?;
+        let stored = match &slim.codec {
+            Some(codec) => codec.decode(rows.iter().map(|(_, _, r)| r.as_slice()))?,
+            None => Vec::new(),
+        };
+        let columns = slim
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Key(k) => keys[*k].clone(),
+                Part::Value => values[0].clone(),
+                Part::Stored(s) => stored[*s].clone(),
+            })
+            .collect::<Vec<_>>();
+        let columns = super::cast_to_fields(columns, self.schema.fields())?;
+        let batch = RecordBatch::try_new_with_options(
+            std::sync::Arc::new(super::project::relaxed(&self.schema)),
+            columns,
+            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )?;
+        Changes::new(batch, weights)
     }
 
     /// Row-encoded keys of `data` (None for a NULL key).
@@ -231,12 +346,15 @@ impl ThresholdSemiJoinOp {
         let groups = Groups::of(&key_cols, &self.key_codec)?;
         let null_key = |i: usize| key_cols.iter().any(|c| c.is_null(i));
         let values = self.values(&self.left_value, data)?;
-        let rows = self.left_codec.encode(data.columns())?;
+        let rows = self.stored_rows(data)?;
         // Each key's threshold, read when the key first occurs.
         let mut thresholds: Vec<Option<Option<Vec<u8>>>> = vec![None; groups.len()];
         let mut out_idx = Vec::new();
         let mut out_w = Vec::new();
-        let mut state_key = Vec::new();
+        // Every row's state key, one after the other, and where each ends: added in one call
+        // (an additive table sorts them into a run).
+        let mut state_keys = Vec::new();
+        let mut writes: Vec<(usize, i64)> = Vec::new();
         for (i, slot) in groups.slot.iter().enumerate() {
             let v = match values.get(i) {
                 Some(v) if !null_key(i) => v,
@@ -259,13 +377,23 @@ impl ThresholdSemiJoinOp {
                 out_idx.push(i as u32);
                 out_w.push(weights[i]);
             }
-            state_key.clear();
-            state_key.extend_from_slice(&(k.len() as u32).to_be_bytes());
-            for part in [k, v, rows.row(i).data()] {
-                state_key.extend_from_slice(part);
+            state_keys.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            let row = rows.as_ref().map_or(&[][..], |r| r.row(i).data());
+            for part in [k, v, row] {
+                state_keys.extend_from_slice(part);
             }
-            self.state.left_rows.add_count(ctx, &state_key, weights[i])?;
+            writes.push((state_keys.len(), weights[i]));
         }
+        let mut start = 0;
+        let writes = writes
+            .into_iter()
+            .map(|(end, w)| {
+                let key = &state_keys[start..end];
+                start = end;
+                (key, w)
+            })
+            .collect();
+        self.state.left_rows.add_counts(ctx, writes)?;
         super::take_rows(data, out_idx, out_w, &self.schema)
     }
 
@@ -285,7 +413,7 @@ impl ThresholdSemiJoinOp {
             let sk = prefixed(k, &self.stored_value(v));
             self.state.right_values.add_count(ctx, &sk, weights[i])?;
         }
-        let mut out_rows: Vec<Vec<u8>> = Vec::new();
+        let mut out_rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = Vec::new();
         let mut out_w = Vec::new();
         for (k, old) in before {
             let new = self.threshold(ctx, &k)?;
@@ -314,7 +442,7 @@ impl ThresholdSemiJoinOp {
                     let was = self.member(old.as_deref().is_some_and(|t| self.comparison.passes(v, t)));
                     let is = self.member(new.as_deref().is_some_and(|t| self.comparison.passes(v, t)));
                     if was != is {
-                        out_rows.push(row.to_vec());
+                        out_rows.push((k.clone(), v.to_vec(), row.to_vec()));
                         out_w.push((is as i64 - was as i64) * decode_i64(mult));
                     }
                 }
@@ -327,7 +455,7 @@ impl ThresholdSemiJoinOp {
                 }
             }
         }
-        super::decoded_rows(&self.left_codec, &out_rows, out_w, &self.schema)
+        self.read_back(&out_rows, out_w)
     }
 }
 
@@ -353,7 +481,7 @@ impl Operator for ThresholdSemiJoinOp {
 
     fn describe(&self) -> String {
         format!(
-            "{}Join: on [{}] = [{}], where {} {} the {} {} of the key (state: left rows by key ordered by {}; right values by key)",
+            "{}Join: on [{}] = [{}], where {} {} the {} {} of the key (state: left rows by key ordered by {}{}; right values by key)",
             if self.anti { "Anti" } else { "Semi" },
             self.left_keys.display.join(", "),
             self.right_keys.display.join(", "),
@@ -362,6 +490,11 @@ impl Operator for ThresholdSemiJoinOp {
             if self.comparison.above { "least" } else { "greatest" },
             self.right_value.display.join(""),
             self.left_value.display.join(""),
+            if self.slim.is_some() {
+                ", in sorted runs, without their key and value columns"
+            } else {
+                ""
+            },
         )
     }
 }
@@ -374,7 +507,7 @@ mod tests {
     use crate::state::memory::MemoryStore;
     use crate::state::{StateStore, WriteBatch};
     use datafusion::common::DFSchema;
-    use datafusion::logical_expr::{binary_expr, col};
+    use datafusion::logical_expr::{binary_expr, col, lit};
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
@@ -417,30 +550,53 @@ mod tests {
         view.retain(|_, n| *n != 0);
     }
 
-    /// Random changes on both sides, every operator and anti-ness: the view the threshold join
+    /// Random changes on both sides, every operator and anti-ness, left rows whole in an
+    /// ordered tree per key (plan versions 6–8) and slim in sorted runs (version 9; compared
+    /// value a column, not stored, or an expression, stored), the threshold join restarted
+    /// from its committed state every 37 epochs: the view the threshold join
     /// maintains is the one the general filtered semi join maintains, and what the definition
     /// gives over the final bags.
     #[test]
     fn maintains_what_the_filtered_semi_join_maintains() {
-        for (seed, op) in [CmpOp::Gt, CmpOp::GtEq, CmpOp::Lt, CmpOp::LtEq].into_iter().enumerate() {
+        for (seed, op, v9) in [CmpOp::Gt, CmpOp::GtEq, CmpOp::Lt, CmpOp::LtEq]
+            .into_iter()
+            .enumerate()
+            .flat_map(|(seed, op)| [(seed, op, false), (seed, op, true)])
+        {
             for anti in [false, true] {
                 let (l, r) = (schema("l"), schema("r"));
                 let joined = l.join(&r).unwrap();
                 let exprs = |e: &[datafusion::logical_expr::Expr], s: &DFSchema| Exprs::new(e, s).unwrap();
-                let threshold = ThresholdSemiJoinOp::new(
-                    anti,
-                    exprs(&[col("l.g")], &l),
-                    exprs(&[col("r.g")], &r),
-                    vec![DataType::Int64],
-                    (exprs(&[col("l.v")], &l), exprs(&[col("r.v")], &r), DataType::Int64),
-                    Comparison::of(op).unwrap(),
-                    ThresholdState {
-                        left_rows: StateTable::new(1, 1, 0),
-                        right_values: StateTable::new(1, 1, 1),
-                    },
-                    RandomBag::schema(),
-                )
-                .unwrap();
+                let threshold = || -> Box<dyn Operator> {
+                    let left_rows = StateTable::new(1, 1, 0);
+                    // `l.v + 0`: the same values, but not a column, so stored in the row.
+                    let left_value = if seed % 2 == 0 {
+                        col("l.v")
+                    } else {
+                        col("l.v") + lit(0i64)
+                    };
+                    let op = ThresholdSemiJoinOp::new(
+                        anti,
+                        exprs(&[col("l.g")], &l),
+                        exprs(&[col("r.g")], &r),
+                        vec![DataType::Int64],
+                        (exprs(&[left_value], &l), exprs(&[col("r.v")], &r), DataType::Int64),
+                        Comparison::of(op).unwrap(),
+                        ThresholdState {
+                            left_rows: if v9 { left_rows.additive() } else { left_rows },
+                            right_values: StateTable::new(1, 1, 1),
+                        },
+                        RandomBag::schema(),
+                    )
+                    .unwrap()
+                    .slim_rows(v9)
+                    .unwrap();
+                    if v9 {
+                        let stored = if seed % 2 == 0 { vec![] } else { vec![1] };
+                        assert_eq!(op.slim.as_ref().map(|s| s.stored.clone()), Some(stored));
+                    }
+                    Box::new(op)
+                };
                 let filtered = FilteredSemiJoinOp::new(
                     anti,
                     exprs(&[col("l.g")], &l),
@@ -456,7 +612,7 @@ mod tests {
                     RandomBag::schema(),
                 )
                 .unwrap();
-                let (mut a, mut b): (Box<dyn Operator>, Box<dyn Operator>) = (Box::new(threshold), Box::new(filtered));
+                let (mut a, mut b): (Box<dyn Operator>, Box<dyn Operator>) = (threshold(), Box::new(filtered));
                 let store = Arc::new(MemoryStore::default());
                 let mut left = RandomBag::new(seed as u64 * 2 + anti as u64, 4, 12);
                 let mut right = RandomBag::new(100 + seed as u64, 4, 12);
@@ -469,9 +625,12 @@ mod tests {
                     } else {
                         right.changes()
                     };
+                    if e % 37 == 0 {
+                        a = threshold();
+                    }
                     apply(&mut va, &epoch(a.as_mut(), &store, e, lc.clone(), rc.clone()));
                     apply(&mut vb, &epoch(b.as_mut(), &store, e, lc, rc));
-                    assert_eq!(va, vb, "{op} anti {anti} epoch {e}");
+                    assert_eq!(va, vb, "{op} anti {anti} version 9 {v9} epoch {e}");
                 }
                 // And the definition over the final bags.
                 let want: BTreeMap<(i64, i64), i64> = left
@@ -491,7 +650,7 @@ mod tests {
                     })
                     .map(|(k, n)| (*k, *n))
                     .collect();
-                assert_eq!(va, want, "{op} anti {anti}");
+                assert_eq!(va, want, "{op} anti {anti} version 9 {v9}");
             }
         }
     }
