@@ -14,7 +14,9 @@
 //! `count(DISTINCT x) FILTER (WHERE p)`, ..), keep one entry per (group, value) for all of
 //! them: a count per member, or over an append-only input a bit per member (whether it has
 //! seen the value; a row that brings nothing new writes nothing). A row is one lookup per
-//! family instead of one per aggregate.
+//! family instead of one per aggregate. Plan version 8 ([`GroupAggregateOp::group_ids`])
+//! keys those entries by a number each group gets when it first appears (kept in its
+//! [`GroupState`], the next number under part 0's empty key), not by the group's bytes.
 //!
 //! For each group touched in an epoch the operator emits `-old row, +new row` (nothing when the
 //! row did not change). A global aggregate (no GROUP BY) always has exactly one row, as in
