@@ -270,28 +270,29 @@ impl ThresholdSemiJoinOp {
 
     /// Left rows read back from the state, as (key, value, stored row) bytes, with weights.
     fn read_back(&self, rows: &[(Vec<u8>, Vec<u8>, Vec<u8>)], weights: Vec<i64>) -> Result<Changes> {
-        let Some(slim) = &self.slim else {
-            let full: Vec<Vec<u8>> = rows.iter().map(|(_, _, r)| r.clone()).collect();
-            return super::decoded_rows(&self.left_codec, &full, weights, &self.schema);
-        };
         if rows.is_empty() {
             return Ok(Changes::empty(self.schema.clone()));
         }
-        let keys = self.key_codec.decode(rows.iter().map(|(k, _, _)| k.as_slice()))?;
-        let values = self.value_codec.decode(rows.iter().map(|(_, v, _)| v.as_slice()))?;
-        let stored = match &slim.codec {
-            Some(codec) => codec.decode(rows.iter().map(|(_, _, r)| r.as_slice()))?,
-            None => Vec::new(),
+        let stored_bytes = || rows.iter().map(|(_, _, r)| r.as_slice());
+        let columns = match &self.slim {
+            None => self.left_codec.decode(stored_bytes())?,
+            Some(slim) => {
+                let keys = self.key_codec.decode(rows.iter().map(|(k, _, _)| k.as_slice()))?;
+                let values = self.value_codec.decode(rows.iter().map(|(_, v, _)| v.as_slice()))?;
+                let stored = match &slim.codec {
+                    Some(codec) => codec.decode(stored_bytes())?,
+                    None => Vec::new(),
+                };
+                slim.parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Key(k) => keys[*k].clone(),
+                        Part::Value => values[0].clone(),
+                        Part::Stored(s) => stored[*s].clone(),
+                    })
+                    .collect()
+            }
         };
-        let columns = slim
-            .parts
-            .iter()
-            .map(|p| match p {
-                Part::Key(k) => keys[*k].clone(),
-                Part::Value => values[0].clone(),
-                Part::Stored(s) => stored[*s].clone(),
-            })
-            .collect::<Vec<_>>();
         let columns = super::cast_to_fields(columns, self.schema.fields())?;
         let batch = RecordBatch::try_new_with_options(
             std::sync::Arc::new(super::project::relaxed(&self.schema)),
