@@ -104,20 +104,23 @@ fn side_pads(join_type: JoinType, side: usize) -> bool {
 
 /// Many `row_key`s in one buffer (one allocation for a whole input batch).
 #[derive(Default)]
-struct KeyList {
+pub(super) struct KeyList {
     bytes: Vec<u8>,
     ends: Vec<usize>,
 }
 
 impl KeyList {
-    fn push_row_key(&mut self, key: &[u8], row: &[u8]) {
+    /// Appends `row_key(key, rest)`, `rest` given in parts.
+    pub(super) fn push_row_key(&mut self, key: &[u8], rest: &[&[u8]]) {
         self.bytes.extend_from_slice(&(key.len() as u32).to_be_bytes());
         self.bytes.extend_from_slice(key);
-        self.bytes.extend_from_slice(row);
+        for part in rest {
+            self.bytes.extend_from_slice(part);
+        }
         self.ends.push(self.bytes.len());
     }
 
-    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts.zip(&self.ends).map(|(s, e)| &self.bytes[s..*e])
     }
@@ -333,7 +336,7 @@ impl Operator for HashJoinOp {
         let mut this_rows = KeyList::default();
         for ((i, _), slot) in live.iter().zip(&slot_of) {
             if slot.is_some() {
-                this_rows.push_row_key(keys.row(*i as usize).data(), rows.row(*i as usize).data());
+                this_rows.push_row_key(keys.row(*i as usize).data(), &[rows.row(*i as usize).data()]);
             }
         }
         self.sides[this].rows.prefetch(ctx, this_rows.iter())?;

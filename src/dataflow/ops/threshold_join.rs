@@ -33,7 +33,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::Operator as CmpOp;
 
 use super::grouping::Groups;
-use super::join::row_key as prefixed;
+use super::join::{row_key as prefixed, KeyList};
 use super::Exprs;
 use crate::dataflow::changes::Changes;
 use crate::dataflow::operator::{decode_i64, EpochContext, Operator, StateTable};
@@ -221,7 +221,6 @@ impl ThresholdSemiJoinOp {
     /// give back (a plain column reference of the key's or value's type).
     pub fn slim_rows(mut self, slim: bool) -> Result<ThresholdSemiJoinOp> {
         if !slim {
-            self.slim = None;
             return Ok(self);
         }
         let fields = self.schema.fields();
@@ -352,10 +351,10 @@ impl ThresholdSemiJoinOp {
         let mut thresholds: Vec<Option<Option<Vec<u8>>>> = vec![None; groups.len()];
         let mut out_idx = Vec::new();
         let mut out_w = Vec::new();
-        // Every row's state key, one after the other, and where each ends: added in one call
-        // (an additive table sorts them into a run).
-        let mut state_keys = Vec::new();
-        let mut writes: Vec<(usize, i64)> = Vec::new();
+        // Every row's state key and weight, added in one call (an additive table sorts them
+        // into a run).
+        let mut state_keys = KeyList::default();
+        let mut state_w = Vec::new();
         for (i, slot) in groups.slot.iter().enumerate() {
             let v = match values.get(i) {
                 Some(v) if !null_key(i) => v,
@@ -378,23 +377,13 @@ impl ThresholdSemiJoinOp {
                 out_idx.push(i as u32);
                 out_w.push(weights[i]);
             }
-            state_keys.extend_from_slice(&(k.len() as u32).to_be_bytes());
             let row = rows.as_ref().map_or(&[][..], |r| r.row(i).data());
-            for part in [k, v, row] {
-                state_keys.extend_from_slice(part);
-            }
-            writes.push((state_keys.len(), weights[i]));
+            state_keys.push_row_key(k, &[v, row]);
+            state_w.push(weights[i]);
         }
-        let mut start = 0;
-        let writes = writes
-            .into_iter()
-            .map(|(end, w)| {
-                let key = &state_keys[start..end];
-                start = end;
-                (key, w)
-            })
-            .collect();
-        self.state.left_rows.add_counts(ctx, writes)?;
+        self.state
+            .left_rows
+            .add_counts(ctx, state_keys.iter().zip(state_w).collect())?;
         super::take_rows(data, out_idx, out_w, &self.schema)
     }
 
