@@ -13,7 +13,9 @@
 //!
 //! Run: `cargo bench --bench nexmark` (`FRESHET_BENCH_EVENTS`, default 1,000,000;
 //! `FRESHET_BENCH_QUERIES=q0,q1` runs a subset; `FRESHET_BENCH_RUNS=3` runs each query that
-//! many times and reports medians; `FRESHET_BENCH_SERVER_WRAPPER`: see `common::wrapper`).
+//! many times and reports medians; `FRESHET_BENCH_SERVER_WRAPPER`: see `common::wrapper`;
+//! `FRESHET_BENCH_BASELINE=0` skips the DataFusion baseline, as `scripts/symbol-order.sh` does
+//! to profile what a view run alone executes).
 //! Writes its section of BENCHMARKS.md.
 //!
 //! Runs are interleaved per query (Freshet, then the peer both ways, then again): on a shared
@@ -210,6 +212,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
         .max(1);
+    let baseline = std::env::var("FRESHET_BENCH_BASELINE").as_deref() != Ok("0");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut all = Vec::new();
     let (mut peer, mut kept) = (Vec::new(), Vec::new());
@@ -220,7 +223,7 @@ fn main() {
         // Each run: Freshet, then the peer both ways (see the module documentation).
         let (mut figs, mut peers, mut keeps) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..runs {
-            let fig = rt.block_on(run_query(name, sql, events, run == 0));
+            let fig = rt.block_on(run_query(name, sql, events, baseline && run == 0));
             println!(
                 "{name} (run {}): {:.0} events/s, {:.0} events/CPU-s, peak RSS {:.0} MiB, {} view rows{}",
                 run + 1,
@@ -282,14 +285,14 @@ fn main() {
     );
     for f in &all {
         body.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.0} | {} | {:.2} | {:.0} |\n",
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {} |\n",
             f.name,
             f.events_per_sec,
             f.events_per_cpu_sec,
             f.peak_rss_mib,
             f.view_rows,
-            f.batch_secs.unwrap_or(f64::NAN),
-            events as f64 / f.batch_secs.unwrap_or(f64::NAN).max(1e-6)
+            // Not run (`FRESHET_BENCH_BASELINE=0`): a dash in both columns.
+            f.batch_secs.map_or("— | —".to_string(), |s| format!("{s:.2} | {:.0}", events as f64 / s.max(1e-6)))
         ));
     }
     body.push_str(
