@@ -292,7 +292,10 @@ fn main() {
             f.peak_rss_mib,
             f.view_rows,
             // Not run (`FRESHET_BENCH_BASELINE=0`): a dash in both columns.
-            f.batch_secs.map_or("— | —".to_string(), |s| format!("{s:.2} | {:.0}", events as f64 / s.max(1e-6)))
+            f.batch_secs.map_or("— | —".to_string(), |s| format!(
+                "{s:.2} | {:.0}",
+                events as f64 / s.max(1e-6)
+            ))
         ));
     }
     body.push_str(
