@@ -64,25 +64,6 @@ pub struct TopNOp {
     rows_in_keys: bool,
 }
 
-/// How the concatenation of `parts` (a state key not yet built) compares with `key`.
-fn concat_cmp(parts: &[&[u8]], key: &[u8]) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    let mut rest = key;
-    for part in parts {
-        let n = part.len().min(rest.len());
-        match part[..n].cmp(&rest[..n]) {
-            Ordering::Equal if n < part.len() => return Ordering::Greater,
-            Ordering::Equal => rest = &rest[n..],
-            other => return other,
-        }
-    }
-    if rest.is_empty() {
-        Ordering::Equal
-    } else {
-        Ordering::Less
-    }
-}
-
 /// One output row: the input row's bytes and its rank (0 without ranks).
 type OutputRow = (u64, Vec<u8>);
 
@@ -294,6 +275,7 @@ impl Operator for TopNOp {
         let mut out_rows = Vec::new();
         let mut weights = Vec::new();
         let mut key = Vec::new();
+        // Row `i`'s state key after the group prefix (the one place its layout is written).
         let rows_in_keys = self.rows_in_keys;
         let key_of = |i: usize, out: &mut Vec<u8>| {
             let row = rows.row(i);
@@ -324,21 +306,11 @@ impl Operator for TopNOp {
             };
             let mut changed = false;
             for i in members {
-                let (sort_key, row) = (sort_keys.row(i), rows.row(i));
-                let row = row.as_ref();
-                let len = (row.len() as u32).to_be_bytes();
-                let parts = [
-                    prefix,
-                    sort_key.as_ref(),
-                    row,
-                    if self.rows_in_keys { &len } else { &[] },
-                ];
-                if cutoff.is_some_and(|last| concat_cmp(&parts, last).is_gt()) {
-                    continue;
-                }
                 key.clear();
-                for part in parts {
-                    key.extend_from_slice(part);
+                key.extend_from_slice(prefix);
+                key_of(i, &mut key);
+                if cutoff.is_some_and(|last| key.as_slice() > last) {
+                    continue;
                 }
                 changed = true;
                 if self.rows_in_keys {
@@ -351,7 +323,7 @@ impl Operator for TopNOp {
                 if new <= 0 {
                     self.ordered.delete(&key);
                 } else {
-                    let value = self.entry_value(row, new);
+                    let value = self.entry_value(rows.row(i).as_ref(), new);
                     self.ordered.put(&key, value);
                 }
             }
@@ -469,35 +441,6 @@ mod tests {
     /// their ranks, in both layouts (version 1 views keep the row in the value as well), and
     /// over an append-only input (inserts only: the state keeps each group's first rows, and
     /// rows sorting after them never reach it).
-    /// Comparing parts with a key orders them as comparing their concatenation does, for
-    /// parts and keys of every length down to empty.
-    #[test]
-    fn parts_compare_as_their_concatenation() {
-        let bytes: Vec<Vec<u8>> = vec![
-            vec![],
-            vec![0],
-            vec![1],
-            vec![0, 0],
-            vec![0, 1],
-            vec![1, 0],
-            vec![0, 1, 0],
-        ];
-        for a in &bytes {
-            for b in &bytes {
-                for c in &bytes {
-                    let parts = [a.as_slice(), b.as_slice(), c.as_slice()];
-                    for key in bytes.iter().chain([&[a.clone(), b.clone()].concat()]) {
-                        assert_eq!(
-                            concat_cmp(&parts, key),
-                            parts.concat().as_slice().cmp(key),
-                            "{parts:?} {key:?}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
     #[test]
     fn group_top_n_matches_a_recomputation_in_both_layouts_across_restarts() {
         for (rows_in_keys, append_only) in [(false, false), (true, false), (false, true), (true, true)] {
