@@ -450,7 +450,7 @@ impl Worker {
                 continue;
             }
             if let Some(ddl) = req.ddl.as_mut() {
-                batch.ops.extend(std::mem::take(&mut ddl.batch.ops));
+                batch.append(std::mem::take(&mut ddl.batch));
                 catalog = Arc::new(std::mem::take(&mut ddl.catalog));
                 created.extend(std::mem::take(&mut ddl.created_views));
             }
@@ -473,18 +473,18 @@ impl Worker {
                 overlay.insert(k.clone(), w.value().map(|v| v.to_vec()));
                 last_write_updates.push(k.clone());
                 match w {
-                    RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(k.clone(), v.clone()),
-                    RowWrite::Delete => batch.delete(k.clone()),
+                    RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(&k, v),
+                    RowWrite::Delete => batch.delete(&k),
                 }
             }
             for a in &req.writes.appends {
                 match &a.store {
                     AppendStore::Rows { keys: ks, values } => {
                         for (k, v) in ks.iter().zip(values.iter()) {
-                            batch.put(keys::row_key(a.table, k.as_ref()), v.as_ref().to_vec());
+                            batch.put(keys::row_key(a.table, k.as_ref()), v);
                         }
                     }
-                    AppendStore::Segment { key, value } => batch.put(key.clone(), value.clone()),
+                    AppendStore::Segment { key, value } => batch.put(key, value),
                     AppendStore::Nothing => {}
                 }
                 if watched.contains(&a.table) {
@@ -492,7 +492,7 @@ impl Worker {
                 }
             }
             for (k, v) in &req.writes.meta {
-                batch.put(k.clone(), v.clone());
+                batch.put(k, v);
             }
             accepted.push(req);
         }
@@ -892,9 +892,9 @@ fn apply_view_delta(
             )));
         }
         if new == 0 {
-            batch.delete(k.clone());
+            batch.delete(&k);
         } else {
-            batch.put(k.clone(), new.to_be_bytes().to_vec());
+            batch.put(&k, new.to_be_bytes());
         }
         stored_rows.changed(h, old, new);
         counts.insert(k, new);

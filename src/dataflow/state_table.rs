@@ -711,10 +711,8 @@ impl StateTable {
         let mut chunk = Vec::new();
         let write = |chunk: &mut Vec<u8>, chunks: &mut u32| -> Result<()> {
             let mut b = WriteBatch::default();
-            b.put(
-                state_log::chunk_key(&self.log_prefix, epoch, *chunks),
-                std::mem::take(chunk),
-            );
+            b.put(state_log::chunk_key(&self.log_prefix, epoch, *chunks), &*chunk);
+            chunk.clear();
             ctx.store.commit(b, false)?;
             *chunks += 1;
             Ok(())

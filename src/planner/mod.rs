@@ -18,6 +18,9 @@
 //! | Filter `rn <= n` over Window `row_number() OVER (PARTITION BY .. ORDER BY ..) AS rn` | `TopNOp` per group |
 //! | SubqueryAlias, Sort without LIMIT | pass-through |
 //!
+//! Projections over a filter whose predicate always evaluates a subexpression they read
+//! again compute it once, below the filter (plan version 10, [`common_subexpr`]).
+//!
 //! Equal subplans are built once (plan version 4): both sides of a self-join read one source
 //! node, and an aggregate read twice (q5 of Nexmark groups the same hopping windows in two
 //! subqueries) is maintained once.
@@ -51,6 +54,7 @@ use crate::query::provider::StoredTable;
 use crate::query::view_provider::ViewTable;
 
 mod chain;
+mod common_subexpr;
 mod temporal;
 mod threshold;
 mod unique;
@@ -91,7 +95,9 @@ struct Builder {
 /// Version 9: a threshold semi join keeps its left rows as sorted runs logged as additions
 /// (`StateTable::additive`), not in an ordered tree per key, each without the columns its key
 /// and compared value give back (`ThresholdSemiJoinOp::slim_rows`).
-pub const PLAN_VERSION: u32 = 9;
+/// Version 10: a projection over a filter computes the subexpressions they share once, below
+/// the filter (`common_subexpr`; it numbers the operators differently).
+pub const PLAN_VERSION: u32 = 10;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -211,6 +217,50 @@ impl Builder {
         Ok(self.push(Box::new(op), vec![left, right], schema))
     }
 
+    /// Plan version 10: projections over a filter that share a subexpression the filter always
+    /// evaluates, as a projection computing it once (and keeping only the columns still read),
+    /// the filter, and the projections (see [`common_subexpr`]).
+    fn filter_project(&mut self, p: &datafusion::logical_expr::Projection) -> Result<Option<usize>> {
+        if self.version < 10 {
+            return Ok(None);
+        }
+        // The projections down to the filter, the one over it first.
+        let mut chain = vec![p];
+        let f = loop {
+            match chain[chain.len() - 1].input.as_ref() {
+                LogicalPlan::Projection(below) => chain.push(below),
+                LogicalPlan::Filter(f) => break f,
+                _ => return Ok(None),
+            }
+        };
+        chain.reverse();
+        // A filter over a window function is a per-group top-N ([`Builder::group_top_n`]).
+        let mut below = f.input.as_ref();
+        while let LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) = below {
+            below = below.inputs()[0];
+        }
+        if matches!(below, LogicalPlan::Window(_)) {
+            return Ok(None);
+        }
+        let Some(shared) = common_subexpr::share(&f.predicate, f.input.schema(), &chain)? else {
+            return Ok(None);
+        };
+        let input = self.build(&f.input)?;
+        let schema = arrow_schema(&shared.lower.schema);
+        let lower = ProjectOp::new(Exprs::new(&shared.lower.exprs, f.input.schema())?, schema.clone());
+        let lower = self.push(Box::new(lower), vec![input], schema.clone());
+        let predicate = Exprs::new(std::slice::from_ref(&shared.predicate), &shared.lower.schema)?;
+        let mut node = self.push(Box::new(FilterOp::new(predicate)), vec![lower], schema);
+        let mut below = &shared.lower.schema;
+        for level in &shared.levels {
+            let schema = arrow_schema(&level.schema);
+            let op = ProjectOp::new(Exprs::new(&level.exprs, below)?, schema.clone());
+            node = self.push(Box::new(op), vec![node], schema);
+            below = &level.schema;
+        }
+        Ok(Some(node))
+    }
+
     /// Adds an operator node. It is append-only (only ever produces insertions) if its
     /// operator turns insertions into insertions and all its inputs are append-only.
     fn push(&mut self, op: Box<dyn Operator>, inputs: Vec<usize>, schema: SchemaRef) -> usize {
@@ -300,6 +350,9 @@ impl Builder {
                 ))
             }
             LogicalPlan::Projection(p) => {
+                if let Some(node) = self.filter_project(p)? {
+                    return Ok(node);
+                }
                 let input = self.build(&p.input)?;
                 let exprs = Exprs::new(&p.expr, p.input.schema())?;
                 let schema = arrow_schema(&p.schema);

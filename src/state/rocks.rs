@@ -81,7 +81,7 @@ impl StateStore for RocksStore {
 
     fn commit(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
-        for op in batch.ops {
+        for op in batch.ops() {
             match op {
                 WriteOp::Put(k, v) => wb.put(k, v),
                 WriteOp::Delete(k) => wb.delete(k),

@@ -12,6 +12,11 @@ use crate::harness::TestServer;
 const VIEWS: &[(&str, &str)] = &[
     ("v_filter", "SELECT id, v * 2 AS v2, s FROM t1 WHERE v > 10"),
     (
+        // A function both the filter and the select list evaluate: computed once (plan version 10).
+        "v_common_subexpr",
+        "SELECT id, CASE WHEN v > 50 THEN s ELSE upper(s) END AS u, upper(s) AS us FROM t1 WHERE upper(s) >= 'M' OR v < 20",
+    ),
+    (
         "v_group",
         "SELECT g, count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi, avg(v) AS mean, \
          count(DISTINCT s) AS ds, count(v) AS nv FROM t1 GROUP BY g",
