@@ -237,7 +237,7 @@ impl Coordinator {
             // A new store: persist the bootstrap catalog as epoch 1.
             let mut batch = WriteBatch::default();
             catalog.bootstrap_writes(&mut batch);
-            batch.put(keys::epoch_key(), 1u64.to_be_bytes().to_vec());
+            batch.put(keys::epoch_key(), 1u64.to_be_bytes());
             store.commit(batch, true)?;
             (store.snapshot(), 1)
         } else {
@@ -473,8 +473,8 @@ impl Worker {
                 overlay.insert(k.clone(), w.value().map(|v| v.to_vec()));
                 last_write_updates.push(k.clone());
                 match w {
-                    RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(&k, v),
-                    RowWrite::Delete => batch.delete(&k),
+                    RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(k, v),
+                    RowWrite::Delete => batch.delete(k),
                 }
             }
             for a in &req.writes.appends {
@@ -520,7 +520,7 @@ impl Worker {
             }
             return Err((accepted, e));
         }
-        batch.put(keys::epoch_key(), epoch.to_be_bytes().to_vec());
+        batch.put(keys::epoch_key(), epoch.to_be_bytes());
         if let Err(e) = self.store.commit(batch, self.sync) {
             tracing::error!(epoch, error = %e, "epoch commit failed");
             // The state mirrors already hold this epoch's writes: reload them from the store.

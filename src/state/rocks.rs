@@ -164,13 +164,13 @@ mod tests {
         let store = RocksStore::open(dir.path()).expect("open");
         let mut batch = WriteBatch::default();
         for i in 0..1000u32 {
-            batch.put(format!("k{i:05}").into_bytes(), i.to_be_bytes().to_vec());
+            batch.put(format!("k{i:05}").into_bytes(), i.to_be_bytes());
         }
         store.commit(batch, false).expect("commit");
         store.db.flush().expect("flush");
         let mut batch = WriteBatch::default();
-        batch.put(b"k00003".to_vec(), b"new".to_vec());
-        batch.delete(b"k00004".to_vec());
+        batch.put(b"k00003", b"new");
+        batch.delete(b"k00004");
         store.commit(batch, false).expect("commit");
         let keys: Vec<Vec<u8>> = ["k00001", "k00003", "k00004", "k00500", "k99999"]
             .iter()
