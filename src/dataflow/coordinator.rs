@@ -237,7 +237,7 @@ impl Coordinator {
             // A new store: persist the bootstrap catalog as epoch 1.
             let mut batch = WriteBatch::default();
             catalog.bootstrap_writes(&mut batch);
-            batch.put(keys::epoch_key(), 1u64.to_be_bytes());
+            batch.put(keys::epoch_key(), 1u64.to_be_bytes().to_vec());
             store.commit(batch, true)?;
             (store.snapshot(), 1)
         } else {
@@ -450,7 +450,7 @@ impl Worker {
                 continue;
             }
             if let Some(ddl) = req.ddl.as_mut() {
-                batch.append(std::mem::take(&mut ddl.batch));
+                batch.ops.extend(std::mem::take(&mut ddl.batch.ops));
                 catalog = Arc::new(std::mem::take(&mut ddl.catalog));
                 created.extend(std::mem::take(&mut ddl.created_views));
             }
@@ -473,18 +473,18 @@ impl Worker {
                 overlay.insert(k.clone(), w.value().map(|v| v.to_vec()));
                 last_write_updates.push(k.clone());
                 match w {
-                    RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(k, v),
-                    RowWrite::Delete => batch.delete(k),
+                    RowWrite::Insert(v) | RowWrite::Put(v) => batch.put(k.clone(), v.clone()),
+                    RowWrite::Delete => batch.delete(k.clone()),
                 }
             }
             for a in &req.writes.appends {
                 match &a.store {
                     AppendStore::Rows { keys: ks, values } => {
                         for (k, v) in ks.iter().zip(values.iter()) {
-                            batch.put(keys::row_key(a.table, k.as_ref()), v);
+                            batch.put(keys::row_key(a.table, k.as_ref()), v.as_ref().to_vec());
                         }
                     }
-                    AppendStore::Segment { key, value } => batch.put(key, value),
+                    AppendStore::Segment { key, value } => batch.put(key.clone(), value.clone()),
                     AppendStore::Nothing => {}
                 }
                 if watched.contains(&a.table) {
@@ -492,7 +492,7 @@ impl Worker {
                 }
             }
             for (k, v) in &req.writes.meta {
-                batch.put(k, v);
+                batch.put(k.clone(), v.clone());
             }
             accepted.push(req);
         }
@@ -520,7 +520,7 @@ impl Worker {
             }
             return Err((accepted, e));
         }
-        batch.put(keys::epoch_key(), epoch.to_be_bytes());
+        batch.put(keys::epoch_key(), epoch.to_be_bytes().to_vec());
         if let Err(e) = self.store.commit(batch, self.sync) {
             tracing::error!(epoch, error = %e, "epoch commit failed");
             // The state mirrors already hold this epoch's writes: reload them from the store.
@@ -892,9 +892,9 @@ fn apply_view_delta(
             )));
         }
         if new == 0 {
-            batch.delete(&k);
+            batch.delete(k.clone());
         } else {
-            batch.put(&k, new.to_be_bytes());
+            batch.put(k.clone(), new.to_be_bytes().to_vec());
         }
         stored_rows.changed(h, old, new);
         counts.insert(k, new);

@@ -711,8 +711,10 @@ impl StateTable {
         let mut chunk = Vec::new();
         let write = |chunk: &mut Vec<u8>, chunks: &mut u32| -> Result<()> {
             let mut b = WriteBatch::default();
-            b.put(state_log::chunk_key(&self.log_prefix, epoch, *chunks), &*chunk);
-            chunk.clear();
+            b.put(
+                state_log::chunk_key(&self.log_prefix, epoch, *chunks),
+                std::mem::take(chunk),
+            );
             ctx.store.commit(b, false)?;
             *chunks += 1;
             Ok(())

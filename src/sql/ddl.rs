@@ -555,7 +555,7 @@ fn read_all(env: &QueryEnv, table: &Table) -> Result<(Vec<Vec<u8>>, Option<Recor
 fn rewrite_rows(new: &Table, row_keys: &[Vec<u8>], columns: &[ArrayRef], batch: &mut WriteBatch) -> Result<()> {
     let rows = new.row_codec.encode(columns)?;
     for (i, k) in row_keys.iter().enumerate() {
-        batch.put(k, rows.row(i));
+        batch.put(k.clone(), rows.row(i).as_ref().to_vec());
     }
     Ok(())
 }

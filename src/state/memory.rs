@@ -21,16 +21,16 @@ impl StateStore for MemoryStore {
     fn commit(&self, batch: WriteBatch, _sync: bool) -> Result<()> {
         let mut guard = self.data.write().expect("lock");
         let map = Arc::make_mut(&mut guard);
-        for op in batch.ops() {
+        for op in batch.ops {
             match op {
                 WriteOp::Put(k, v) => {
-                    map.insert(k.to_vec(), v.to_vec());
+                    map.insert(k, v);
                 }
                 WriteOp::Delete(k) => {
-                    map.remove(k);
+                    map.remove(&k);
                 }
                 WriteOp::DeleteRange(from, to) => {
-                    let doomed: Vec<_> = map.range(from.to_vec()..to.to_vec()).map(|(k, _)| k.clone()).collect();
+                    let doomed: Vec<_> = map.range(from..to).map(|(k, _)| k.clone()).collect();
                     for k in doomed {
                         map.remove(&k);
                     }

@@ -81,7 +81,7 @@ impl StateStore for RocksStore {
 
     fn commit(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
-        for op in batch.ops() {
+        for op in batch.ops {
             match op {
                 WriteOp::Put(k, v) => wb.put(k, v),
                 WriteOp::Delete(k) => wb.delete(k),
@@ -164,13 +164,13 @@ mod tests {
         let store = RocksStore::open(dir.path()).expect("open");
         let mut batch = WriteBatch::default();
         for i in 0..1000u32 {
-            batch.put(format!("k{i:05}").into_bytes(), i.to_be_bytes());
+            batch.put(format!("k{i:05}").into_bytes(), i.to_be_bytes().to_vec());
         }
         store.commit(batch, false).expect("commit");
         store.db.flush().expect("flush");
         let mut batch = WriteBatch::default();
-        batch.put(b"k00003", b"new");
-        batch.delete(b"k00004");
+        batch.put(b"k00003".to_vec(), b"new".to_vec());
+        batch.delete(b"k00004".to_vec());
         store.commit(batch, false).expect("commit");
         let keys: Vec<Vec<u8>> = ["k00001", "k00003", "k00004", "k00500", "k99999"]
             .iter()
