@@ -70,7 +70,8 @@ pub(super) fn share(predicate: &Expr, input: &DFSchema, chain: &[&Projection]) -
     let mut common: Vec<Expr> = Vec::new();
     for c in candidates {
         let worth = !c.is_volatile() && calls_function(c) && !matches!(c, Expr::Alias(_));
-        let covered = common.iter().any(|k| contains(k, c)) || common.contains(c);
+        // Already taken, or inside one taken (`contains` counts the expression itself).
+        let covered = common.iter().any(|k| contains(k, c));
         let used = (0..chain.len()).any(|p| readable(p, c) && chain[p].expr.iter().any(|o| contains(o, c)));
         if worth && !covered && used {
             common.push(c.clone());
