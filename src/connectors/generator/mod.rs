@@ -19,6 +19,11 @@ use crate::connectors::runtime::{CommitPipeline, SourceState, SourceTask};
 use crate::dataflow::coordinator::TxnWrites;
 use crate::error::{Error, Result, SqlState};
 
+/// Commits a generator has in flight, at most: one batch maintained while the next is made.
+/// More only queue up (with four, up to 16 MiB of Nexmark bids waiting: 10-20 MiB more peak
+/// memory on q7 and q8, no faster).
+pub(crate) const IN_FLIGHT: usize = 2;
+
 /// An unsigned integer option (None when absent).
 pub(crate) fn option_u64(opts: &BTreeMap<String, String>, key: &str) -> Result<Option<u64>> {
     match opts.get(key) {
@@ -92,7 +97,7 @@ pub(crate) async fn run_batches<P: Serialize>(
             t.state = "streaming".into();
         }
     });
-    let mut pipeline = CommitPipeline::new(task.coordinator.clone(), 4);
+    let mut pipeline = CommitPipeline::new(task.coordinator.clone(), IN_FLIGHT);
     let Batches {
         rate,
         batch,

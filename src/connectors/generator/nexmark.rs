@@ -23,7 +23,7 @@ use nexmark::event::{Event, EventType};
 use nexmark::EventGenerator;
 use serde::{Deserialize, Serialize};
 
-use super::{option_u64, run_batches, Batches};
+use super::{option_u64, run_batches, Batches, IN_FLIGHT};
 use crate::catalog::{ColumnDef, Layout, SourceDef, SqlType, Table};
 use crate::connectors::runtime::{stored_position, CommitPipeline, SourceState, SourceTask};
 use crate::connectors::{UpstreamColumn, UpstreamTable};
@@ -723,7 +723,7 @@ async fn run(task: &SourceTask) -> Result<()> {
         .collect();
     if !pending.is_empty() {
         task.status(|s| s.state = SourceState::Snapshotting);
-        let mut pipeline = CommitPipeline::new(task.coordinator.clone(), 4);
+        let mut pipeline = CommitPipeline::new(task.coordinator.clone(), IN_FLIGHT);
         let streams: Vec<Stream> = pending.iter().map(|i| rows[*i].stream).collect();
         let mut events = Events::new(config.clone(), 0, &streams);
         let mut done = 0;
