@@ -357,8 +357,8 @@ const MAX_GROUP: usize = 1024;
 /// own). Grouping lets many small transactions share one fsync; but a source that outruns
 /// view maintenance queues requests of its full batch size (a Nexmark stream: 20,000 events),
 /// and merging up to four of them made epochs of 80,000 events whose transient buffers (the
-/// changes, each operator's deltas, the write batch) were all alive at once: 14-25 MiB more
-/// peak memory on Nexmark q0, q8 and q12 (see BENCHMARKS.md).
+/// changes, each operator's deltas, the write batch) were all alive at once: 25-50 MiB more
+/// peak memory on Nexmark q5 and q7 (see BENCHMARKS.md).
 const MAX_GROUP_ROWS: usize = 20_000;
 
 /// What a queue holds next.
