@@ -40,23 +40,7 @@ enum Command {
     Version,
 }
 
-/// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (`mimalloc.h`; libmimalloc-sys has no
-/// constant for it). Its default is 1,000 (ms), which the test below checks.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// How long mimalloc keeps pages freed before it returns them to the system, in ms (its
-/// default: 1,000), unless `MIMALLOC_PURGE_DELAY` is set. An epoch frees what it allocated for
-/// its changes and deltas; kept for a second, a second of epochs' pages was resident on top of
-/// the live heap. At 100 ms, Nexmark at 3M events: q5 peaked 130 MiB instead of 165-172, q8
-/// 77 instead of 80-91, q12 80-82 instead of 89-91, for 0-5 % more CPU (pages faulted in
-/// again); at 0 the CPU cost was 16 % on q12 (see BENCHMARKS.md).
-const PURGE_DELAY_MS: std::ffi::c_long = 100;
-
 fn main() -> anyhow::Result<()> {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one integer option of the allocator; no other thread runs yet.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
-    }
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {
@@ -89,21 +73,6 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             Ok(())
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_purge_delay_option_is_the_one_set() {
-        // Option 15 has the purge delay's default (1,000 ms) when the environment does not set it.
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            // SAFETY: reads one integer option of the allocator.
-            assert_eq!(
-                unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) },
-                1000
-            );
         }
     }
 }
