@@ -23,6 +23,7 @@ pub mod connectors;
 pub mod database;
 pub mod dataflow;
 pub mod error;
+pub mod memory;
 pub mod planner;
 pub mod query;
 pub mod serve;

@@ -266,6 +266,12 @@ impl Coordinator {
             reads: reads.clone(),
             ..state
         })));
+        // Free memory goes back to the system once the epochs stop (`crate::memory`).
+        let watched = Arc::downgrade(&current);
+        let epoch = move || watched.upgrade().map(|c| c.read().expect("lock").epoch);
+        if let Err(e) = crate::memory::trim_when_idle(epoch) {
+            tracing::warn!("cannot start the memory trim thread: {e}");
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let open = Arc::new(OpenSnapshots::default());
         let worker = Worker {
