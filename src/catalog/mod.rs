@@ -127,6 +127,10 @@ pub struct ViewDef {
     /// `ViewDataflow::append_only`).
     #[serde(default, skip_serializing_if = "Layout::is_rows")]
     pub layout: Layout,
+    /// With `Layout::Groups`: the columns whose values make a group (none: the whole view
+    /// is one group).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_columns: Vec<usize>,
     /// The planner version the view was created with (`planner::PLAN_VERSION`): a restart
     /// re-plans with the same operator variants, which wrote its state (0: before versions).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -138,20 +142,39 @@ fn is_zero(v: &u32) -> bool {
 }
 
 /// A materialized view with its derived forms. Rows are stored as the order-preserving
-/// encoding of the whole row (key) with their multiplicity (value).
+/// encoding of the whole row (key) with their multiplicity (value), or by group
+/// (`Layout::Groups`: key the encoding of the group columns, value the group's encoded rows).
 #[derive(Debug)]
 pub struct View {
     pub def: ViewDef,
     pub schema: SchemaRef,
     pub row_codec: RowCodec,
+    /// With `Layout::Groups` and group columns: encodes the group columns into a group's key.
+    pub group_codec: Option<RowCodec>,
 }
 
 impl View {
     pub fn new(def: ViewDef) -> Result<View> {
         let fields: Vec<_> = def.columns.iter().map(|c| c.ty.arrow_field(&c.name, true)).collect();
         let types: Vec<DataType> = fields.iter().map(|f| f.data_type().clone()).collect();
+        let group_codec = if def.layout == Layout::Groups && !def.group_columns.is_empty() {
+            let group_types = def
+                .group_columns
+                .iter()
+                .map(|i| {
+                    types
+                        .get(*i)
+                        .cloned()
+                        .ok_or_else(|| Error::internal(format!("view {} groups by a missing column", def.name)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(RowCodec::new(&group_types)?)
+        } else {
+            None
+        };
         Ok(View {
             row_codec: RowCodec::new(&types)?,
+            group_codec,
             schema: Arc::new(Schema::new(fields)),
             def,
         })

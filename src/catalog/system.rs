@@ -158,6 +158,7 @@ fn materialized_views(env: &QueryEnv) -> DfResult<Option<Arc<dyn TableProvider>>
             count += match v.def.layout {
                 Layout::Rows => decode_i64(&val),
                 Layout::Segments => crate::state::segment::header(&val).map_err(external)?.1 as i64,
+                Layout::Groups => crate::dataflow::view_groups::row_count(&val).map_err(external)?,
                 // Views are stored; only tables can be streams.
                 Layout::Stream => 0,
             };

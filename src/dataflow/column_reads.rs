@@ -85,6 +85,7 @@ mod tests {
                 })
                 .collect(),
             append_only: true,
+            groups: None,
             stored_rows: StoredRows::default(),
         }
     }

@@ -860,6 +860,18 @@ fn relation_contents(catalog: &Catalog, id: u32, ctx: &EpochContext, history: &d
         if v.def.layout == Layout::Segments {
             return segment_contents(&v.schema, ctx, &from, &to);
         }
+        if v.def.layout == Layout::Groups {
+            let mut parts = Vec::new();
+            super::view_groups::read(v, &*ctx.snapshot, usize::MAX, |batch, counts| {
+                parts.push(Changes::new(batch, counts)?);
+                Ok(true)
+            })?;
+            return match parts.len() {
+                0 => Ok(Changes::empty(v.schema.clone())),
+                1 => Ok(parts.pop().expect("one part")),
+                _ => Changes::concat(&v.schema, &parts),
+            };
+        }
         let mut rows: Vec<Box<[u8]>> = Vec::new();
         let mut weights = Vec::new();
         for kv in ctx.snapshot.scan(&from, &to) {
@@ -904,6 +916,10 @@ fn apply_view_delta(
     // The graph's output is not consolidated: equal rows are summed here, on the encoding the
     // view's keys need anyway.
     let live = super::ops::consolidate_encoded(&rows, delta.weights().values());
+    if view.def.layout == Layout::Groups {
+        super::view_groups::apply(view, &cols, &rows, &live, ctx, stored_rows, batch)?;
+        return live_changes(view, cols, &live);
+    }
     let prefix = keys::view_prefix(view.def.id);
     let row_keys: Vec<Vec<u8>> = live
         .iter()
@@ -915,7 +931,7 @@ fn apply_view_delta(
         .collect();
     // The stored counts of the rows not seen earlier in this epoch that the view may hold,
     // in one batched read.
-    stored_rows.load(&*ctx.snapshot, view.def.id)?;
+    stored_rows.load(&*ctx.snapshot, view.def.id, true)?;
     let hashes: Vec<u64> = row_keys.iter().map(|k| stored_rows.hash(k)).collect();
     let mut unseen: Vec<&[u8]> = row_keys
         .iter()
@@ -949,6 +965,15 @@ fn apply_view_delta(
         stored_rows.changed(h, old, new);
         counts.insert(k, new);
     }
+    live_changes(view, cols, &live)
+}
+
+/// The changes `live` (row of `cols`, weight) of a view, as `Changes` in the view's schema.
+fn live_changes(
+    view: &crate::catalog::View,
+    cols: Vec<datafusion::arrow::array::ArrayRef>,
+    live: &[(u32, i64)],
+) -> Result<Changes> {
     let data = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;
     let weights: Vec<i64> = live.iter().map(|(_, w)| *w).collect();
     if live.len() == data.num_rows() && live.iter().enumerate().all(|(j, (i, _))| *i as usize == j) {

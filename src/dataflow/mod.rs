@@ -19,6 +19,7 @@ pub mod state_table;
 pub mod stored_rows;
 pub mod stream_history;
 pub mod thin_bytes;
+pub mod view_groups;
 
 /// A commit epoch: a monotonically increasing number, persisted with the data it committed.
 pub type Epoch = u64;

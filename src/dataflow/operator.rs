@@ -40,4 +40,12 @@ pub trait Operator: Send {
     fn append_only(&self) -> bool {
         false
     }
+
+    /// Output columns that split the output into groups of at most `state::groups::MAX_ROWS`
+    /// rows each (a per-group top-N's partition columns; none: one such group), given the same
+    /// of the first input (`input`). None: the groups are not known to be bounded.
+    fn bounded_groups(&self, input: Option<&[usize]>) -> Option<Vec<usize>> {
+        let _ = input;
+        None
+    }
 }

@@ -1,6 +1,6 @@
 //! [`StoredRows`]: which rows a materialized view stored one key per row holds (layout
-//! `Rows`: key = the row, value = its multiplicity), as a multiset of key hashes kept in
-//! memory.
+//! `Rows`: key = the row, value = its multiplicity), or which groups a view stored by group
+//! holds (`Groups`), as a multiset of key hashes kept in memory.
 //!
 //! Applying a view's changes adds each changed row's weight to its stored count, which had to
 //! be read first. Most changed rows of a join or top-N view are new, and reading a key that is
@@ -27,8 +27,10 @@ pub struct StoredRows {
 }
 
 impl StoredRows {
-    /// Loads the hashes of view `view`'s stored rows if they are not loaded.
-    pub fn load(&mut self, snapshot: &dyn StateSnapshot, view: u32) -> Result<()> {
+    /// Loads the hashes of view `view`'s stored keys if they are not loaded; `counted`: each
+    /// value is a multiplicity and only keys of a positive one are held (`Layout::Rows`),
+    /// otherwise every key is (`Layout::Groups`).
+    pub fn load(&mut self, snapshot: &dyn StateSnapshot, view: u32, counted: bool) -> Result<()> {
         if self.loaded {
             return Ok(());
         }
@@ -36,7 +38,7 @@ impl StoredRows {
         let (from, to) = keys::view_range(view);
         for kv in snapshot.scan(&from, &to) {
             let (k, v) = kv?;
-            if decode_i64(&v) > 0 {
+            if !counted || decode_i64(&v) > 0 {
                 let h = self.hash(&k);
                 *self.hashes.entry(h).or_insert(0) += 1;
             }

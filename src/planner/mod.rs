@@ -66,6 +66,9 @@ struct Builder {
     nodes: Vec<Node>,
     /// Per node: whether it only ever produces insertions (see [`Builder::push`]).
     append_only: Vec<bool>,
+    /// Per node: the output columns that split its output into small groups, if it does
+    /// (`Operator::bounded_groups`).
+    groups: Vec<Option<Vec<usize>>>,
     next_op: u32,
     /// A Window node already built as a per-group top-N (see [`Builder::group_top_n`]), and its
     /// dataflow node.
@@ -114,6 +117,7 @@ pub fn build_dataflow(view: u32, plan: &LogicalPlan, version: u32) -> Result<Vie
         version,
         nodes: Vec::new(),
         append_only: Vec::new(),
+        groups: Vec::new(),
         next_op: 0,
         built_window: None,
         built: HashMap::new(),
@@ -122,6 +126,7 @@ pub fn build_dataflow(view: u32, plan: &LogicalPlan, version: u32) -> Result<Vie
     Ok(ViewDataflow {
         view,
         append_only: b.append_only[last],
+        groups: b.groups[last].clone(),
         nodes: b.nodes,
         stored_rows: Default::default(),
     })
@@ -265,14 +270,17 @@ impl Builder {
     /// operator turns insertions into insertions and all its inputs are append-only.
     fn push(&mut self, op: Box<dyn Operator>, inputs: Vec<usize>, schema: SchemaRef) -> usize {
         let append_only = op.append_only() && inputs.iter().all(|i| self.append_only[*i]);
+        let groups = op.bounded_groups(inputs.first().and_then(|i| self.groups[*i].as_deref()));
         self.next_op += 1;
-        self.add(
+        let node = self.add(
             Node {
                 kind: NodeKind::Op { op, inputs },
                 schema,
             },
             append_only,
-        )
+        );
+        self.groups[node] = groups;
+        node
     }
 
     /// Adds a source node reading `relation` (its columns `columns`, or all); `append_only`
@@ -295,6 +303,7 @@ impl Builder {
 
     fn add(&mut self, node: Node, append_only: bool) -> usize {
         self.append_only.push(append_only);
+        self.groups.push(None);
         self.nodes.push(node);
         self.nodes.len() - 1
     }

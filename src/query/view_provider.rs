@@ -110,6 +110,19 @@ impl PartitionStream for ViewScan {
                 }
                 return Ok(());
             }
+            if view.def.layout == Layout::Groups {
+                // Each group's rows, each once with its multiplicity.
+                return crate::dataflow::view_groups::read(&view, &*snapshot, BATCH_ROWS, |batch, counts| {
+                    let idx: Vec<u32> = counts
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(i, c)| std::iter::repeat_n(i as u32, (*c).max(0) as usize))
+                        .collect();
+                    let batch = take_record_batch(&batch, &UInt32Array::from(idx))?;
+                    Ok(tx.blocking_send(Ok(batch)).is_ok())
+                })
+                .map_err(to_df);
+            }
             let prefix = from.len();
             let mut rows: Vec<Box<[u8]>> = Vec::new();
             let mut counts: Vec<i64> = Vec::new();

@@ -109,10 +109,17 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
     let planned = plan_query(env, &cv.query, &column_names).await?;
     // Validate now: every node must have an operator (0A000 otherwise).
     let dataflow = crate::planner::build_dataflow(0, &planned.plan, crate::planner::PLAN_VERSION)?;
-    let layout = if dataflow.append_only {
-        Layout::Segments
-    } else {
-        Layout::Rows
+    // A view that only gains rows is stored as appended batches; one whose rows fall into
+    // small groups (a per-group top-N) one key per group; any other one key per row.
+    let (layout, group_columns) = match (dataflow.append_only, dataflow.groups) {
+        (true, _) => (Layout::Segments, Vec::new()),
+        (false, Some(mut groups)) => {
+            // Keys in the view's column order, as its rows would be: a group's neighbours in
+            // the store are those of its first columns (for q18, of the same auction).
+            groups.sort_unstable();
+            (Layout::Groups, groups)
+        }
+        (false, None) => (Layout::Rows, Vec::new()),
     };
     let def = ViewDef {
         id: 0,
@@ -123,6 +130,7 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
         depends_on: planned.depends_on.clone(),
         created_epoch: env.view.committed.epoch + 1,
         layout,
+        group_columns,
         plan_version: crate::planner::PLAN_VERSION,
     };
     Ok((def, planned))
@@ -159,6 +167,15 @@ pub async fn explain(env: &QueryEnv, cv: &CreateView) -> Result<Vec<String>> {
     if def.layout == Layout::Segments {
         // Its rows are only ever added: stored as appended batches, not one key per row.
         lines[0].push_str(", append-only");
+    }
+    if def.layout == Layout::Groups {
+        // One key per group of rows (a per-group top-N's), not one key per row.
+        let names: Vec<&str> = def
+            .group_columns
+            .iter()
+            .map(|i| def.columns[*i].name.as_str())
+            .collect();
+        lines[0].push_str(&format!(", stored by group ({})", names.join(", ")));
     }
     lines.extend(df.explain().into_iter().map(|l| format!("  {l}")));
     Ok(lines)

@@ -7,6 +7,7 @@
 //! 0x03 source:u32be 0x01 table:u32be a source table's capture progress (JSON)
 //! 0x10 table:u32be pk-bytes        a table row; pk-bytes is the order-preserving row encoding
 //! 0x11 view:u32be row-bytes         a materialized view row -> its multiplicity (i64be)
+//! 0x11 view:u32be group-bytes       a view stored by group: the group's rows (`groups`)
 //! 0x12 view:u32be op:u32be part:u8 .. state of one operator of a view's dataflow
 //! ```
 //! Big-endian ids keep one relation's rows contiguous and ordered by primary key.

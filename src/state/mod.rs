@@ -5,6 +5,7 @@
 //! takes a [`StateSnapshot`] sees exactly one committed epoch, and a crash never leaves half an
 //! epoch behind. No RocksDB type appears in these signatures.
 
+pub mod groups;
 pub mod keys;
 pub mod memory;
 pub mod rocks;

@@ -37,6 +37,9 @@ pub enum Layout {
     /// Not stored: a stream (`CREATE SOURCE name (..) WITH (connector = ..)`) whose source only
     /// appends; its rows flow to the views over it and are not kept.
     Stream,
+    /// A view whose rows fall into small groups (a per-group top-N's): one key per group,
+    /// holding the group's rows (`state::groups`).
+    Groups,
 }
 
 impl Layout {
@@ -46,7 +49,7 @@ impl Layout {
 
     /// True when rows are only ever added (views over it see insertions only).
     pub fn is_append_only(&self) -> bool {
-        *self != Layout::Rows
+        matches!(self, Layout::Segments | Layout::Stream)
     }
 }
 

@@ -68,6 +68,9 @@ const VIEWS: &[(&str, &str)] = &[
         "WITH big AS (SELECT * FROM t1 WHERE v > 20) SELECT big.g, count(*) AS n FROM big GROUP BY big.g",
     ),
     ("v_top", "SELECT id, v FROM t1 ORDER BY v DESC, id LIMIT 5"),
+    // Tops stored by group (one key per group): equal rows held several times, and a view
+    // reading a view stored so (its backfill reads the groups).
+    ("v_top_dups", "SELECT g FROM t1 ORDER BY g DESC LIMIT 7"),
     (
         "v_top_offset",
         "SELECT id, g FROM t1 ORDER BY g, id DESC LIMIT 4 OFFSET 2",
@@ -140,6 +143,10 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT g, count(DISTINCT s) AS ds, count(DISTINCT s) FILTER (WHERE v < 30) AS ds_low, \
          count(DISTINCT s) FILTER (WHERE v >= 30) AS ds_high, count(DISTINCT v) FILTER (WHERE s IS NOT NULL) AS dv, \
          count(*) FILTER (WHERE v < 30) AS n_low FROM t1 GROUP BY g",
+    ),
+    (
+        "v_on_group_top",
+        "SELECT g, count(*) AS n, max(v) AS hi FROM v_group_top GROUP BY g",
     ),
     ("v_intersect", "SELECT g FROM t1 INTERSECT SELECT t1_id FROM t2"),
     ("v_except", "SELECT g FROM t1 EXCEPT SELECT t1_id FROM t2"),

@@ -30,6 +30,11 @@ impl Operator for FilterOp {
         true
     }
 
+    /// A filter only drops rows: its input's groups.
+    fn bounded_groups(&self, input: Option<&[usize]>) -> Option<Vec<usize>> {
+        input.map(<[usize]>::to_vec)
+    }
+
     fn describe(&self) -> String {
         format!("Filter: {}", self.predicate.display.join(", "))
     }

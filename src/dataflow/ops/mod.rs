@@ -47,6 +47,14 @@ impl Exprs {
         })
     }
 
+    pub fn len(&self) -> usize {
+        self.exprs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exprs.is_empty()
+    }
+
     /// The input column that expression `i` is, if it is a plain column reference.
     pub fn column(&self, i: usize) -> Option<usize> {
         self.exprs

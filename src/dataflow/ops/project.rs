@@ -36,6 +36,14 @@ impl Operator for ProjectOp {
         true
     }
 
+    /// The input's groups, where every group column is passed on as it is.
+    fn bounded_groups(&self, input: Option<&[usize]>) -> Option<Vec<usize>> {
+        input?
+            .iter()
+            .map(|g| (0..self.exprs.len()).find(|j| self.exprs.column(*j) == Some(*g)))
+            .collect()
+    }
+
     fn describe(&self) -> String {
         format!("Project: {}", self.exprs.display.join(", "))
     }

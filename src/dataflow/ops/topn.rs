@@ -367,6 +367,19 @@ impl Operator for TopNOp {
         vec![&mut self.ordered]
     }
 
+    /// Each group's top holds at most `skip + fetch` rows: small tops are grouped by the
+    /// PARTITION BY columns (the output keeps the input's columns in place), when they are
+    /// plain columns.
+    fn bounded_groups(&self, _input: Option<&[usize]>) -> Option<Vec<usize>> {
+        if self.spec.fetch > crate::state::groups::MAX_ROWS.saturating_sub(self.spec.skip) {
+            return None;
+        }
+        match &self.spec.partition_exprs {
+            None => Some(Vec::new()),
+            Some((exprs, _)) => (0..exprs.len()).map(|i| exprs.column(i)).collect(),
+        }
+    }
+
     fn describe(&self) -> String {
         match &self.spec.partition_exprs {
             None => format!(

@@ -1,0 +1,137 @@
+//! A materialized view stored by group (`Layout::Groups`, `state::groups`): applying its
+//! changes (each touched group read once and written once per epoch) and reading its rows.
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::row::Rows;
+use datafusion::common::HashMap;
+
+use super::operator::EpochContext;
+use super::stored_rows::StoredRows;
+use crate::catalog::View;
+use crate::error::{Error, Result};
+use crate::state::{groups, keys, StateSnapshot, WriteBatch};
+
+/// Applies `view`'s consolidated changes `live` (row of `rows`, weight; `cols` the changes'
+/// columns in the view's types, `rows` their row encoding) to its stored groups: each group
+/// they touch is read and rewritten once, or deleted when it holds no row any more. Called
+/// at most once per view and epoch: the groups are read from the epoch's snapshot.
+pub(super) fn apply(
+    view: &View,
+    cols: &[ArrayRef],
+    rows: &Rows,
+    live: &[(u32, i64)],
+    ctx: &EpochContext,
+    stored_rows: &mut StoredRows,
+    batch: &mut WriteBatch,
+) -> Result<()> {
+    let prefix = keys::view_prefix(view.def.id);
+    let group_keys = match &view.group_codec {
+        Some(codec) => {
+            let group_cols: Vec<ArrayRef> = view.def.group_columns.iter().map(|i| cols[*i].clone()).collect();
+            Some(codec.encode(&group_cols)?)
+        }
+        // No group columns: the whole view is one group.
+        None => None,
+    };
+    // The touched groups in the order first seen (their keys), and each change's group.
+    let mut index: HashMap<&[u8], usize> = HashMap::new();
+    let mut touched: Vec<Vec<u8>> = Vec::new();
+    let mut slots = Vec::with_capacity(live.len());
+    for (i, _) in live {
+        let group: &[u8] = group_keys.as_ref().map_or(&[], |g| g.row(*i as usize).data());
+        let slot = *index.entry(group).or_insert_with(|| {
+            let mut key = Vec::with_capacity(prefix.len() + group.len());
+            key.extend_from_slice(&prefix);
+            key.extend_from_slice(group);
+            touched.push(key);
+            touched.len() - 1
+        });
+        slots.push(slot);
+    }
+    let mut changes: Vec<Vec<(&[u8], i64)>> = vec![Vec::new(); touched.len()];
+    for ((i, w), slot) in live.iter().zip(slots) {
+        changes[slot].push((rows.row(*i as usize).data(), *w));
+    }
+    // The stored groups among them, in one batched read (skipping groups surely not stored).
+    stored_rows.load(&*ctx.snapshot, view.def.id, false)?;
+    let hashes: Vec<u64> = touched.iter().map(|k| stored_rows.hash(k)).collect();
+    let mut held: Vec<&[u8]> = touched
+        .iter()
+        .zip(&hashes)
+        .filter(|(_, h)| stored_rows.may_hold(**h))
+        .map(|(k, _)| k.as_slice())
+        .collect();
+    held.sort_unstable();
+    // Not kept in the block cache: a group read here is rewritten at once.
+    let values = ctx.snapshot.multi_get_uncached(&held)?;
+    let stored: HashMap<&[u8], Vec<u8>> = held
+        .into_iter()
+        .zip(values)
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+    for ((key, changes), h) in touched.iter().zip(changes).zip(hashes) {
+        let old = stored.get(key.as_slice()).map(Vec::as_slice);
+        let new = groups::apply(old, changes)?.map_err(|_| {
+            Error::internal(format!(
+                "materialized view {} would hold a row a negative number of times",
+                view.def.name
+            ))
+        })?;
+        if !new.is_empty() {
+            batch.put(key.clone(), groups::encode(&new)?);
+        } else if old.is_some() {
+            batch.delete(key.clone());
+        }
+        stored_rows.changed(h, i64::from(old.is_some()), i64::from(!new.is_empty()));
+    }
+    Ok(())
+}
+
+/// Reads the rows of `view` (stored by group) in `snapshot`, in batches of about `batch_rows`
+/// rows: `each` gets a batch (each row once, in the view's schema) and the rows'
+/// multiplicities, and returns false to stop.
+pub fn read(
+    view: &View,
+    snapshot: &dyn StateSnapshot,
+    batch_rows: usize,
+    mut each: impl FnMut(RecordBatch, Vec<i64>) -> Result<bool>,
+) -> Result<()> {
+    let (from, to) = keys::view_range(view.def.id);
+    let mut values: Vec<Box<[u8]>> = Vec::new();
+    let mut held = 0usize;
+    let mut flush = |values: &mut Vec<Box<[u8]>>| -> Result<bool> {
+        let mut rows = Vec::new();
+        let mut counts = Vec::new();
+        for value in values.iter() {
+            for (row, count) in groups::decode(value)? {
+                rows.push(row);
+                counts.push(count);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(true);
+        }
+        let cols = view.row_codec.decode(rows)?;
+        let batch = RecordBatch::try_new(view.schema.clone(), cols)?;
+        values.clear();
+        each(batch, counts)
+    };
+    for kv in snapshot.scan(&from, &to) {
+        let (_, value) = kv?;
+        held += groups::decode(&value)?.len();
+        values.push(value);
+        if held >= batch_rows {
+            held = 0;
+            if !flush(&mut values)? {
+                return Ok(());
+            }
+        }
+    }
+    flush(&mut values)?;
+    Ok(())
+}
+
+/// How many rows (with multiplicity) a stored group value holds.
+pub fn row_count(value: &[u8]) -> Result<i64> {
+    Ok(groups::decode(value)?.iter().map(|(_, c)| c).sum())
+}
