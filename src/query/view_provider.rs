@@ -113,13 +113,7 @@ impl PartitionStream for ViewScan {
             if view.def.layout == Layout::Groups {
                 // Each group's rows, each once with its multiplicity.
                 return crate::dataflow::view_groups::read(&view, &*snapshot, BATCH_ROWS, |batch, counts| {
-                    let idx: Vec<u32> = counts
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(i, c)| std::iter::repeat_n(i as u32, (*c).max(0) as usize))
-                        .collect();
-                    let batch = take_record_batch(&batch, &UInt32Array::from(idx))?;
-                    Ok(tx.blocking_send(Ok(batch)).is_ok())
+                    Ok(tx.blocking_send(Ok(expand(&batch, &counts)?)).is_ok())
                 })
                 .map_err(to_df);
             }
@@ -135,12 +129,7 @@ impl PartitionStream for ViewScan {
                     .decode(rows.iter().map(|r| &r[prefix..]))
                     .map_err(to_df)?;
                 let batch = datafusion::arrow::array::RecordBatch::try_new(view.schema.clone(), cols)?;
-                let idx: Vec<u32> = counts
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(i, c)| std::iter::repeat_n(i as u32, (*c).max(0) as usize))
-                    .collect();
-                let batch = take_record_batch(&batch, &UInt32Array::from(idx))?;
+                let batch = expand(&batch, counts)?;
                 rows.clear();
                 counts.clear();
                 Ok(tx.blocking_send(Ok(batch)).is_ok())
@@ -158,4 +147,17 @@ impl PartitionStream for ViewScan {
         });
         builder.build()
     }
+}
+
+/// `batch` with each row repeated as many times as its multiplicity in `counts`.
+fn expand(
+    batch: &datafusion::arrow::array::RecordBatch,
+    counts: &[i64],
+) -> Result<datafusion::arrow::array::RecordBatch, datafusion::arrow::error::ArrowError> {
+    let idx: Vec<u32> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| std::iter::repeat_n(i as u32, (*c).max(0) as usize))
+        .collect();
+    take_record_batch(batch, &UInt32Array::from(idx))
 }
