@@ -131,6 +131,10 @@ pub struct ViewDef {
     /// is one group).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_columns: Vec<usize>,
+    /// With `Layout::Groups`: each group holds at most one row, once (an aggregate's groups,
+    /// a top-1), so an epoch's changes to a group give its new contents without a read.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub single_row_groups: bool,
     /// The planner version the view was created with (`planner::PLAN_VERSION`): a restart
     /// re-plans with the same operator variants, which wrote its state (0: before versions).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -139,6 +143,10 @@ pub struct ViewDef {
 
 fn is_zero(v: &u32) -> bool {
     *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// A materialized view with its derived forms. Rows are stored as the order-preserving

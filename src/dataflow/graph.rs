@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::changes::Changes;
-use super::operator::{EpochContext, Operator, StateTable};
+use super::operator::{EpochContext, Operator, RowGroups, StateTable};
 use super::stored_rows::StoredRows;
 use crate::error::Result;
 use crate::state::WriteBatch;
@@ -40,10 +40,10 @@ pub struct ViewDataflow {
     /// True if the view only ever gains rows: every relation it reads does and every
     /// operator turns insertions into insertions (set by the planner).
     pub append_only: bool,
-    /// The output columns that split the view's rows into small groups (a per-group top-N's
-    /// partition columns; empty: one group), if they do (set by the planner): the view is
-    /// then stored by group (`Layout::Groups`).
-    pub groups: Option<Vec<usize>>,
+    /// How the view's rows fall into small groups (a per-group top-N's partition columns, an
+    /// aggregate's GROUP BY columns), if they do (set by the planner): the view is then stored
+    /// by group (`Layout::Groups`).
+    pub groups: Option<RowGroups>,
     /// Which rows the view holds, when it is stored one key per row.
     pub stored_rows: StoredRows,
 }

@@ -41,11 +41,23 @@ pub trait Operator: Send {
         false
     }
 
-    /// Output columns that split the output into groups of at most `state::groups::MAX_ROWS`
-    /// rows each (a per-group top-N's partition columns; none: one such group), given the same
-    /// of the first input (`input`). None: the groups are not known to be bounded.
-    fn bounded_groups(&self, input: Option<&[usize]>) -> Option<Vec<usize>> {
+    /// How the output falls into small groups ([`RowGroups`]), given the same of the first
+    /// input (`input`). None: the groups are not known to be bounded.
+    fn bounded_groups(&self, input: Option<&RowGroups>) -> Option<RowGroups> {
         let _ = input;
         None
     }
+}
+
+/// Output columns that split an operator's output into groups of at most
+/// `state::groups::MAX_ROWS` rows each: a per-group top-N's partition columns, an aggregate's
+/// GROUP BY columns. A materialized view whose rows fall into such groups is stored one key per
+/// group (`Layout::Groups`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowGroups {
+    /// The group columns (none: the whole output is one group).
+    pub columns: Vec<usize>,
+    /// Each group holds at most one row, once (an aggregate's group, a top-1): an epoch's
+    /// changes to a group then give its new row without reading the old one.
+    pub single: bool,
 }

@@ -13,8 +13,10 @@ use crate::state::{groups, keys, StateSnapshot, WriteBatch};
 
 /// Applies `view`'s consolidated changes `live` (row of `rows`, weight; `cols` the changes'
 /// columns in the view's types, `rows` their row encoding) to its stored groups: each group
-/// they touch is read and rewritten once, or deleted when it holds no row any more. Called
-/// at most once per view and epoch: the groups are read from the epoch's snapshot.
+/// they touch is read and rewritten once, or deleted when it holds no row any more (a group of
+/// at most one row, `ViewDef::single_row_groups`, is rewritten from its changes without a
+/// read). Called at most once per view and epoch: the groups are read from the epoch's
+/// snapshot.
 pub(super) fn apply(
     view: &View,
     cols: &[ArrayRef],
@@ -52,14 +54,40 @@ pub(super) fn apply(
     for ((i, w), slot) in live.iter().zip(slots) {
         changes[slot].push((rows.row(*i as usize).data(), *w));
     }
-    // The stored groups among them, in one batched read (skipping groups surely not stored).
-    stored_rows.load(&*ctx.snapshot, view.def.id, false)?;
+    // Groups of at most one row: a group's changes give its new row (or none) without reading
+    // it, unless they are not of that form.
+    let single: Vec<Option<Option<&[u8]>>> = changes
+        .iter()
+        .map(|c| {
+            if view.def.single_row_groups {
+                single_row(c)
+            } else {
+                None
+            }
+        })
+        .collect();
+    for (key, new) in touched.iter().zip(&single) {
+        match new {
+            Some(Some(row)) => batch.put(key.clone(), groups::encode(&[(row, 1)])?),
+            Some(None) => batch.delete(key.clone()),
+            None => {}
+        }
+    }
+    if single.iter().all(Option::is_some) {
+        return Ok(());
+    }
+    // The other groups: the stored ones among them, in one batched read (skipping groups
+    // surely not stored; such a view of single rows keeps no hashes, and reads them all).
+    if !view.def.single_row_groups {
+        stored_rows.load(&*ctx.snapshot, view.def.id, false)?;
+    }
     let hashes: Vec<u64> = touched.iter().map(|k| stored_rows.hash(k)).collect();
     let mut held: Vec<&[u8]> = touched
         .iter()
         .zip(&hashes)
-        .filter(|(_, h)| stored_rows.may_hold(**h))
-        .map(|(k, _)| k.as_slice())
+        .zip(&single)
+        .filter(|((_, h), new)| new.is_none() && stored_rows.may_hold(**h))
+        .map(|((k, _), _)| k.as_slice())
         .collect();
     held.sort_unstable();
     // Not kept in the block cache: a group read here is rewritten at once.
@@ -69,7 +97,13 @@ pub(super) fn apply(
         .zip(values)
         .filter_map(|(k, v)| Some((k, v?)))
         .collect();
-    for ((key, changes), h) in touched.iter().zip(changes).zip(hashes) {
+    for (((key, changes), h), _) in touched
+        .iter()
+        .zip(changes)
+        .zip(hashes)
+        .zip(&single)
+        .filter(|(_, new)| new.is_none())
+    {
         let old = stored.get(key.as_slice()).map(Vec::as_slice);
         let new = groups::apply(old, changes)?.map_err(|_| {
             Error::internal(format!(
@@ -85,6 +119,18 @@ pub(super) fn apply(
         stored_rows.changed(h, i64::from(old.is_some()), i64::from(!new.is_empty()));
     }
     Ok(())
+}
+
+/// A group of at most one row: its new row (None: it holds none) from its changes in an epoch
+/// (consolidated: each row once), when they are that row's insertion, the old row's deletion,
+/// or both. None: the changes are not of that form, and the group must be read.
+fn single_row<'a>(changes: &[(&'a [u8], i64)]) -> Option<Option<&'a [u8]>> {
+    match changes {
+        [(row, 1)] => Some(Some(row)),
+        [(_, -1)] => Some(None),
+        [(row, 1), (_, -1)] | [(_, -1), (row, 1)] => Some(Some(row)),
+        _ => None,
+    }
 }
 
 /// Reads the rows of `view` (stored by group) in `snapshot`, in batches of about `batch_rows`
@@ -134,4 +180,23 @@ pub fn read(
 /// How many rows (with multiplicity) a stored group value holds.
 pub fn row_count(value: &[u8]) -> Result<i64> {
     Ok(groups::decode(value)?.iter().map(|(_, c)| c).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::single_row;
+
+    #[test]
+    fn a_single_row_group_is_rewritten_from_its_changes_alone() {
+        let (old, new): (&[u8], &[u8]) = (b"old", b"new");
+        assert_eq!(single_row(&[(new, 1)]), Some(Some(new)));
+        assert_eq!(single_row(&[(old, -1)]), Some(None));
+        assert_eq!(single_row(&[(old, -1), (new, 1)]), Some(Some(new)));
+        assert_eq!(single_row(&[(new, 1), (old, -1)]), Some(Some(new)));
+        // Anything else is read and merged: a row held twice, two new rows, a double deletion.
+        assert_eq!(single_row(&[(new, 2)]), None);
+        assert_eq!(single_row(&[(old, 1), (new, 1)]), None);
+        assert_eq!(single_row(&[(old, -1), (new, -1)]), None);
+        assert_eq!(single_row(&[]), None);
+    }
 }

@@ -37,7 +37,7 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan};
 
 use crate::dataflow::graph::{Node, NodeKind, ViewDataflow};
-use crate::dataflow::operator::{Operator, StateTable};
+use crate::dataflow::operator::{Operator, RowGroups, StateTable};
 use crate::dataflow::ops::aggregate::{AggKind, AggSpec, GroupAggregateOp};
 use crate::dataflow::ops::distinct::DistinctOp;
 use crate::dataflow::ops::filter::FilterOp;
@@ -68,7 +68,7 @@ struct Builder {
     append_only: Vec<bool>,
     /// Per node: the output columns that split its output into small groups, if it does
     /// (`Operator::bounded_groups`).
-    groups: Vec<Option<Vec<usize>>>,
+    groups: Vec<Option<RowGroups>>,
     next_op: u32,
     /// A Window node already built as a per-group top-N (see [`Builder::group_top_n`]), and its
     /// dataflow node.
@@ -270,7 +270,7 @@ impl Builder {
     /// operator turns insertions into insertions and all its inputs are append-only.
     fn push(&mut self, op: Box<dyn Operator>, inputs: Vec<usize>, schema: SchemaRef) -> usize {
         let append_only = op.append_only() && inputs.iter().all(|i| self.append_only[*i]);
-        let groups = op.bounded_groups(inputs.first().and_then(|i| self.groups[*i].as_deref()));
+        let groups = op.bounded_groups(inputs.first().and_then(|i| self.groups[*i].as_ref()));
         self.next_op += 1;
         let node = self.add(
             Node {

@@ -110,16 +110,17 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
     // Validate now: every node must have an operator (0A000 otherwise).
     let dataflow = crate::planner::build_dataflow(0, &planned.plan, crate::planner::PLAN_VERSION)?;
     // A view that only gains rows is stored as appended batches; one whose rows fall into
-    // small groups (a per-group top-N) one key per group; any other one key per row.
-    let (layout, group_columns) = match (dataflow.append_only, dataflow.groups) {
-        (true, _) => (Layout::Segments, Vec::new()),
+    // small groups (a per-group top-N, an aggregate's groups) one key per group; any other one
+    // key per row.
+    let (layout, group_columns, single_row_groups) = match (dataflow.append_only, dataflow.groups) {
+        (true, _) => (Layout::Segments, Vec::new(), false),
         (false, Some(mut groups)) => {
             // Keys in the view's column order, as its rows would be: a group's neighbours in
             // the store are those of its first columns (for q18, of the same auction).
-            groups.sort_unstable();
-            (Layout::Groups, groups)
+            groups.columns.sort_unstable();
+            (Layout::Groups, groups.columns, groups.single)
         }
-        (false, None) => (Layout::Rows, Vec::new()),
+        (false, None) => (Layout::Rows, Vec::new(), false),
     };
     let def = ViewDef {
         id: 0,
@@ -131,6 +132,7 @@ pub async fn plan_create(env: &QueryEnv, cv: &CreateView) -> Result<(ViewDef, Pl
         created_epoch: env.view.committed.epoch + 1,
         layout,
         group_columns,
+        single_row_groups,
         plan_version: crate::planner::PLAN_VERSION,
     };
     Ok((def, planned))
@@ -169,13 +171,19 @@ pub async fn explain(env: &QueryEnv, cv: &CreateView) -> Result<Vec<String>> {
         lines[0].push_str(", append-only");
     }
     if def.layout == Layout::Groups {
-        // One key per group of rows (a per-group top-N's), not one key per row.
+        // One key per group of rows (a per-group top-N's, an aggregate's), not one key per
+        // row; "by key" when each group is one row.
         let names: Vec<&str> = def
             .group_columns
             .iter()
             .map(|i| def.columns[*i].name.as_str())
             .collect();
-        lines[0].push_str(&format!(", stored by group ({})", names.join(", ")));
+        let unit = if def.single_row_groups { "row" } else { "group" };
+        lines[0].push_str(&match names.is_empty() {
+            true => format!(", stored as one {unit}"),
+            false if def.single_row_groups => format!(", stored by key ({})", names.join(", ")),
+            false => format!(", stored by group ({})", names.join(", ")),
+        });
     }
     lines.extend(df.explain().into_iter().map(|l| format!("  {l}")));
     Ok(lines)

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::grouping::Groups;
 use super::Exprs;
 use crate::dataflow::changes::Changes;
-use crate::dataflow::operator::{EpochContext, Operator, StateTable};
+use crate::dataflow::operator::{EpochContext, Operator, RowGroups, StateTable};
 use crate::dataflow::state_log::put_varint;
 use crate::error::{Error, Result};
 use crate::state::row_codec::RowCodec;
@@ -1140,6 +1140,15 @@ impl Operator for GroupAggregateOp {
 
     fn state_tables(&mut self) -> Vec<&mut StateTable> {
         vec![&mut self.groups, &mut self.values]
+    }
+
+    /// One row per group: the GROUP BY columns, which lead the output (without GROUP BY, the
+    /// one global row).
+    fn bounded_groups(&self, _input: Option<&RowGroups>) -> Option<RowGroups> {
+        Some(RowGroups {
+            columns: (0..self.group_types.len()).collect(),
+            single: true,
+        })
     }
 
     fn describe(&self) -> String {

@@ -4,7 +4,7 @@ use datafusion::arrow::compute::filter_record_batch;
 
 use super::Exprs;
 use crate::dataflow::changes::Changes;
-use crate::dataflow::operator::{EpochContext, Operator};
+use crate::dataflow::operator::{EpochContext, Operator, RowGroups};
 use crate::error::Result;
 
 pub struct FilterOp {
@@ -31,8 +31,8 @@ impl Operator for FilterOp {
     }
 
     /// A filter only drops rows: its input's groups.
-    fn bounded_groups(&self, input: Option<&[usize]>) -> Option<Vec<usize>> {
-        input.map(<[usize]>::to_vec)
+    fn bounded_groups(&self, input: Option<&RowGroups>) -> Option<RowGroups> {
+        input.cloned()
     }
 
     fn describe(&self) -> String {

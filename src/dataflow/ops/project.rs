@@ -7,7 +7,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use super::Exprs;
 use crate::dataflow::changes::Changes;
-use crate::dataflow::operator::{EpochContext, Operator};
+use crate::dataflow::operator::{EpochContext, Operator, RowGroups};
 use crate::error::Result;
 
 pub struct ProjectOp {
@@ -37,11 +37,17 @@ impl Operator for ProjectOp {
     }
 
     /// The input's groups, where every group column is passed on as it is.
-    fn bounded_groups(&self, input: Option<&[usize]>) -> Option<Vec<usize>> {
-        input?
+    fn bounded_groups(&self, input: Option<&RowGroups>) -> Option<RowGroups> {
+        let input = input?;
+        let columns = input
+            .columns
             .iter()
             .map(|g| (0..self.exprs.len()).find(|j| self.exprs.column(*j) == Some(*g)))
-            .collect()
+            .collect::<Option<Vec<usize>>>()?;
+        Some(RowGroups {
+            columns,
+            single: input.single,
+        })
     }
 
     fn describe(&self) -> String {

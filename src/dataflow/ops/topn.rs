@@ -31,7 +31,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use super::grouping::Groups;
 use super::Exprs;
 use crate::dataflow::changes::Changes;
-use crate::dataflow::operator::{decode_i64, EpochContext, Operator, StateTable};
+use crate::dataflow::operator::{decode_i64, EpochContext, Operator, RowGroups, StateTable};
 use crate::error::Result;
 use crate::state::row_codec::RowCodec;
 
@@ -370,14 +370,18 @@ impl Operator for TopNOp {
     /// Each group's top holds at most `skip + fetch` rows: small tops are grouped by the
     /// PARTITION BY columns (the output keeps the input's columns in place), when they are
     /// plain columns.
-    fn bounded_groups(&self, _input: Option<&[usize]>) -> Option<Vec<usize>> {
+    fn bounded_groups(&self, _input: Option<&RowGroups>) -> Option<RowGroups> {
         if self.spec.fetch > crate::state::groups::MAX_ROWS.saturating_sub(self.spec.skip) {
             return None;
         }
-        match &self.spec.partition_exprs {
-            None => Some(Vec::new()),
-            Some((exprs, _)) => (0..exprs.len()).map(|i| exprs.column(i)).collect(),
-        }
+        let columns = match &self.spec.partition_exprs {
+            None => Vec::new(),
+            Some((exprs, _)) => (0..exprs.len()).map(|i| exprs.column(i)).collect::<Option<_>>()?,
+        };
+        Some(RowGroups {
+            columns,
+            single: self.spec.fetch == 1,
+        })
     }
 
     fn describe(&self) -> String {
