@@ -866,11 +866,7 @@ fn relation_contents(catalog: &Catalog, id: u32, ctx: &EpochContext, history: &d
                 parts.push(Changes::new(batch, counts)?);
                 Ok(true)
             })?;
-            return match parts.len() {
-                0 => Ok(Changes::empty(v.schema.clone())),
-                1 => Ok(parts.pop().expect("one part")),
-                _ => Changes::concat(&v.schema, &parts),
-            };
+            return Changes::concat(&v.schema, &parts);
         }
         let mut rows: Vec<Box<[u8]>> = Vec::new();
         let mut weights = Vec::new();

@@ -143,37 +143,35 @@ pub fn read(
     mut each: impl FnMut(RecordBatch, Vec<i64>) -> Result<bool>,
 ) -> Result<()> {
     let (from, to) = keys::view_range(view.def.id);
-    let mut values: Vec<Box<[u8]>> = Vec::new();
-    let mut held = 0usize;
-    let mut flush = |values: &mut Vec<Box<[u8]>>| -> Result<bool> {
-        let mut rows = Vec::new();
-        let mut counts = Vec::new();
-        for value in values.iter() {
-            for (row, count) in groups::decode(value)? {
-                rows.push(row);
-                counts.push(count);
-            }
-        }
-        if rows.is_empty() {
+    // The rows of the groups read so far, one after another in `bytes` (each decoded once).
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
+    let mut counts: Vec<i64> = Vec::new();
+    let mut flush = |bytes: &mut Vec<u8>, ends: &mut Vec<usize>, counts: &mut Vec<i64>| -> Result<bool> {
+        if ends.is_empty() {
             return Ok(true);
         }
-        let cols = view.row_codec.decode(rows)?;
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        let cols = view
+            .row_codec
+            .decode(starts.zip(ends.iter()).map(|(s, e)| &bytes[s..*e]))?;
         let batch = RecordBatch::try_new(view.schema.clone(), cols)?;
-        values.clear();
-        each(batch, counts)
+        bytes.clear();
+        ends.clear();
+        each(batch, std::mem::take(counts))
     };
     for kv in snapshot.scan(&from, &to) {
         let (_, value) = kv?;
-        held += groups::decode(&value)?.len();
-        values.push(value);
-        if held >= batch_rows {
-            held = 0;
-            if !flush(&mut values)? {
-                return Ok(());
-            }
+        for (row, count) in groups::decode(&value)? {
+            bytes.extend_from_slice(row);
+            ends.push(bytes.len());
+            counts.push(count);
+        }
+        if ends.len() >= batch_rows && !flush(&mut bytes, &mut ends, &mut counts)? {
+            return Ok(());
         }
     }
-    flush(&mut values)?;
+    flush(&mut bytes, &mut ends, &mut counts)?;
     Ok(())
 }
 
