@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::changes::Changes;
 use super::column_reads::{ColumnReads, Columns};
 use super::graph::ViewDataflow;
-use super::operator::EpochContext;
+use super::operator::{EpochContext, RelationWrites};
 use super::stored_rows::StoredRows;
 use super::stream_history::StreamHistory;
 use super::Epoch;
@@ -283,6 +283,7 @@ impl Coordinator {
             last_write: HashMap::new(),
             views: views.into_iter().map(|v| (v.view, v)).collect(),
             history,
+            written: Default::default(),
         };
         let thread = std::thread::Builder::new()
             .name("freshet-commit".into())
@@ -355,6 +356,8 @@ struct Worker {
     /// The columns `views` read (recomputed when views come and go).
     reads: Arc<ColumnReads>,
     history: Arc<dyn StreamHistory>,
+    /// The last committed epoch that wrote each relation, for the operators' contexts.
+    written: Arc<RelationWrites>,
 }
 
 /// Queued requests committed together as one epoch, at most.
@@ -494,12 +497,19 @@ impl Worker {
         let mut accepted: Vec<CommitRequest> = Vec::with_capacity(segment.len());
         let mut created: Vec<ViewDataflow> = Vec::new();
         let mut last_write_updates: Vec<Vec<u8>> = Vec::new();
+        // The relations whose rows this epoch writes, and whether it changes the catalog.
+        let mut written: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
+        let mut catalog_changed = false;
         for mut req in segment {
             if let Err(e) = self.validate(&req, &prev, &catalog, &overlay, epoch) {
                 let _ = req.reply.send(Err(e));
                 continue;
             }
+            written.extend(req.writes.tables.keys().copied());
+            written.extend(req.writes.rows.keys().filter_map(|k| table_of_key(k)));
+            written.extend(req.writes.appends.iter().map(|a| a.table));
             if let Some(ddl) = req.ddl.as_mut() {
+                catalog_changed = true;
                 batch.ops.extend(std::mem::take(&mut ddl.batch.ops));
                 catalog = Arc::new(std::mem::take(&mut ddl.catalog));
                 created.extend(std::mem::take(&mut ddl.created_views));
@@ -562,6 +572,7 @@ impl Worker {
             snapshot: prev.snapshot.clone(),
             store: self.store.clone(),
             epoch,
+            written: self.written.clone(),
         };
         if let Err(e) = self.maintain_views(&catalog, &ctx, table_changes, appended, created, &mut batch) {
             // Throw away the operators' buffered state of the failed epoch.
@@ -585,6 +596,8 @@ impl Worker {
         for k in last_write_updates {
             self.last_write.insert(k, epoch);
         }
+        drop(ctx);
+        Arc::make_mut(&mut self.written).record(epoch, written, catalog_changed);
         if views_changed {
             self.reads = Arc::new(ColumnReads::of(self.views.values()));
         }

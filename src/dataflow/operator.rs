@@ -4,6 +4,7 @@
 //! in [`StateTable`]s ([`super::state_table`]), which the dataflow flushes at the barrier (and
 //! aborts when the epoch fails) through [`Operator::state_tables`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::changes::Changes;
@@ -20,6 +21,38 @@ pub struct EpochContext {
     pub store: Arc<dyn StateStore>,
     /// The epoch being computed.
     pub epoch: super::Epoch,
+    /// Which committed epochs last wrote each relation (for rows kept across epochs).
+    pub written: Arc<RelationWrites>,
+}
+
+/// The last committed epoch that wrote each relation's rows, and the last that committed a
+/// catalog change (which may rewrite any relation): what an operator that keeps rows it read
+/// from the store across epochs checks before using them (a temporal join's table rows).
+/// Kept by the coordinator in memory: after a restart nothing has been written yet, and no
+/// operator holds rows read before it.
+#[derive(Clone, Debug, Default)]
+pub struct RelationWrites {
+    by_relation: HashMap<u32, super::Epoch>,
+    ddl: super::Epoch,
+}
+
+impl RelationWrites {
+    /// The last committed epoch that may have changed `relation`'s rows (0: none since the
+    /// server started).
+    pub fn last(&self, relation: u32) -> super::Epoch {
+        self.by_relation.get(&relation).copied().unwrap_or(0).max(self.ddl)
+    }
+
+    /// Records a committed epoch: the relations whose rows it wrote, and whether it changed
+    /// the catalog.
+    pub fn record(&mut self, epoch: super::Epoch, relations: impl IntoIterator<Item = u32>, ddl: bool) {
+        for r in relations {
+            self.by_relation.insert(r, epoch);
+        }
+        if ddl {
+            self.ddl = epoch;
+        }
+    }
 }
 
 /// An incremental operator.

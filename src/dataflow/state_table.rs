@@ -848,6 +848,7 @@ mod tests {
             snapshot: store.snapshot(),
             store: store.clone(),
             epoch,
+            written: Default::default(),
         }
     }
 

@@ -100,7 +100,11 @@ struct Builder {
 /// and compared value give back (`ThresholdSemiJoinOp::slim_rows`).
 /// Version 10: a projection over a filter computes the subexpressions they share once, below
 /// the filter (`common_subexpr`; it numbers the operators differently).
-pub const PLAN_VERSION: u32 = 10;
+/// Version 11: a GROUP BY without aggregates (`SELECT DISTINCT`), a DISTINCT and a semi join
+/// (not an anti join) declare that insertions give only insertions, so over append-only
+/// inputs their output is append-only (operators downstream keep less state, a view is stored
+/// as appended batches); such a GROUP BY writes a group once, when it first appears.
+pub const PLAN_VERSION: u32 = 11;
 
 /// Builds the dataflow of view `view` from its optimised logical plan, with the operator
 /// variants of plan version `version` (the one the view was created with: its state was
@@ -442,7 +446,8 @@ impl Builder {
                                 state,
                                 arrow_schema(j.left.schema()),
                             )?
-                            .slim_rows(self.version >= 9)?;
+                            .slim_rows(self.version >= 9)?
+                            .inserts_only(self.version >= 11);
                             return Ok(self.push(Box::new(op), vec![left, right], schema));
                         }
                     }
@@ -461,7 +466,8 @@ impl Builder {
                         state,
                         arrow_schema(j.left.schema()),
                         arrow_schema(j.right.schema()),
-                    )?;
+                    )?
+                    .inserts_only(self.version >= 11);
                     return Ok(self.push(Box::new(op), vec![left, right], schema));
                 }
                 let op = SemiJoinOp::new(
@@ -474,7 +480,8 @@ impl Builder {
                     self.state(1),
                     self.state(2),
                     schema.clone(),
-                )?;
+                )?
+                .inserts_only(self.version >= 11);
                 Ok(self.push(Box::new(op), vec![left, right], schema))
             }
             LogicalPlan::Join(j) => {
@@ -491,7 +498,8 @@ impl Builder {
             LogicalPlan::Distinct(Distinct::All(input)) => {
                 let i = self.build(input)?;
                 let state = self.state(0);
-                Ok(self.push(Box::new(DistinctOp::new(state)), vec![i], arrow_schema(input.schema())))
+                let op = DistinctOp::new(state).inserts_only(self.version >= 11);
+                Ok(self.push(Box::new(op), vec![i], arrow_schema(input.schema())))
             }
             LogicalPlan::Distinct(Distinct::On(_)) => Err(Error::unsupported("DISTINCT ON in materialized views")),
             LogicalPlan::Window(_) if self.built_window.is_some_and(|(p, _)| std::ptr::eq(p, plan)) => {
@@ -808,7 +816,8 @@ impl Builder {
             .append_only_input(self.only_insertions(input))
             .hashed_distinct(self.version >= 3)
             .distinct_families(self.version >= 5)
-            .group_ids(self.version >= 8);
+            .group_ids(self.version >= 8)
+            .groups_only(self.version >= 11);
         Ok(self.push(Box::new(op), vec![input], schema))
     }
 

@@ -353,17 +353,44 @@ async fn generated_table_resumes_exactly_after_kill9() {
            ORDER BY price DESC, bidder, auction LIMIT 3 OFFSET 2; \
          CREATE MATERIALIZED VIEW best_bids AS SELECT b.auction, b.bidder, b.date_time, m.top FROM bid b \
            JOIN (SELECT auction, max(price) AS top FROM bid GROUP BY auction) m \
-           ON b.auction = m.auction AND b.price = m.top",
+           ON b.auction = m.auction AND b.price = m.top; \
+         CREATE MATERIALIZED VIEW bidders AS SELECT DISTINCT bidder % 1000 AS b FROM bid; \
+         CREATE MATERIALIZED VIEW cheap_bidders_bids AS SELECT auction, bidder, price FROM bid \
+           WHERE bidder IN (SELECT bidder FROM cheap WHERE price < 1000); \
+         CREATE MATERIALIZED VIEW pairs AS SELECT a.auction, c.bidder FROM \
+           (SELECT auction FROM bid GROUP BY auction) a JOIN \
+           (SELECT auction, bidder FROM cheap GROUP BY auction, bidder) c ON a.auction = c.auction",
     )
     .await
     .unwrap();
     // A view that only filters and projects an appended table only gains rows: it is stored
-    // as appended batches (so is a union of such views); an aggregate is not.
+    // as appended batches (so is a union of such views); an aggregate is not, but a GROUP BY
+    // without aggregates (a DISTINCT) and a semi join are (plan version 11): insertions only
+    // ever insert their rows. An anti join's rows leave when a partner arrives.
     for (query, append_only) in [
         ("SELECT auction, price FROM bid WHERE price < 5000", true),
         ("SELECT auction FROM cheap UNION ALL SELECT auction FROM cheap", true),
-        ("SELECT DISTINCT auction FROM bid", false),
+        ("SELECT DISTINCT auction FROM bid", true),
+        ("SELECT auction, bidder FROM cheap GROUP BY auction, bidder", true),
         ("SELECT auction, count(*) AS n FROM cheap GROUP BY auction", false),
+        (
+            "SELECT auction, price FROM bid WHERE auction IN (SELECT auction FROM cheap)",
+            true,
+        ),
+        (
+            "SELECT auction, price FROM bid b WHERE EXISTS \
+             (SELECT 1 FROM cheap c WHERE c.auction = b.auction AND c.price > b.price)",
+            true,
+        ),
+        (
+            "SELECT auction, price FROM bid b WHERE NOT EXISTS (SELECT 1 FROM cheap c WHERE c.auction = b.auction)",
+            false,
+        ),
+        (
+            "SELECT a.auction, c.bidder FROM (SELECT DISTINCT auction FROM bid) a \
+             JOIN (SELECT DISTINCT auction, bidder FROM cheap) c ON a.auction = c.auction",
+            true,
+        ),
         // An inner join of appended tables only gains rows.
         (
             "SELECT b.auction, c.price FROM bid b JOIN cheap c ON b.auction = c.auction",
@@ -377,8 +404,14 @@ async fn generated_table_resumes_exactly_after_kill9() {
             .expect("a header line");
         assert_eq!(header.ends_with(", append-only"), append_only, "{query}: {plan:?}");
     }
-    // Over inputs that only gain rows, MIN / MAX keep no value multiset and a top-N keeps
-    // only its top.
+    // Over inputs that only gain rows, a GROUP BY without aggregates writes each group once,
+    // MIN / MAX keep no value multiset and a top-N keeps only its top.
+    let plan = rows(
+        &c,
+        "EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT DISTINCT auction FROM bid",
+    )
+    .await;
+    assert!(plan.iter().any(|l| l.contains("each written once")), "{plan:?}");
     let plan = rows(
         &c,
         "EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT auction, max(price) FROM bid GROUP BY auction",
@@ -475,6 +508,15 @@ async fn generated_table_resumes_exactly_after_kill9() {
             "SELECT b.auction, b.bidder, b.date_time, m.top FROM bid b \
              JOIN (SELECT auction, max(price) AS top FROM bid GROUP BY auction) m \
              ON b.auction = m.auction AND b.price = m.top",
+        ),
+        ("bidders", "SELECT DISTINCT bidder % 1000 FROM bid"),
+        (
+            "cheap_bidders_bids",
+            "SELECT auction, bidder, price FROM bid WHERE bidder IN (SELECT bidder FROM bid WHERE price < 1000)",
+        ),
+        (
+            "pairs",
+            "SELECT DISTINCT a.auction, c.bidder FROM bid a JOIN bid c ON a.auction = c.auction WHERE c.price < 5000",
         ),
     ] {
         let want = rows(&c, &format!("SELECT * FROM ({query}) q")).await;

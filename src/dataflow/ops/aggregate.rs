@@ -18,6 +18,12 @@
 //! keys those entries by a number each group gets when it first appears (kept in its
 //! [`GroupState`], the next number under part 0's empty key), not by the group's bytes.
 //!
+//! Without aggregates (`GROUP BY` alone, `SELECT DISTINCT`), plan version 11
+//! ([`GroupAggregateOp::groups_only`]): a group's row is its key, so insertions only ever
+//! insert rows (a group's first row) and the output over an append-only input is append-only
+//! itself; over such an input a group is written once, when it first appears (its row count
+//! is not kept: it can never fall to zero).
+//!
 //! For each group touched in an epoch the operator emits `-old row, +new row` (nothing when the
 //! row did not change). A global aggregate (no GROUP BY) always has exactly one row, as in
 //! PostgreSQL: over an empty input COUNT is 0 and SUM is NULL.
@@ -358,6 +364,9 @@ pub struct GroupAggregateOp {
     group_ids: bool,
     /// The number the next new group gets (read from the group table at first use).
     next_id: Option<u64>,
+    /// Plan version 11, without aggregates: the output is declared append-only over an
+    /// append-only input (see [`GroupAggregateOp::groups_only`]).
+    groups_only: bool,
 }
 
 impl GroupAggregateOp {
@@ -407,6 +416,7 @@ impl GroupAggregateOp {
             families: Vec::new(),
             group_ids: false,
             next_id: None,
+            groups_only: false,
         })
     }
 
@@ -441,6 +451,14 @@ impl GroupAggregateOp {
     /// nothing to number. Older views' entries are keyed by the group's bytes.
     pub fn group_ids(mut self, numbered: bool) -> GroupAggregateOp {
         self.group_ids = numbered;
+        self
+    }
+
+    /// Plan version 11 (`on`), for a GROUP BY without aggregates: its rows are its groups, so
+    /// insertions only ever add rows ([`Operator::append_only`]), and over an append-only
+    /// input a group that exists is not written again (older views count each group's rows).
+    pub fn groups_only(mut self, on: bool) -> GroupAggregateOp {
+        self.groups_only = on && self.aggs.is_empty() && !self.global;
         self
     }
 
@@ -1117,6 +1135,10 @@ impl Operator for GroupAggregateOp {
             } else {
                 None
             };
+            if self.groups_only && self.append_only && old.is_some() {
+                // A group seen before: nothing to write, nothing to emit.
+                continue;
+            }
             if exists {
                 self.groups.put(g, state.encode());
             } else {
@@ -1142,6 +1164,10 @@ impl Operator for GroupAggregateOp {
         vec![&mut self.groups, &mut self.values]
     }
 
+    fn append_only(&self) -> bool {
+        self.groups_only
+    }
+
     /// One row per group: the GROUP BY columns, which lead the output (without GROUP BY, the
     /// one global row).
     fn bounded_groups(&self, _input: Option<&RowGroups>) -> Option<RowGroups> {
@@ -1153,6 +1179,12 @@ impl Operator for GroupAggregateOp {
 
     fn describe(&self) -> String {
         let aggs: Vec<String> = self.aggs.iter().map(|a| format!("{:?}", a.kind)).collect();
+        if self.groups_only && self.append_only {
+            return format!(
+                "GroupAggregate: group by [{}], aggregates [] (state: the groups seen, each written once; append-only input)",
+                self.group_exprs.display.join(", "),
+            );
+        }
         format!(
             "GroupAggregate: group by [{}], aggregates [{}] (state: group -> accumulators{})",
             self.group_exprs.display.join(", "),
@@ -1280,6 +1312,90 @@ mod tests {
                 if epoch % 7 == 0 {
                     agg = op(layout);
                 }
+            }
+        }
+    }
+
+    /// `SELECT g, v FROM t GROUP BY g, v` over random insertions (plan version 11): the
+    /// operator declares its output append-only, emits each group once, when it first appears
+    /// (across restarts), and writes state only in epochs that bring a new group; the same
+    /// aggregate in an older view rewrites its groups' row counts in the others.
+    #[test]
+    fn groups_only_over_insertions_emits_and_writes_each_group_once() {
+        use crate::dataflow::ops::testing::RandomBag;
+        use crate::state::memory::MemoryStore;
+        use crate::state::{StateStore, WriteBatch};
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        use datafusion::common::DFSchema;
+        use datafusion::prelude::col;
+        use std::collections::BTreeSet;
+
+        let df = DFSchema::try_from(RandomBag::schema().as_ref().clone()).unwrap();
+        let op = |version_11: bool| {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("g", DataType::Int64, true),
+                Field::new("v", DataType::Int64, true),
+            ]));
+            GroupAggregateOp::new(
+                StateTable::new(2, 0, 0),
+                StateTable::new(2, 0, 1),
+                Exprs::new(&[col("g"), col("v")], &df).unwrap(),
+                Exprs::new(&[], &df).unwrap(),
+                Vec::new(),
+                schema,
+            )
+            .unwrap()
+            .append_only_input(true)
+            .groups_only(version_11)
+        };
+        for version_11 in [true, false] {
+            let store = Arc::new(MemoryStore::default());
+            let mut bag = RandomBag::new(11, 4, 5).insertions_only();
+            let mut agg = op(version_11);
+            assert_eq!(agg.append_only(), version_11);
+            let mut seen: BTreeSet<(i64, i64)> = BTreeSet::new();
+            // Epochs without a new group that wrote state.
+            let mut rewrites = 0;
+            for epoch in 1..=40u64 {
+                let input = bag.changes();
+                let ctx = EpochContext {
+                    snapshot: store.snapshot(),
+                    store: store.clone(),
+                    epoch,
+                    written: Default::default(),
+                };
+                let out = agg.process(0, input, &ctx).unwrap();
+                let mut batch = WriteBatch::default();
+                for t in agg.state_tables() {
+                    t.flush(&ctx, &mut batch).unwrap();
+                }
+                let col = |i: usize| out.columns()[i].as_any().downcast_ref::<Int64Array>().unwrap().clone();
+                let (g, v) = (col(0), col(1));
+                for (i, w) in out.weights().values().iter().enumerate() {
+                    assert_eq!(*w, 1, "epoch {epoch}: only insertions");
+                    assert!(
+                        seen.insert((g.value(i), v.value(i))),
+                        "epoch {epoch}: a group emitted twice"
+                    );
+                }
+                if out.is_empty() && !batch.ops.is_empty() {
+                    rewrites += 1;
+                }
+                if !out.is_empty() {
+                    assert!(!batch.ops.is_empty(), "epoch {epoch}: a new group not written");
+                }
+                store.commit(batch, false).unwrap();
+                let expected: BTreeSet<(i64, i64)> = bag.rows.keys().copied().collect();
+                assert_eq!(seen, expected, "epoch {epoch}");
+                if epoch % 7 == 0 {
+                    agg = op(version_11);
+                }
+            }
+            if version_11 {
+                assert_eq!(rewrites, 0, "epochs without a new group wrote state");
+            } else {
+                assert!(rewrites > 0, "no epoch without a new group: the test shows nothing");
             }
         }
     }

@@ -11,11 +11,23 @@ use crate::error::Result;
 
 pub struct DistinctOp {
     state: StateTable,
+    /// Plan version 11: the output is declared append-only (see `inserts_only`).
+    inserts_only: bool,
 }
 
 impl DistinctOp {
     pub fn new(state: StateTable) -> DistinctOp {
-        DistinctOp { state }
+        DistinctOp {
+            state,
+            inserts_only: false,
+        }
+    }
+
+    /// Plan version 11: insertions give only insertions (a row's first copy), so over an
+    /// append-only input the output is append-only.
+    pub fn inserts_only(mut self, on: bool) -> DistinctOp {
+        self.inserts_only = on;
+        self
     }
 }
 
@@ -51,6 +63,10 @@ impl Operator for DistinctOp {
 
     fn state_tables(&mut self) -> Vec<&mut StateTable> {
         vec![&mut self.state]
+    }
+
+    fn append_only(&self) -> bool {
+        self.inserts_only
     }
 
     fn describe(&self) -> String {

@@ -33,6 +33,8 @@ pub struct SemiJoinOp {
     /// "total" / "nulls" → right rows, right rows with a NULL key.
     right_globals: StateTable,
     schema: SchemaRef,
+    /// Plan version 11: the output is declared append-only (see `inserts_only`).
+    inserts_only: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -42,6 +44,14 @@ struct Globals {
 }
 
 impl SemiJoinOp {
+    /// Plan version 11: a semi join (not an anti join) declares that insertions give only
+    /// insertions (a new right row can only make left rows match), so over append-only inputs
+    /// its output is append-only.
+    pub fn inserts_only(mut self, on: bool) -> SemiJoinOp {
+        self.inserts_only = on && !self.anti;
+        self
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         anti: bool,
@@ -56,6 +66,7 @@ impl SemiJoinOp {
     ) -> Result<SemiJoinOp> {
         let types: Vec<DataType> = schema.fields().iter().map(|f| f.data_type().clone()).collect();
         Ok(SemiJoinOp {
+            inserts_only: false,
             key_codec: RowCodec::new(&key_types)?,
             row_codec: RowCodec::new(&types)?,
             anti,
@@ -224,6 +235,10 @@ impl Operator for SemiJoinOp {
             }
         }
         self.emit(out_rows, out_w)
+    }
+
+    fn append_only(&self) -> bool {
+        self.inserts_only
     }
 
     fn state_tables(&mut self) -> Vec<&mut StateTable> {

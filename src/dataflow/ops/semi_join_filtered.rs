@@ -45,9 +45,19 @@ pub struct FilteredSemiJoinOp {
     state: FilteredSemiState,
     /// The output (the left side's) schema.
     schema: SchemaRef,
+    /// Plan version 11: the output is declared append-only (see `inserts_only`).
+    inserts_only: bool,
 }
 
 impl FilteredSemiJoinOp {
+    /// Plan version 11: a semi join (not an anti join) declares that insertions give only
+    /// insertions (a new right row can only make left rows match), so over append-only inputs
+    /// its output is append-only.
+    pub fn inserts_only(mut self, on: bool) -> FilteredSemiJoinOp {
+        self.inserts_only = on && !self.anti;
+        self
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         anti: bool,
@@ -68,6 +78,7 @@ impl FilteredSemiJoinOp {
                 .collect::<Vec<_>>(),
         ));
         Ok(FilteredSemiJoinOp {
+            inserts_only: false,
             key_codec: RowCodec::new(&key_types)?,
             left_codec: RowCodec::new(&types(&left))?,
             right_codec: RowCodec::new(&types(&right))?,
@@ -217,6 +228,10 @@ impl Operator for FilteredSemiJoinOp {
         } else {
             self.right_change(&data, &weights, ctx)?.consolidate()
         }
+    }
+
+    fn append_only(&self) -> bool {
+        self.inserts_only
     }
 
     fn state_tables(&mut self) -> Vec<&mut StateTable> {

@@ -87,6 +87,7 @@ pub fn run_epoch(op: &mut dyn Operator, store: &Arc<MemoryStore>, epoch: u64, in
         snapshot: store.snapshot(),
         store: store.clone(),
         epoch,
+        written: Default::default(),
     };
     let out = op.process(0, input, &ctx).expect("the operator runs");
     let mut batch = WriteBatch::default();

@@ -138,6 +138,8 @@ pub struct ThresholdSemiJoinOp {
     state: ThresholdState,
     /// The output (the left side's) schema.
     schema: SchemaRef,
+    /// Plan version 11: the output is declared append-only (see `inserts_only`).
+    inserts_only: bool,
 }
 
 /// Where a left column of a row read back from the state comes from.
@@ -174,6 +176,14 @@ impl Encoded {
 }
 
 impl ThresholdSemiJoinOp {
+    /// Plan version 11: a semi join (not an anti join) declares that insertions give only
+    /// insertions (a new right row can only make left rows match), so over append-only inputs
+    /// its output is append-only.
+    pub fn inserts_only(mut self, on: bool) -> ThresholdSemiJoinOp {
+        self.inserts_only = on && !self.anti;
+        self
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         anti: bool,
@@ -199,6 +209,7 @@ impl ThresholdSemiJoinOp {
             .len();
         let types: Vec<DataType> = left.fields().iter().map(|f| f.data_type().clone()).collect();
         Ok(ThresholdSemiJoinOp {
+            inserts_only: false,
             anti,
             key_codec: RowCodec::new(&key_types)?,
             left_keys,
@@ -464,6 +475,10 @@ impl Operator for ThresholdSemiJoinOp {
         }
     }
 
+    fn append_only(&self) -> bool {
+        self.inserts_only
+    }
+
     fn state_tables(&mut self) -> Vec<&mut StateTable> {
         let s = &mut self.state;
         vec![&mut s.left_rows, &mut s.right_values]
@@ -511,6 +526,7 @@ mod tests {
             snapshot: store.snapshot(),
             store: store.clone(),
             epoch: e,
+            written: Default::default(),
         };
         let a = op.process(0, left, &ctx).expect("left changes");
         let b = op.process(1, right, &ctx).expect("right changes");

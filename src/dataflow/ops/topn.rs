@@ -499,6 +499,7 @@ mod tests {
                         snapshot: store.snapshot(),
                         store: store.clone(),
                         epoch,
+                        written: Default::default(),
                     };
                     let kept = top.ordered.scan_prefix(&ctx, &[]).unwrap();
                     assert!(kept.len() <= 4 * LIMIT, "epoch {epoch}: {} entries kept", kept.len());
