@@ -351,7 +351,7 @@ pub struct GroupAggregateOp {
     /// Whether the global (no GROUP BY) row has been emitted.
     global: bool,
     /// The input only ever gains rows: MIN / MAX keep their extreme in the group state.
-    append_only: bool,
+    input_appends: bool,
     /// Plan version 3's COUNT(DISTINCT) keys: the whole key declares itself one state group,
     /// so that a value is one hashed lookup, not a search among every value of its group
     /// (see [`GroupAggregateOp::distinct_key`]).
@@ -411,7 +411,7 @@ impl GroupAggregateOp {
             group_types,
             value_codecs,
             global: ngroups == 0,
-            append_only: false,
+            input_appends: false,
             hashed_distinct: true,
             families: Vec::new(),
             group_ids: false,
@@ -478,14 +478,14 @@ impl GroupAggregateOp {
     /// For an input that only ever gains rows (a deletion is then an error): MIN / MAX keep
     /// the extreme in the group state instead of every value.
     pub fn append_only_input(mut self, append_only: bool) -> GroupAggregateOp {
-        self.append_only = append_only;
+        self.input_appends = append_only;
         self
     }
 
     /// Whether aggregate `agg` keeps its values in the multiset table.
     fn keeps_values(&self, agg: usize) -> bool {
         let kind = &self.aggs[agg].kind;
-        kind.uses_multiset() && !(self.append_only && matches!(kind, AggKind::Min | AggKind::Max))
+        kind.uses_multiset() && !(self.input_appends && matches!(kind, AggKind::Min | AggKind::Max))
     }
 
     /// The changes that create the global row over an empty input (called at backfill).
@@ -904,7 +904,7 @@ impl Operator for GroupAggregateOp {
         }
         let data = input.data();
         let weights = input.weights().values().to_vec();
-        if self.append_only && weights.iter().any(|w| *w <= 0) {
+        if self.input_appends && weights.iter().any(|w| *w <= 0) {
             return Err(Error::internal(
                 "an aggregate over an append-only input received a deletion",
             ));
@@ -1118,7 +1118,7 @@ impl Operator for GroupAggregateOp {
                 let accs = &mut state.accs;
                 let write = self
                     .values
-                    .read(ctx, key, |old| f.update(old, *mask, w, self.append_only, accs))?;
+                    .read(ctx, key, |old| f.update(old, *mask, w, self.input_appends, accs))?;
                 match write {
                     EntryWrite::Unchanged => {}
                     EntryWrite::Put(v) => self.values.put(key, v),
@@ -1135,7 +1135,7 @@ impl Operator for GroupAggregateOp {
             } else {
                 None
             };
-            if self.groups_only && self.append_only && old.is_some() {
+            if self.groups_only && self.input_appends && old.is_some() {
                 // A group seen before: nothing to write, nothing to emit.
                 continue;
             }
@@ -1179,7 +1179,7 @@ impl Operator for GroupAggregateOp {
 
     fn describe(&self) -> String {
         let aggs: Vec<String> = self.aggs.iter().map(|a| format!("{:?}", a.kind)).collect();
-        if self.groups_only && self.append_only {
+        if self.groups_only && self.input_appends {
             return format!(
                 "GroupAggregate: group by [{}], aggregates [] (state: the groups seen, each written once; append-only input)",
                 self.group_exprs.display.join(", "),
@@ -1189,7 +1189,7 @@ impl Operator for GroupAggregateOp {
             "GroupAggregate: group by [{}], aggregates [{}] (state: group -> accumulators{})",
             self.group_exprs.display.join(", "),
             aggs.join(", "),
-            if self.append_only {
+            if self.input_appends {
                 " and min/max; distinct/string_agg values; append-only input"
             } else {
                 "; min/max/distinct/string_agg values"
