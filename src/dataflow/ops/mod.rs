@@ -16,6 +16,7 @@ pub mod testing;
 pub mod threshold_join;
 pub mod topn;
 pub mod union;
+pub mod window_start;
 
 use std::sync::Arc;
 
@@ -41,8 +42,15 @@ impl Exprs {
         Ok(Exprs {
             exprs: exprs
                 .iter()
-                .map(|e| create_physical_expr(e, input, &props, &ctx))
-                .collect::<datafusion::error::Result<_>>()?,
+                .map(|e| {
+                    Ok(create_physical_expr(
+                        &window_start::fast(e, input)?,
+                        input,
+                        &props,
+                        &ctx,
+                    )?)
+                })
+                .collect::<Result<_>>()?,
             display: exprs.iter().map(|e| e.to_string()).collect(),
         })
     }
