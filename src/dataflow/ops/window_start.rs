@@ -63,7 +63,9 @@ fn window_start(e: &Expr, input: &DFSchema) -> Option<(Expr, i64, Option<Arc<str
         return None;
     };
     let nanos = (stride.days as i128) * 86_400_000_000_000 + stride.nanoseconds as i128;
-    if !origin_is_epoch || stride.months != 0 || nanos <= 0 || nanos % 1000 != 0 {
+    // A stride of months, not positive, beyond 64 bits of nanoseconds (`date_bin` refuses
+    // it) or not whole microseconds stays `date_bin`.
+    if !origin_is_epoch || stride.months != 0 || nanos <= 0 || nanos > i64::MAX as i128 || nanos % 1000 != 0 {
         return None;
     }
     let micros = i64::try_from(nanos / 1000).ok()?;
@@ -150,10 +152,13 @@ mod tests {
                 assert_eq!(got[0].as_ref(), want.as_ref(), "stride {micros} µs, zone {tz:?}");
                 assert_eq!(got[0].data_type(), want.data_type());
             }
-            // A stride in months, or one that is not whole microseconds, stays date_bin.
+            // A stride in months, not whole microseconds, negative or too large for
+            // `date_bin` (200,000 days) stays date_bin.
             for stride in [
                 ScalarValue::new_interval_mdn(1, 0, 0),
                 ScalarValue::new_interval_mdn(0, 0, 1500),
+                ScalarValue::new_interval_mdn(0, 0, -1000),
+                ScalarValue::new_interval_mdn(0, 200_000, 0),
             ] {
                 let e = datafusion::functions::datetime::expr_fn::date_bin(
                     lit(stride),
