@@ -506,7 +506,6 @@ impl Worker {
                 continue;
             }
             written.extend(req.writes.tables.keys().copied());
-            written.extend(req.writes.rows.keys().filter_map(|k| table_of_key(k)));
             written.extend(req.writes.appends.iter().map(|a| a.table));
             if let Some(ddl) = req.ddl.as_mut() {
                 catalog_changed = true;
@@ -517,6 +516,7 @@ impl Worker {
             // Copied, not taken: if the epoch fails, the request is retried with its writes.
             for (k, w) in &req.writes.rows {
                 let table = table_of_key(k);
+                written.extend(table);
                 if table.is_some_and(|t| watched.contains(&t)) {
                     let old = match overlay.get(k) {
                         Some(v) => v.clone(),

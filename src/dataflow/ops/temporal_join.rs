@@ -165,8 +165,8 @@ impl TemporalJoinOp {
         let mut order: Vec<usize> = (0..row_keys.len()).collect();
         order.sort_unstable_by(|a, b| row_keys[*a].cmp(&row_keys[*b]));
         let refs: Vec<&[u8]> = order.iter().map(|i| row_keys[*i].as_slice()).collect();
-        // Rows read that the cache has no room for, by distinct key.
-        let mut uncached: datafusion::common::HashMap<usize, Option<Vec<u8>>> = datafusion::common::HashMap::new();
+        // Rows read that the cache has no room for, by distinct key (`Some(row or absent)`).
+        let mut uncached: Vec<Option<Option<Vec<u8>>>> = vec![None; distinct.len()];
         for (i, v) in order.into_iter().zip(ctx.snapshot.multi_get(&refs)?) {
             let key = distinct[missing[i]];
             let cost = RowCache::cost(key, v.as_deref());
@@ -174,11 +174,11 @@ impl TemporalJoinOp {
                 self.cache.bytes += cost;
                 self.cache.rows.insert(key.into(), v.map(Vec::into_boxed_slice));
             } else {
-                uncached.insert(missing[i], v);
+                uncached[missing[i]] = Some(v);
             }
         }
         let values: Vec<Option<&[u8]>> = (0..distinct.len())
-            .map(|d| match uncached.get(&d) {
+            .map(|d| match &uncached[d] {
                 Some(v) => v.as_deref(),
                 None => self.cache.rows.get(distinct[d]).and_then(|v| v.as_deref()),
             })
