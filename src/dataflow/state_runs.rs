@@ -13,7 +13,9 @@
 //!
 //! A run is a list of blocks of about [`BLOCK_BYTES`] of entries, so that a merge frees its
 //! inputs block by block as it goes, instead of holding both inputs and the whole output at its
-//! end. Entries are prefix-compressed as in RocksDB's blocks: sorted keys share long prefixes
+//! end. A block that none of the other run's keys falls among is moved to the merged run
+//! whole (if at least half full): where new keys come after the old ones (ids, time windows),
+//! a merge moves blocks instead of re-encoding their entries. Entries are prefix-compressed as in RocksDB's blocks: sorted keys share long prefixes
 //! (a join side's keys start with the join key's length and value), so each entry keeps only
 //! what differs from the key before it, and its count as a varint (almost always 1 byte:
 //! rows are mostly added once). Every [`RESTART`]-th entry is whole, for binary search.
@@ -99,6 +101,8 @@ struct Block {
     data: Vec<u8>,
     restarts: Vec<u32>,
     len: usize,
+    /// Bytes of its keys (whole).
+    key_bytes: usize,
     /// The last key.
     last: Box<[u8]>,
 }
@@ -203,6 +207,8 @@ impl RunBuilder {
     }
 
     fn push(&mut self, key: &[u8], count: i64) {
+        #[cfg(test)]
+        tests::ENTRIES_WRITTEN.with(|n| n.set(n.get() + 1));
         if self.block.data.len() + key.len() + MAX_VARINTS > BLOCK_BYTES && self.block.len > 0 {
             self.end_block();
         }
@@ -225,7 +231,7 @@ impl RunBuilder {
         put_varint(data, ((count << 1) ^ (count >> 63)) as u64);
         self.to_come = self.to_come.saturating_sub(data.len() - before);
         self.block.len += 1;
-        self.run.key_bytes += key.len();
+        self.block.key_bytes += key.len();
         self.prev.truncate(shared);
         self.prev.extend_from_slice(&key[shared..]);
     }
@@ -235,9 +241,25 @@ impl RunBuilder {
         block.data.shrink_to_fit();
         block.restarts.shrink_to_fit();
         block.last = self.prev.as_slice().into();
+        self.add_block(block);
+    }
+
+    fn add_block(&mut self, block: Block) {
         self.run.len += block.len;
         self.run.bytes += block.bytes();
+        self.run.key_bytes += block.key_bytes;
         self.run.blocks.push(block);
+    }
+
+    /// Appends a whole block of another run, its keys all after the ones pushed so far: it is
+    /// kept as it is (not decoded and encoded again), after the block being built.
+    fn push_block(&mut self, block: Block) {
+        if self.block.len > 0 {
+            self.end_block();
+        }
+        self.to_come = self.to_come.saturating_sub(block.data.len());
+        self.prev.clear();
+        self.add_block(block);
     }
 
     fn finish(mut self) -> Run {
@@ -301,11 +323,30 @@ impl Drain {
             return;
         };
         if !self.pos.next_in(b) {
-            self.block = self.blocks.next();
-            if let Some(next) = &self.block {
-                self.pos.read(next);
-            }
+            self.next_block();
         }
+    }
+
+    fn next_block(&mut self) {
+        self.block = self.blocks.next();
+        (self.pos.entry, self.pos.at) = (0, 0);
+        if let Some(next) = &self.block {
+            self.pos.read(next);
+        }
+    }
+
+    /// The current block's last key, if none of its entries has been taken yet and it is
+    /// worth keeping whole (at least half full: smaller blocks are merged into larger ones).
+    fn whole_block_last(&self) -> Option<&[u8]> {
+        let b = self.block.as_ref()?;
+        (self.pos.entry == 0 && b.data.len() >= BLOCK_BYTES / 2).then_some(&*b.last)
+    }
+
+    /// Takes the current block whole (see [`Drain::whole_block_last`]).
+    fn take_block(&mut self) -> Block {
+        let b = self.block.take().expect("a current block");
+        self.next_block();
+        b
     }
 }
 
@@ -314,6 +355,21 @@ fn merge(older: Run, newer: Run) -> Run {
     let mut out = RunBuilder::new(older.key_bytes + newer.key_bytes, older.len + newer.len);
     let (mut a, mut b) = (Drain::new(older), Drain::new(newer));
     loop {
+        // A block whose keys all come before the other run's next key is kept whole: where
+        // the runs do not interleave (keys that grow, such as ids or time windows, added at
+        // the end), a merge moves blocks instead of decoding and encoding their entries.
+        if let Some(last) = a.whole_block_last() {
+            if b.peek().is_none_or(|(kb, _)| byte_order(last, kb) == Ordering::Less) {
+                out.push_block(a.take_block());
+                continue;
+            }
+        }
+        if let Some(last) = b.whole_block_last() {
+            if a.peek().is_none_or(|(ka, _)| byte_order(last, ka) == Ordering::Less) {
+                out.push_block(b.take_block());
+                continue;
+            }
+        }
         match (a.peek(), b.peek()) {
             (None, None) => break,
             (Some((k, c)), None) => {
@@ -482,7 +538,13 @@ impl Runs {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+    use std::cell::Cell;
     use std::collections::BTreeMap;
+
+    thread_local! {
+        /// Entries encoded into blocks, in this thread.
+        pub(super) static ENTRIES_WRITTEN: Cell<usize> = const { Cell::new(0) };
+    }
 
     /// Random additions (repeated keys, retractions to zero, keys of random lengths sharing
     /// prefixes), batch after batch: every read agrees with a map of the sums, and the runs
@@ -544,6 +606,64 @@ mod tests {
             assert_eq!(runs.get(&probe), want.get(&probe).copied().unwrap_or(0));
         }
         assert!(!want.is_empty());
+    }
+
+    /// Keys that grow batch after batch (ids, time windows), now and then with retractions and
+    /// additions among the older keys: reads agree with a map of the sums, and merges keep the
+    /// older run's blocks whole where the newer run's keys do not fall among theirs.
+    #[test]
+    fn merges_keep_blocks_the_other_run_does_not_reach() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut runs = Runs::default();
+        let mut want: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        let key = |id: u64| -> Vec<u8> {
+            let mut k = b"window".to_vec();
+            k.extend_from_slice(&id.to_be_bytes());
+            k.extend_from_slice(b"a row of some length");
+            k
+        };
+        let mut next = 0u64;
+        let written = ENTRIES_WRITTEN.with(Cell::get);
+        let mut added = 0;
+        for batch in 0..200 {
+            let mut deltas: Vec<(Vec<u8>, i64)> = (0..rng.random_range(1..3000))
+                .map(|_| {
+                    next += 1;
+                    (key(next), 1)
+                })
+                .collect();
+            if batch % 10 == 9 {
+                for _ in 0..5 {
+                    let id = rng.random_range(1..=next);
+                    deltas.push((key(id), if want.contains_key(&key(id)) { -1 } else { 1 }));
+                }
+            }
+            for (k, d) in &deltas {
+                *want.entry(k.clone()).or_default() += d;
+            }
+            want.retain(|_, c| *c != 0);
+            added += deltas.len();
+            runs.add(deltas.iter().map(|(k, d)| (k.as_slice(), *d)).collect());
+            if batch % 20 != 19 {
+                continue;
+            }
+            let all: Vec<(Vec<u8>, i64)> = want.iter().map(|(k, c)| (k.clone(), *c)).collect();
+            assert_eq!(runs.scan_from(&[], &[], usize::MAX), all, "batch {batch}");
+            let id = rng.random_range(1..=next);
+            assert_eq!(runs.get(&key(id)), want.get(&key(id)).copied().unwrap_or(0));
+        }
+        // An entry is encoded when added and again only while its block is less than half
+        // full or meets a retraction (re-encoded at each of the ~8 levels of merges, it would
+        // be ~8 times).
+        let written = ENTRIES_WRITTEN.with(Cell::get) - written;
+        assert!(written <= 2 * added, "{written} entries encoded for {added} added");
+        // Blocks stay mostly full: small ones are merged, not kept.
+        let (n, bytes) = runs
+            .runs
+            .iter()
+            .flat_map(|r| &r.blocks)
+            .fold((0, 0), |(n, b), blk| (n + 1, b + blk.data.len()));
+        assert!(bytes / n >= BLOCK_BYTES / 4, "{n} blocks of {bytes} bytes");
     }
 
     /// A small run takes the room of its entries, not a whole block's; entries keep only what
