@@ -12,10 +12,10 @@
 //! A read seeks each run (a binary search) and merges what it finds.
 //!
 //! A run is a list of blocks of about [`BLOCK_BYTES`] of entries, so that a merge frees its
-//! inputs block by block as it goes, instead of holding both inputs and the whole output at its
-//! end. A block that none of the other run's keys falls among is moved to the merged run
-//! whole (if at least half full): where new keys come after the old ones (ids, time windows),
-//! a merge moves blocks instead of re-encoding their entries. Entries are prefix-compressed as in RocksDB's blocks: sorted keys share long prefixes
+//! inputs block by block as it goes, instead of holding both inputs and the whole output. A
+//! block at least half full that none of the other run's keys falls among moves to the merged
+//! run whole: where new keys come after the old ones (ids, time windows), a merge moves blocks.
+//! Entries are prefix-compressed as in RocksDB's blocks: sorted keys share long prefixes
 //! (a join side's keys start with the join key's length and value), so each entry keeps only
 //! what differs from the key before it, and its count as a varint (almost always 1 byte:
 //! rows are mostly added once). Every [`RESTART`]-th entry is whole, for binary search.
