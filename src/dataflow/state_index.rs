@@ -684,21 +684,27 @@ impl Index {
                         }
                         return Some(old_len);
                     };
-                    let Some(old) = set.replace(Member::new(rest, Some(&guess))) else {
+                    let Some(mut old) = set.replace(Member::new(rest, Some(&guess))) else {
                         *len += 1;
                         return None;
                     };
+                    let old_len = old.value_len();
                     match f(old.value()) {
                         None => {
                             set.remove(KeySlice::new(rest));
                             *len -= 1;
                         }
                         Some(new) if new != guess => {
-                            set.replace(Member::new(rest, Some(&new)));
+                            // The old entry takes the new value in place when it fits (a
+                            // counter), and goes back instead of the guess.
+                            if !overwrite(entry_value_mut(&mut old.0[..]), &new) {
+                                old = Member::new(rest, Some(&new));
+                            }
+                            set.replace(old);
                         }
                         Some(_) => {}
                     }
-                    Some(old.value_len())
+                    Some(old_len)
                 }
             },
         };
