@@ -16,6 +16,7 @@ bench's.
 
 Environment:
   SERVER_ENV='K=V,K=V'  extra environment for the server (e.g. MIMALLOC_PURGE_DELAY=100)
+  SERVER_LOG=FILE       the server's stderr (e.g. with SERVER_ENV=MIMALLOC_SHOW_STATS=1)
   TRACE=1     RSS at every poll, on stderr
   IDLE=SECS   also anonymous / file-backed RSS after SECS seconds idle
   MAPS=1      RSS by mapping at the end (smaps): the binary's code (r-xp), its relocated
@@ -124,7 +125,8 @@ def main():
     server = subprocess.Popen(
         [binary, 'server', '--data-dir', os.path.join(data, 'data'), '--pg-listen', f'127.0.0.1:{port}',
          '--http-listen', f'127.0.0.1:{free_port()}'],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env, stdout=subprocess.DEVNULL,
+        stderr=open(os.environ['SERVER_LOG'], 'w') if os.environ.get('SERVER_LOG') else subprocess.DEVNULL)
     pid = server.pid
     try:
         deadline = time.time() + 60
