@@ -10,8 +10,8 @@ Like the bench: a fresh server (temporary data directory, free ports), the three
 streams as sources (3,000,000 events by default, as fast as possible, the bench's base time),
 the view, then every 50 ms the bench's catalog query (simple query protocol) until the
 streams are done. Prints one line: wall seconds, server CPU seconds (user + system), events
-per CPU-second, view rows, peak RSS (VmHWM), and anonymous and file-backed RSS at the end
-(MiB). The queries are read from src/connectors/generator/nexmark.rs, so they are the
+per CPU-second, view rows, peak RSS (VmHWM), anonymous and file-backed RSS at the end, and
+the peak RSS once the view's rows have been counted (an ad-hoc query over it), in MiB. The queries are read from src/connectors/generator/nexmark.rs, so they are the
 bench's.
 
 Environment:
@@ -172,13 +172,14 @@ def main():
         if os.environ.get('MAPS'):
             print_maps(pid)
         rows = count(f'SELECT count(*) FROM {name}')
+        counted, _, _ = memory(pid)
         idle = ''
         if os.environ.get('IDLE'):
             time.sleep(float(os.environ['IDLE']))
             _, idle_anon, idle_file = memory(pid)
             idle = f' idle_anonymous={idle_anon:.1f} idle_file={idle_file:.1f}'
         print(f'{query} secs={secs:.2f} cpu={cpu:.2f} events/cpu-s={events / max(cpu, 1e-3):.0f} rows={rows} '
-              f'peak={peak:.1f} anonymous={anon:.1f} file={file:.1f}{idle}')
+              f'peak={peak:.1f} anonymous={anon:.1f} file={file:.1f} peak_after_count={counted:.1f}{idle}')
     finally:
         server.terminate()
         try:
