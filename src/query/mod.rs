@@ -25,3 +25,16 @@ pub struct ReadView {
     /// The reading transaction's own writes (empty outside transactions).
     pub overlay: Arc<TxnWrites>,
 }
+
+/// Hands a batch read by a scan (on a blocking thread) to the query's stream; false once the
+/// query no longer reads it. The batch is freed on a runtime worker: the thread that allocated
+/// it then takes back, at once, what other threads have freed of its allocations
+/// ([`crate::memory::collect_freed_elsewhere`]).
+pub(crate) fn hand_over(
+    tx: &tokio::sync::mpsc::Sender<datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>>,
+    batch: datafusion::arrow::record_batch::RecordBatch,
+) -> bool {
+    let sent = tx.blocking_send(Ok(batch)).is_ok();
+    crate::memory::collect_freed_elsewhere();
+    sent
+}

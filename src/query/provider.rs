@@ -181,7 +181,7 @@ impl PartitionStream for ScanStream {
                 }
                 let batch = decode(&table, &schema, with_hidden, pending).map_err(to_df)?;
                 pending.clear();
-                Ok(tx.blocking_send(Ok(batch)).is_ok())
+                Ok(super::hand_over(&tx, batch))
             };
             for (from, to) in &ranges {
                 let snap = view.committed.snapshot.clone();
@@ -244,7 +244,7 @@ fn scan_segments(
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         let batch = batch.slice(0, batch.num_rows().min(left));
         left -= batch.num_rows();
-        if tx.blocking_send(Ok(batch)).is_err() {
+        if !super::hand_over(tx, batch) {
             break;
         }
     }

@@ -104,7 +104,7 @@ impl PartitionStream for ViewScan {
                 for kv in snapshot.scan(&from, &to) {
                     let (_, v) = kv.map_err(to_df)?;
                     let batch = segment::decode(&v, &view.schema).map_err(to_df)?;
-                    if tx.blocking_send(Ok(batch)).is_err() {
+                    if !super::hand_over(&tx, batch) {
                         break;
                     }
                 }
@@ -113,7 +113,7 @@ impl PartitionStream for ViewScan {
             if view.def.layout == Layout::Groups {
                 // Each group's rows, each once with its multiplicity.
                 return crate::dataflow::view_groups::read(&view, &*snapshot, BATCH_ROWS, |batch, counts| {
-                    Ok(tx.blocking_send(Ok(expand(&batch, &counts)?)).is_ok())
+                    Ok(super::hand_over(&tx, expand(&batch, &counts)?))
                 })
                 .map_err(to_df);
             }
@@ -132,7 +132,7 @@ impl PartitionStream for ViewScan {
                 let batch = expand(&batch, counts)?;
                 rows.clear();
                 counts.clear();
-                Ok(tx.blocking_send(Ok(batch)).is_ok())
+                Ok(super::hand_over(&tx, batch))
             };
             for kv in snapshot.scan(&from, &to) {
                 let (k, v) = kv.map_err(to_df)?;
