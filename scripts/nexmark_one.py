@@ -11,8 +11,8 @@ streams as sources (3,000,000 events by default, as fast as possible, the bench'
 the view, then every 50 ms the bench's catalog query (simple query protocol) until the
 streams are done. Prints one line: wall seconds, server CPU seconds (user + system), events
 per CPU-second, view rows, peak RSS (VmHWM), anonymous and file-backed RSS at the end, and
-the peak RSS once the view's rows have been counted (an ad-hoc query over it), in MiB. The queries are read from src/connectors/generator/nexmark.rs, so they are the
-bench's.
+the peak RSS once the view's rows have been counted (an ad-hoc query over it), in MiB. The
+queries are read from src/connectors/generator/nexmark.rs, so they are the bench's.
 
 Environment:
   SERVER_ENV='K=V,K=V'  extra environment for the server (e.g. MIMALLOC_PURGE_DELAY=100)

@@ -81,9 +81,9 @@ where
 /// when that thread next looks at the block's page, and a thread allocating blocks of many
 /// sizes seldom looks at the pages it has finished with. A scan of stored rows allocates each
 /// batch on a blocking thread and DataFusion frees it on a runtime worker: counting the 2.76M
-/// rows of Nexmark q0's view held ~90 MiB of such blocks until the scan ended. Called after
-/// each batch a scan hands over, that is ~10 MiB (the scan's own pages are few, so looking
-/// costs little).
+/// rows of Nexmark q0's view held ~90 MiB of such blocks until the scan ended; called after
+/// each batch a scan hands over, 10-15 MiB (a scan thread's pages are few, so looking costs
+/// little).
 pub fn collect_freed_elsewhere() {
     extern "C" {
         /// mimalloc: frees what this thread's heap no longer uses (`force`: all of it).
