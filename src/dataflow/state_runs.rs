@@ -335,16 +335,20 @@ impl Drain {
         }
     }
 
-    /// The current block's last key, if none of its entries has been taken yet and it is
-    /// worth keeping whole (at least half full: smaller blocks are merged into larger ones).
-    fn whole_block_last(&self) -> Option<&[u8]> {
+    /// Takes the current block whole if none of its entries has been taken yet, it is worth
+    /// keeping whole (at least half full: smaller blocks are merged into larger ones) and its
+    /// keys all come before `other`'s next key.
+    fn take_block_before(&mut self, other: &Drain) -> Option<Block> {
         let b = self.block.as_ref()?;
-        (self.pos.entry == 0 && b.data.len() >= BLOCK_BYTES / 2).then_some(&*b.last)
-    }
-
-    /// Takes the current block whole (see [`Drain::whole_block_last`]).
-    fn take_block(&mut self) -> Block {
-        let b = self.block.take().expect("a current block");
+        let whole = self.pos.entry == 0 && b.data.len() >= BLOCK_BYTES / 2;
+        if !whole
+            || other
+                .peek()
+                .is_some_and(|(k, _)| byte_order(&b.last, k) != Ordering::Less)
+        {
+            return None;
+        }
+        let b = self.block.take();
         self.next_block();
         b
     }
@@ -358,17 +362,9 @@ fn merge(older: Run, newer: Run) -> Run {
         // A block whose keys all come before the other run's next key is kept whole: where
         // the runs do not interleave (keys that grow, such as ids or time windows, added at
         // the end), a merge moves blocks instead of decoding and encoding their entries.
-        if let Some(last) = a.whole_block_last() {
-            if b.peek().is_none_or(|(kb, _)| byte_order(last, kb) == Ordering::Less) {
-                out.push_block(a.take_block());
-                continue;
-            }
-        }
-        if let Some(last) = b.whole_block_last() {
-            if a.peek().is_none_or(|(ka, _)| byte_order(last, ka) == Ordering::Less) {
-                out.push_block(b.take_block());
-                continue;
-            }
+        if let Some(block) = a.take_block_before(&b).or_else(|| b.take_block_before(&a)) {
+            out.push_block(block);
+            continue;
         }
         match (a.peek(), b.peek()) {
             (None, None) => break,
