@@ -20,7 +20,10 @@ Environment:
   TRACE=1     RSS at every poll, on stderr
   IDLE=SECS   also anonymous / file-backed RSS after SECS seconds idle
   MAPS=1      RSS by mapping at the end (smaps): the binary's code (r-xp), its relocated
-              read-only data (the anonymous part of its r--p), libraries, heap
+              read-only data (the anonymous part of its r--p), libraries, heap; and the
+              anonymous mappings by owner: mimalloc's arenas (reserved 256 MiB or more at
+              a time), glibc malloc's thread arenas (64 MiB reserved, RocksDB's memory),
+              thread stacks (a guard page below) and the rest
   TOUCHED=1   with MAPS: count only pages used after the server started ("ref": the
               accessed bits are cleared once the first client has connected)
   EXTENDED=1  poll over the extended query protocol (psycopg's default) instead
@@ -104,6 +107,37 @@ def print_maps(pid):
     for key, kib in rss.most_common(12):
         print(f'  {key[0]:32} {key[1]} rss {kib / 1024:6.1f}  anonymous {anon[key] / 1024:6.1f}  '
               f'referenced {ref[key] / 1024:6.1f}', file=sys.stderr)
+    owners = collections.Counter()
+    for owner, kib in anonymous_owners(pid):
+        owners[owner] += kib
+    print('  anonymous by owner: ' + ', '.join(f'{o} {kib / 1024:.1f}' for o, kib in owners.most_common()),
+          file=sys.stderr)
+
+
+def anonymous_owners(pid):
+    """(owner, RSS KiB) of each anonymous mapping, the owner told by the mapping's shape."""
+    maps = []  # [start, end, perms, named, rss]
+    for line in open(f'/proc/{pid}/smaps'):
+        parts = line.split()
+        if not parts[0].endswith(':'):
+            start, end = (int(x, 16) for x in parts[0].split('-'))
+            maps.append([start, end, parts[1], len(parts) > 5, 0])
+        elif parts[0] == 'Rss:':
+            maps[-1][4] = int(parts[1])
+    for i, (start, end, perms, named, kib) in enumerate(maps):
+        if named or perms != 'rw-p':
+            continue
+        before = maps[i - 1] if i > 0 else None
+        after = maps[i + 1] if i + 1 < len(maps) else None
+        if end - start >= 256 << 20:
+            owner = 'mimalloc'
+        elif after and after[2] == '---p' and after[0] == end and after[1] - start == 64 << 20:
+            owner = 'glibc'
+        elif before and before[2] == '---p' and before[1] == start and before[1] - before[0] == 4096:
+            owner = 'stacks'
+        else:
+            owner = 'other'
+        yield owner, kib
 
 
 def main():
