@@ -84,13 +84,14 @@ pub fn session_context(env: &QueryEnv) -> SessionContext {
 
 /// A fresh context over `env` plus statement-local tables.
 pub fn session_context_with(env: &QueryEnv, extra: ExtraTables) -> SessionContext {
-    let mut base = BASE_STATE.clone();
-    base.config_mut().options_mut().catalog.default_catalog = CATALOG_NAME.to_string();
-    base.config_mut().options_mut().catalog.default_schema = env.default_schema();
-    let catalogs = Arc::new(MemoryCatalogProviderList::new());
-    let mut state = SessionStateBuilder::new_from_existing(base)
-        .with_catalog_list(catalogs)
-        .build();
+    // A copy of the base state with a catalog list of its own. Not through
+    // `SessionStateBuilder::new_from_existing(..).build()`, which registers every function
+    // again (~400 names and aliases into fresh maps): ~100 µs a statement, a third of a
+    // single-row UPDATE's latency without fsync (BENCHMARKS.md, stop 46).
+    let mut state = BASE_STATE.clone();
+    state.config_mut().options_mut().catalog.default_catalog = CATALOG_NAME.to_string();
+    state.config_mut().options_mut().catalog.default_schema = env.default_schema();
+    state.register_catalog_list(Arc::new(MemoryCatalogProviderList::new()));
     for udf in functions::session_udfs(env) {
         state.register_udf(Arc::new(udf)).expect("register udf");
     }
