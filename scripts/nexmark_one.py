@@ -90,54 +90,59 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def print_maps(pid):
-    """RSS (and the part anonymous, and the part used since TOUCHED cleared it) per mapping."""
-    rss, anon, ref = collections.Counter(), collections.Counter(), collections.Counter()
-    current = None
+def mappings(pid):
+    """Each mapping of `pid`: dict of start, end, perms, path (None if anonymous) and its
+    smaps fields in KiB (Rss, Anonymous, Referenced, ..)."""
+    maps = []
     for line in open(f'/proc/{pid}/smaps'):
         parts = line.split()
         if not parts[0].endswith(':'):
-            current = (os.path.basename(parts[5]) if len(parts) > 5 else '[anonymous]', parts[1])
-        elif parts[0] == 'Rss:':
-            rss[current] += int(parts[1])
-        elif parts[0] == 'Anonymous:':
-            anon[current] += int(parts[1])
-        elif parts[0] == 'Referenced:':
-            ref[current] += int(parts[1])
+            start, end = (int(x, 16) for x in parts[0].split('-'))
+            maps.append({'start': start, 'end': end, 'perms': parts[1],
+                         'path': parts[5] if len(parts) > 5 else None})
+        elif len(parts) == 3 and parts[2] == 'kB':
+            maps[-1][parts[0][:-1]] = int(parts[1])
+    return maps
+
+
+def print_maps(pid):
+    """RSS (and the part anonymous, and the part used since TOUCHED cleared it) per mapping,
+    then the anonymous RSS by owner."""
+    maps = mappings(pid)
+    rss, anon, ref = collections.Counter(), collections.Counter(), collections.Counter()
+    for m in maps:
+        key = (os.path.basename(m['path']) if m['path'] else '[anonymous]', m['perms'])
+        rss[key] += m['Rss']
+        anon[key] += m['Anonymous']
+        ref[key] += m['Referenced']
     for key, kib in rss.most_common(12):
         print(f'  {key[0]:32} {key[1]} rss {kib / 1024:6.1f}  anonymous {anon[key] / 1024:6.1f}  '
               f'referenced {ref[key] / 1024:6.1f}', file=sys.stderr)
     owners = collections.Counter()
-    for owner, kib in anonymous_owners(pid):
+    for owner, kib in anonymous_owners(maps):
         owners[owner] += kib
     print('  anonymous by owner: ' + ', '.join(f'{o} {kib / 1024:.1f}' for o, kib in owners.most_common()),
           file=sys.stderr)
 
 
-def anonymous_owners(pid):
-    """(owner, RSS KiB) of each anonymous mapping, the owner told by the mapping's shape."""
-    maps = []  # [start, end, perms, named, rss]
-    for line in open(f'/proc/{pid}/smaps'):
-        parts = line.split()
-        if not parts[0].endswith(':'):
-            start, end = (int(x, 16) for x in parts[0].split('-'))
-            maps.append([start, end, parts[1], len(parts) > 5, 0])
-        elif parts[0] == 'Rss:':
-            maps[-1][4] = int(parts[1])
-    for i, (start, end, perms, named, kib) in enumerate(maps):
-        if named or perms != 'rw-p':
+def anonymous_owners(maps):
+    """(owner, RSS KiB) of each anonymous mapping of `maps`, the owner told by its shape."""
+    for i, m in enumerate(maps):
+        if m['path'] or m['perms'] != 'rw-p':
             continue
         before = maps[i - 1] if i > 0 else None
         after = maps[i + 1] if i + 1 < len(maps) else None
-        if end - start >= 256 << 20:
+        if m['end'] - m['start'] >= 256 << 20:
             owner = 'mimalloc'
-        elif after and after[2] == '---p' and after[0] == end and after[1] - start == 64 << 20:
+        elif (after and after['perms'] == '---p' and after['start'] == m['end']
+              and after['end'] - m['start'] == 64 << 20):
             owner = 'glibc'
-        elif before and before[2] == '---p' and before[1] == start and before[1] - before[0] == 4096:
+        elif (before and before['perms'] == '---p' and before['end'] == m['start']
+              and before['end'] - before['start'] == 4096):
             owner = 'stacks'
         else:
             owner = 'other'
-        yield owner, kib
+        yield owner, m['Rss']
 
 
 def main():
